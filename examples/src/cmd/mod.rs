@@ -1,0 +1,3 @@
+//! One module per subcommand family. Each exposes an `Args` type (clap) and
+//! `run(args) -> ExitCode`, printing a one-line `kubesafe: error: ...` to
+//! stderr on failure.

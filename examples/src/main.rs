@@ -1,0 +1,48 @@
+//! `kubesafe` — the command-line tool of the kubesafe crates.
+//!
+//! Each subcommand lives in its own module under `cmd/`; `main` only parses
+//! arguments, installs logging (to stderr, `RUST_LOG` / `-v`) and maps the
+//! command's result to the process exit code.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Change a Kubernetes control plane without breaking it.
+#[derive(Debug, Parser)]
+#[command(name = "kubesafe", version, about, long_about = None)]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match cli.command {}
+}
