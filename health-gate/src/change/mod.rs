@@ -7,7 +7,7 @@
 //! YAML editing of manifests lives in `kubesafe-manifest-edit`, which
 //! implements this trait on top of it.
 
-mod file_replace;
+pub(crate) mod file_replace;
 
 use std::path::PathBuf;
 
