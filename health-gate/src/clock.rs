@@ -90,7 +90,11 @@ pub fn human(d: Duration) -> String {
         format!("{:.2}s", ms / 1000.0)
     } else {
         let secs = d.as_secs();
-        format!("{}m{:.1}s", secs / 60, d.as_secs_f64() - (secs / 60 * 60) as f64)
+        format!(
+            "{}m{:.1}s",
+            secs / 60,
+            d.as_secs_f64() - (secs / 60 * 60) as f64
+        )
     }
 }
 

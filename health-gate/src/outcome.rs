@@ -217,7 +217,7 @@ pub struct Timings {
 
 /// How the restart requirement was met.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "restart", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RestartEvidence {
     /// The witness saw it.
@@ -520,7 +520,11 @@ impl std::fmt::Display for EventKind {
             Self::Witness { state } => write!(f, "witness {state}"),
             Self::SettleStarted => f.write_str("healthy; settle window started"),
             Self::SettleInterrupted { after } => {
-                write!(f, "health lost after {} in the settle window", human(*after))
+                write!(
+                    f,
+                    "health lost after {} in the settle window",
+                    human(*after)
+                )
             }
             Self::Settled {
                 healthy_for,

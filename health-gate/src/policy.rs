@@ -315,7 +315,9 @@ impl Backoff {
                 }
             }
         };
-        let next = next.min(p.max).max(Duration::from_micros(100).min(p.initial));
+        let next = next
+            .min(p.max)
+            .max(Duration::from_micros(100).min(p.initial));
         if next >= p.max {
             self.capped = true;
         }
@@ -325,8 +327,15 @@ impl Backoff {
 
     /// How long to sleep now: the next interval, but never past `deadline`
     /// and never past `wake_at` if given (e.g. the end of the settle window).
-    pub fn sleep_for(&mut self, now: Instant, deadline: Instant, wake_at: Option<Instant>) -> Duration {
-        let mut d = self.next_interval().min(deadline.saturating_duration_since(now));
+    pub fn sleep_for(
+        &mut self,
+        now: Instant,
+        deadline: Instant,
+        wake_at: Option<Instant>,
+    ) -> Duration {
+        let mut d = self
+            .next_interval()
+            .min(deadline.saturating_duration_since(now));
         if let Some(w) = wake_at {
             d = d.min(w.saturating_duration_since(now));
         }
@@ -389,14 +398,16 @@ mod tests {
     }
 
     fn policy_strategy() -> impl Strategy<Value = BackoffPolicy> {
-        (1_u64..500, 1.0_f64..4.0, 0_u64..5_000, 0.0_f64..0.9)
-            .prop_filter_map("valid policy", |(initial, factor, extra, jitter)| {
+        (1_u64..500, 1.0_f64..4.0, 0_u64..5_000, 0.0_f64..0.9).prop_filter_map(
+            "valid policy",
+            |(initial, factor, extra, jitter)| {
                 let initial = Duration::from_millis(initial);
                 let max = initial + Duration::from_millis(extra);
                 // Clamp the jitter into the valid range for this factor.
                 let jitter = jitter.min(1.0 - 1.0 / factor).max(0.0) * 0.999;
                 BackoffPolicy::new(initial, factor, max, jitter).ok()
-            })
+            },
+        )
     }
 
     proptest! {

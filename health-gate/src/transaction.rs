@@ -374,9 +374,12 @@ impl<'a> Transaction<'a> {
         loop {
             let now = Instant::now();
             let remaining = deadline.saturating_duration_since(now);
-            let outcome = self
-                .probe
-                .check(self.policy.probe_timeout.min(remaining).max(Duration::from_millis(1)));
+            let outcome = self.probe.check(
+                self.policy
+                    .probe_timeout
+                    .min(remaining)
+                    .max(Duration::from_millis(1)),
+            );
             attempt += 1;
             let changed = last.as_ref().is_none_or(|l| probe_changed(l, &outcome));
             if changed {
@@ -427,8 +430,14 @@ impl<'a> Transaction<'a> {
         loop {
             let now = Instant::now();
             if now >= deadline {
-                let reason =
-                    timeout_reason(now - write_at, use_witness, evidence.is_some(), &last_witness, last_probe, longest_healthy);
+                let reason = timeout_reason(
+                    now - write_at,
+                    use_witness,
+                    evidence.is_some(),
+                    &last_witness,
+                    last_probe,
+                    longest_healthy,
+                );
                 t.gave_up = Some(now - write_at);
                 self.emit(
                     phase,
@@ -454,7 +463,9 @@ impl<'a> Transaction<'a> {
             } else {
                 None
             };
-            let mut changed = last_probe.as_ref().is_none_or(|l| probe_changed(l, &outcome));
+            let mut changed = last_probe
+                .as_ref()
+                .is_none_or(|l| probe_changed(l, &outcome));
             if changed {
                 self.emit(
                     phase,
@@ -640,10 +651,7 @@ fn timeout_reason(
         .as_ref()
         .is_some_and(|p| p.status == ProbeStatus::Unauthorized)
     {
-        return FailureReason::Unauthorized {
-            waited,
-            last_probe,
-        };
+        return FailureReason::Unauthorized { waited, last_probe };
     }
     FailureReason::Unhealthy {
         waited,

@@ -116,7 +116,9 @@ pub struct FnVerifier<F> {
 
 impl<F> std::fmt::Debug for FnVerifier<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnVerifier").field("name", &self.name).finish()
+        f.debug_struct("FnVerifier")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -151,7 +153,11 @@ mod tests {
             Err("exit code 1: [FAIL] 1.2.1 anonymous-auth".to_owned())
         );
         let mut v = CommandVerifier::new("sleep").arg("10");
-        assert!(v.verify(Duration::from_millis(100)).unwrap_err().contains("killed"));
+        assert!(
+            v.verify(Duration::from_millis(100))
+                .unwrap_err()
+                .contains("killed")
+        );
     }
 
     #[test]

@@ -148,7 +148,11 @@ impl FileReplace {
     fn restart_and_flags(
         &self,
         original: &[u8],
-    ) -> (RestartExpectation, Vec<FlagExpectation>, Vec<FlagExpectation>) {
+    ) -> (
+        RestartExpectation,
+        Vec<FlagExpectation>,
+        Vec<FlagExpectation>,
+    ) {
         let old = decode(original);
         let new = decode(&self.new_bytes);
         let (old_argv, new_argv) = match (&old, &new) {
@@ -333,7 +337,11 @@ fn write_side_copy(
 ) -> Result<PathBuf, ChangeError> {
     let stamp = utc_stamp(SystemTime::now());
     for n in 0..1000 {
-        let suffix = if n == 0 { String::new() } else { format!("-{n}") };
+        let suffix = if n == 0 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
         let path = dir.join(format!(".{name}.kubesafe-{stamp}{suffix}.{ext}"));
         let file = OpenOptions::new()
             .write(true)
@@ -547,8 +555,14 @@ mod tests {
         let mut c = FileReplace::new(&path, new.clone());
         let plan = c.plan().unwrap();
         assert!(plan.restart.is_expected(), "{plan:?}");
-        assert_eq!(plan.apply_flags, vec![FlagExpectation::set("--anonymous-auth", "false")]);
-        assert_eq!(plan.rollback_flags, vec![FlagExpectation::set("--anonymous-auth", "true")]);
+        assert_eq!(
+            plan.apply_flags,
+            vec![FlagExpectation::set("--anonymous-auth", "false")]
+        );
+        assert_eq!(
+            plan.rollback_flags,
+            vec![FlagExpectation::set("--anonymous-auth", "true")]
+        );
 
         let applied = c.apply().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), new);
@@ -556,7 +570,13 @@ mod tests {
         assert_eq!(mode, 0o640);
         let backup = applied.backup.unwrap();
         assert_eq!(std::fs::read_to_string(&backup).unwrap(), POD);
-        assert!(backup.file_name().unwrap().to_string_lossy().starts_with('.'));
+        assert!(
+            backup
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with('.')
+        );
         // Only the manifest is visible to the kubelet.
         assert_eq!(visible(dir.path()), vec!["kube-apiserver.yaml"]);
 
@@ -564,7 +584,13 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), POD);
         let broken = rolled.broken_copy.unwrap();
         assert_eq!(std::fs::read_to_string(&broken).unwrap(), new);
-        assert!(broken.file_name().unwrap().to_string_lossy().starts_with('.'));
+        assert!(
+            broken
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with('.')
+        );
         assert_eq!(visible(dir.path()), vec!["kube-apiserver.yaml"]);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
@@ -574,7 +600,8 @@ mod tests {
     fn comment_only_change_expects_no_restart() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), POD);
-        let new = POD.replace("# kubeadm manifest", "# reviewed by kubesafe")
+        let new = POD
+            .replace("# kubeadm manifest", "# reviewed by kubesafe")
             .replace("kind: Pod", "kind:   Pod   # the kind");
         let mut c = FileReplace::new(&path, new);
         let plan = c.plan().unwrap();
@@ -597,7 +624,11 @@ mod tests {
         let mut c = FileReplace::new(&path, "spec: [unclosed\n");
         let plan = c.plan().unwrap();
         assert!(plan.restart.is_expected());
-        assert!(plan.restart.reason().contains("do not decode"), "{}", plan.restart.reason());
+        assert!(
+            plan.restart.reason().contains("do not decode"),
+            "{}",
+            plan.restart.reason()
+        );
     }
 
     #[test]
@@ -608,7 +639,10 @@ mod tests {
         c.apply().unwrap();
         std::fs::write(&path, "someone else\n").unwrap();
         let err = c.rollback().unwrap_err();
-        assert!(matches!(err, ChangeError::ConcurrentModification { .. }), "{err}");
+        assert!(
+            matches!(err, ChangeError::ConcurrentModification { .. }),
+            "{err}"
+        );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "someone else\n");
     }
 
@@ -619,8 +653,14 @@ mod tests {
         let mut c = FileReplace::new(&path, "kind: Pod\n");
         c.plan().unwrap();
         std::fs::write(&path, "edited meanwhile\n").unwrap();
-        assert!(matches!(c.apply(), Err(ChangeError::ConcurrentModification { .. })));
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "edited meanwhile\n");
+        assert!(matches!(
+            c.apply(),
+            Err(ChangeError::ConcurrentModification { .. })
+        ));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "edited meanwhile\n"
+        );
     }
 
     #[test]
@@ -647,7 +687,11 @@ mod tests {
         let applied = c.apply().unwrap();
         assert!(applied.backup.unwrap().starts_with(backups.path()));
         let names: Vec<_> = std::fs::read_dir(manifests.path()).unwrap().collect();
-        assert_eq!(names.len(), 1, "only the manifest stays in the manifest dir");
+        assert_eq!(
+            names.len(),
+            1,
+            "only the manifest stays in the manifest dir"
+        );
     }
 
     #[test]
@@ -658,7 +702,12 @@ mod tests {
         std::os::unix::fs::symlink(&real, &link).unwrap();
         let mut c = FileReplace::new(&link, "kind: Pod\n");
         c.apply().unwrap();
-        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         assert_eq!(std::fs::read_to_string(&real).unwrap(), "kind: Pod\n");
     }
 
@@ -666,7 +715,11 @@ mod tests {
     fn missing_file_is_a_read_error_naming_it() {
         let mut c = FileReplace::new("/nonexistent/dir/kube-apiserver.yaml", "x");
         let err = c.plan().unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/dir/kube-apiserver.yaml"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("/nonexistent/dir/kube-apiserver.yaml"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -678,8 +731,14 @@ mod tests {
 
     #[test]
     fn flag_diff_reports_added_removed_and_changed() {
-        let old: Vec<String> = ["x", "--a=1", "--b", "2", "--c=3"].iter().map(|s| s.to_string()).collect();
-        let new: Vec<String> = ["x", "--a=1", "--b=5", "--d=4"].iter().map(|s| s.to_string()).collect();
+        let old: Vec<String> = ["x", "--a=1", "--b", "2", "--c=3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let new: Vec<String> = ["x", "--a=1", "--b=5", "--d=4"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let (apply, rollback) = flag_diff(&old, &new);
         assert_eq!(
             apply,

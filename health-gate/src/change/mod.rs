@@ -124,7 +124,7 @@ impl ChangePlan {
 /// never restarts it, so the gate must not wait for a restart that cannot
 /// come.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "restart", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RestartExpectation {
     /// A restart is expected; the gate waits for the witness.

@@ -90,8 +90,14 @@ mod tests {
                 ProbeOutcome::unhealthy("first call")
             }
         });
-        assert_eq!(p.check(Duration::from_millis(123)).status, ProbeStatus::Unhealthy);
-        assert_eq!(p.check(Duration::from_millis(123)).status, ProbeStatus::Healthy);
+        assert_eq!(
+            p.check(Duration::from_millis(123)).status,
+            ProbeStatus::Unhealthy
+        );
+        assert_eq!(
+            p.check(Duration::from_millis(123)).status,
+            ProbeStatus::Healthy
+        );
         assert_eq!(p.describe(), "closure `counter`");
     }
 }

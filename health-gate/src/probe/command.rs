@@ -136,7 +136,11 @@ mod tests {
         let started = Instant::now();
         let o = slow.check(Duration::from_millis(200));
         assert_eq!(o.status, ProbeStatus::TimedOut);
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
@@ -144,7 +148,11 @@ mod tests {
         let mut p = CommandProbe::new("/nonexistent/kubesafe-probe");
         let o = p.check(Duration::from_secs(1));
         assert_eq!(o.status, ProbeStatus::Error);
-        assert!(o.detail.contains("/nonexistent/kubesafe-probe"), "{}", o.detail);
+        assert!(
+            o.detail.contains("/nonexistent/kubesafe-probe"),
+            "{}",
+            o.detail
+        );
     }
 
     #[test]

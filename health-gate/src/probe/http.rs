@@ -408,7 +408,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn first_line(body: &str, default: &str) -> String {
-    let line = body.lines().find(|l| !l.trim().is_empty()).unwrap_or(default);
+    let line = body
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(default);
     line.chars().take(200).collect()
 }
 

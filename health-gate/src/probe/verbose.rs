@@ -112,14 +112,21 @@ warn: some health checks cannot be excluded: no matches for \"nope\"\nlivez chec
     #[test]
     fn parses_passed_failed_and_excluded_checks() {
         let r = parse(FAILING);
-        let names: Vec<_> = r.checks.iter().map(|c| (c.name.as_str(), c.state)).collect();
+        let names: Vec<_> = r
+            .checks
+            .iter()
+            .map(|c| (c.name.as_str(), c.state))
+            .collect();
         assert_eq!(
             names,
             vec![
                 ("ping", CheckState::Passed),
                 ("log", CheckState::Passed),
                 ("etcd", CheckState::Failed),
-                ("poststarthook/start-apiextensions-informers", CheckState::Passed),
+                (
+                    "poststarthook/start-apiextensions-informers",
+                    CheckState::Passed
+                ),
                 ("informer-sync", CheckState::Excluded),
             ]
         );

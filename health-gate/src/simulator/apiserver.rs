@@ -153,9 +153,7 @@ impl ApiserverFlags {
     }
 
     fn set(&mut self, name: &str, value: Option<String>) -> Result<(), String> {
-        let need = |v: Option<String>| {
-            v.ok_or_else(|| format!("flag needs an argument: --{name}"))
-        };
+        let need = |v: Option<String>| v.ok_or_else(|| format!("flag needs an argument: --{name}"));
         let invalid = |v: &str, e: &dyn std::fmt::Display| {
             format!("invalid argument {v:?} for \"--{name}\" flag: {e}")
         };
@@ -352,7 +350,10 @@ where
 pub fn dispatch_by_argv0() -> Option<ExitCode> {
     let mut args = std::env::args_os();
     let argv0 = args.next()?;
-    let name = Path::new(&argv0).file_name()?.to_string_lossy().into_owned();
+    let name = Path::new(&argv0)
+        .file_name()?
+        .to_string_lossy()
+        .into_owned();
     (name == "kube-apiserver").then(|| serve_apiserver(args))
 }
 
@@ -395,9 +396,7 @@ fn tls_config(flags: &ApiserverFlags) -> Result<ServerConfig, String> {
                 .and_then(Iterator::collect::<Result<Vec<_>, _>>)
                 .map_err(|e| format!("failed to load {}: {e}", ca.display()))?;
             for c in cas {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+                roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if flags.has(Fault::RequireClientCert) {
@@ -450,7 +449,11 @@ fn handle(tcp: TcpStream, config: Arc<ServerConfig>, state: &State) {
     let Some(head) = read_head(&mut tls) else {
         return;
     };
-    let response = respond(&head, tls.conn.peer_certificates().is_some_and(|c| !c.is_empty()), state);
+    let response = respond(
+        &head,
+        tls.conn.peer_certificates().is_some_and(|c| !c.is_empty()),
+        state,
+    );
     let _ = tls.write_all(response.as_bytes());
     let _ = tls.flush();
     tls.conn.send_close_notify();
@@ -477,14 +480,12 @@ fn respond(head: &str, has_client_cert: bool, state: &State) -> String {
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or_default();
     let target = parts.next().unwrap_or("/");
-    let auth = lines
-        .take_while(|l| !l.is_empty())
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case("authorization")
-                .then(|| v.trim().to_owned())
-        });
+    let auth = lines.take_while(|l| !l.is_empty()).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("authorization")
+            .then(|| v.trim().to_owned())
+    });
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
 
     // Authentication, in kube-apiserver's order: client certificate, bearer
@@ -521,10 +522,10 @@ fn respond(head: &str, has_client_cert: bool, state: &State) -> String {
         "/healthz" => ("healthz", None),
         "/livez" => ("livez", None),
         "/readyz" => ("readyz", None),
-        p => match ["/healthz/", "/livez/", "/readyz/"]
-            .iter()
-            .find_map(|pre| p.strip_prefix(pre).map(|rest| (pre.trim_matches('/'), rest)))
-        {
+        p => match ["/healthz/", "/livez/", "/readyz/"].iter().find_map(|pre| {
+            p.strip_prefix(pre)
+                .map(|rest| (pre.trim_matches('/'), rest))
+        }) {
             Some((e, rest)) => (e, Some(rest)),
             None => return plain(404, "404 page not found\n"),
         },
@@ -690,7 +691,10 @@ mod tests {
         assert!(!f.anonymous_auth);
         assert_eq!(
             f.faults,
-            vec![Fault::DieAfter(Duration::from_millis(1500)), Fault::EtcdDown]
+            vec![
+                Fault::DieAfter(Duration::from_millis(1500)),
+                Fault::EtcdDown
+            ]
         );
         assert!(ApiserverFlags::parse(["--secure-port=http"]).is_err());
         assert!(ApiserverFlags::parse(["--sim-fault=explode"]).is_err());
@@ -702,10 +706,16 @@ mod tests {
         let r = respond(&get("/livez?verbose&exclude=nope", None), false, &s);
         assert!(r.starts_with("HTTP/1.1 500"), "{r}");
         assert!(r.contains("[-]etcd failed: reason withheld\n"), "{r}");
-        assert!(r.contains("warn: some health checks cannot be excluded: no matches for \"nope\"\n"));
+        assert!(
+            r.contains("warn: some health checks cannot be excluded: no matches for \"nope\"\n")
+        );
         assert!(r.ends_with("livez check failed\n"), "{r}");
 
-        let r = respond(&get("/readyz?verbose&exclude=etcd&exclude=etcd-readiness", None), false, &s);
+        let r = respond(
+            &get("/readyz?verbose&exclude=etcd&exclude=etcd-readiness", None),
+            false,
+            &s,
+        );
         assert!(r.starts_with("HTTP/1.1 200"), "{r}");
         assert!(r.contains("[+]etcd excluded: ok\n"), "{r}");
         assert!(r.ends_with("readyz check passed\n"), "{r}");
@@ -732,7 +742,10 @@ mod tests {
 
     #[test]
     fn percent_decoding() {
-        assert_eq!(percent_decode("poststarthook%2Frbac%2Fbootstrap-roles"), "poststarthook/rbac/bootstrap-roles");
+        assert_eq!(
+            percent_decode("poststarthook%2Frbac%2Fbootstrap-roles"),
+            "poststarthook/rbac/bootstrap-roles"
+        );
         assert_eq!(percent_decode("a%zz"), "a%zz");
     }
 }

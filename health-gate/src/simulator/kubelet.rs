@@ -467,7 +467,11 @@ impl Runner {
     fn spawn(&self, argv: &[String]) -> std::io::Result<Child> {
         let name = argv
             .first()
-            .map(|a| Path::new(a).file_name().map_or_else(|| a.clone(), |n| n.to_string_lossy().into_owned()))
+            .map(|a| {
+                Path::new(a)
+                    .file_name()
+                    .map_or_else(|| a.clone(), |n| n.to_string_lossy().into_owned())
+            })
             .unwrap_or_else(|| "server".to_owned());
         let link = self.cfg.work_dir.join("bin").join(&name);
         if std::fs::read_link(&link).ok().as_deref() != Some(self.cfg.server_executable.as_path()) {

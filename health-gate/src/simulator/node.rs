@@ -48,7 +48,10 @@ pub struct SimNode {
 
 impl SimNode {
     /// Starts building a node in `dir` whose server is `server_executable`.
-    pub fn builder(dir: impl Into<PathBuf>, server_executable: impl Into<PathBuf>) -> SimNodeBuilder {
+    pub fn builder(
+        dir: impl Into<PathBuf>,
+        server_executable: impl Into<PathBuf>,
+    ) -> SimNodeBuilder {
         SimNodeBuilder {
             dir: dir.into(),
             server_executable: server_executable.into(),
@@ -143,7 +146,10 @@ impl SimNode {
     /// # Errors
     /// [`SimError::Timeout`] with the last probe outcome and the logs.
     pub fn wait_until_healthy(&self, timeout: Duration) -> Result<(), SimError> {
-        let mut probe = self.probe("/readyz").timeout(Duration::from_secs(1)).build()?;
+        let mut probe = self
+            .probe("/readyz")
+            .timeout(Duration::from_secs(1))
+            .build()?;
         let deadline = Instant::now() + timeout;
         loop {
             let o = probe.check(Duration::from_secs(1));
@@ -308,7 +314,10 @@ fn yaml_scalar(s: &str) -> String {
     let start_ok = s.starts_with("--")
         || s.starts_with('/')
         || s.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
-    let typed = matches!(s, "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~");
+    let typed = matches!(
+        s,
+        "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~"
+    );
     let plain = start_ok
         && !typed
         && !s.contains(": ")
@@ -327,12 +336,7 @@ fn yaml_scalar(s: &str) -> String {
 fn random_loopback() -> IpAddr {
     let r = random_u64().to_le_bytes();
     let [a, b, c, ..] = r;
-    IpAddr::V4(Ipv4Addr::new(
-        127,
-        10 + a % 240,
-        1 + b % 254,
-        1 + c % 254,
-    ))
+    IpAddr::V4(Ipv4Addr::new(127, 10 + a % 240, 1 + b % 254, 1 + c % 254))
 }
 
 fn free_port(address: IpAddr) -> Result<u16, SimError> {

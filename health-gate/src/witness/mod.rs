@@ -234,9 +234,17 @@ mod tests {
 
     #[test]
     fn flag_forms_and_last_wins() {
-        let a = argv("kube-apiserver --anonymous-auth=true --secure-port 6443 --anonymous-auth=false --profiling");
-        assert_eq!(effective_value(&a, "--anonymous-auth").as_deref(), Some("false"));
-        assert_eq!(effective_value(&a, "--secure-port").as_deref(), Some("6443"));
+        let a = argv(
+            "kube-apiserver --anonymous-auth=true --secure-port 6443 --anonymous-auth=false --profiling",
+        );
+        assert_eq!(
+            effective_value(&a, "--anonymous-auth").as_deref(),
+            Some("false")
+        );
+        assert_eq!(
+            effective_value(&a, "--secure-port").as_deref(),
+            Some("6443")
+        );
         assert_eq!(effective_value(&a, "--profiling").as_deref(), Some("true"));
         assert_eq!(effective_value(&a, "--missing"), None);
         // A prefix of another flag is not that flag.
@@ -246,13 +254,23 @@ mod tests {
     #[test]
     fn expectations() {
         let a = argv("x --anonymous-auth=false --secure-port=6443");
-        assert!(FlagExpectation::set("anonymous-auth", "false").check(&a).is_ok());
-        let e = FlagExpectation::set("--anonymous-auth", "true").check(&a).unwrap_err();
+        assert!(
+            FlagExpectation::set("anonymous-auth", "false")
+                .check(&a)
+                .is_ok()
+        );
+        let e = FlagExpectation::set("--anonymous-auth", "true")
+            .check(&a)
+            .unwrap_err();
         assert_eq!(e, "--anonymous-auth=false (want true)");
         assert!(FlagExpectation::absent("--profiling").check(&a).is_ok());
-        let e = FlagExpectation::absent("--secure-port").check(&a).unwrap_err();
+        let e = FlagExpectation::absent("--secure-port")
+            .check(&a)
+            .unwrap_err();
         assert!(e.contains("want it absent"), "{e}");
-        let e = FlagExpectation::set("--audit-log-path", "/var/log/a").check(&a).unwrap_err();
+        let e = FlagExpectation::set("--audit-log-path", "/var/log/a")
+            .check(&a)
+            .unwrap_err();
         assert!(e.contains("missing"), "{e}");
     }
 }

@@ -222,11 +222,27 @@ mod tests {
     #[test]
     fn names_match_by_comm_or_argv0() {
         let argv = vec!["/usr/local/bin/kube-controller-manager".to_owned()];
-        assert!(name_matches("kube-controller-manager", "kube-controller", &argv));
-        assert!(name_matches("kube-controller-manager", "kube-controller", &[]));
-        assert!(name_matches("kube-apiserver", "whatever", &["kube-apiserver".to_owned()]));
+        assert!(name_matches(
+            "kube-controller-manager",
+            "kube-controller",
+            &argv
+        ));
+        assert!(name_matches(
+            "kube-controller-manager",
+            "kube-controller",
+            &[]
+        ));
+        assert!(name_matches(
+            "kube-apiserver",
+            "whatever",
+            &["kube-apiserver".to_owned()]
+        ));
         assert!(!name_matches("kube-apiserver", "kube-scheduler", &[]));
-        assert!(!name_matches("kube", "kube-apiserver", &["kube-apiserver".to_owned()]));
+        assert!(!name_matches(
+            "kube",
+            "kube-apiserver",
+            &["kube-apiserver".to_owned()]
+        ));
     }
 
     #[test]

@@ -150,7 +150,10 @@ mod tests {
             w.observe(&o(ProbeStatus::Unreachable));
             last = Some(w.observe(&o(ProbeStatus::Healthy)));
         }
-        assert!(matches!(last, Some(WitnessState::CrashLoop { restarts: 3, .. })));
+        assert!(matches!(
+            last,
+            Some(WitnessState::CrashLoop { restarts: 3, .. })
+        ));
     }
 
     #[test]
