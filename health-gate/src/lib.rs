@@ -31,7 +31,7 @@
 //! Every step is an [`Event`] (through `tracing` and a callback); outcomes
 //! and events are serde-serializable and carry timings.
 //!
-//! The [`Change`](change::Change) trait is how edits plug in:
+//! The [`Change`] trait is how edits plug in:
 //! [`FileReplace`] (atomic byte-level replacement with backup) ships here;
 //! lossless manifest edits come from `kubesafe-manifest-edit`.
 //!
@@ -81,7 +81,7 @@
 //!
 //! # Features
 //!
-//! * `simulator` (off by default): the [`simulator`] module, a *simulated*
+//! * `simulator` (off by default): the `simulator` module, a *simulated*
 //!   node for tests, benchmarks and demos — a kube-apiserver stand-in over
 //!   real HTTPS and a kubelet-like manifest watcher.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -94,6 +94,7 @@ pub mod outcome;
 pub mod policy;
 pub mod probe;
 #[cfg(feature = "simulator")]
+#[cfg_attr(docsrs, doc(cfg(feature = "simulator")))]
 pub mod simulator;
 mod transaction;
 pub mod verify;
