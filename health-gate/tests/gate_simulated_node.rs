@@ -178,9 +178,9 @@ fn crash_loop_fails_early_instead_of_waiting_for_the_deadline() {
 #[test]
 fn up_then_crash_is_rolled_back_thanks_to_the_settle_window() {
     // Control: with the smallest settle window the gate accepts the change
-    // during the second the server is up — the danger the window removes.
+    // during the two seconds the server is up — the danger the window removes.
     let control = Bed::start(|b| b);
-    let new = control.node.manifest_with(&["--sim-fault=die-after=1s"]);
+    let new = control.node.manifest_with(&["--sim-fault=die-after=2s"]);
     let outcome = Transaction::new(
         FileReplace::new(control.node.manifest_path(), new),
         control.probe(),
@@ -192,10 +192,10 @@ fn up_then_crash_is_rolled_back_thanks_to_the_settle_window() {
 
     let bed = Bed::start(|b| b);
     let original = bed.manifest();
-    let new = bed.node.manifest_with(&["--sim-fault=die-after=1s"]);
+    let new = bed.node.manifest_with(&["--sim-fault=die-after=2s"]);
     let outcome = Transaction::new(FileReplace::new(bed.node.manifest_path(), new), bed.probe())
         .witness(bed.witness())
-        .policy(policy().settle(Duration::from_secs(2), 3))
+        .policy(policy().settle(Duration::from_secs(3), 3))
         .run();
     let Outcome::RolledBack { reason, .. } = &outcome else {
         panic!("{outcome}");
@@ -271,7 +271,12 @@ fn old_process_answering_ok_does_not_pass_the_gate() {
 
 #[test]
 fn down_then_up_witness_also_rejects_the_old_process() {
-    let bed = Bed::start(|b| b.sync_delay(Duration::from_millis(800)));
+    // The server is down for at least the 300 ms restart delay: longer than
+    // the 100 ms polling cap, so the down phase cannot be missed.
+    let bed = Bed::start(|b| {
+        b.sync_delay(Duration::from_millis(800))
+            .restart_delay(Duration::from_millis(300))
+    });
     let new = bed.node.manifest_with(&["--profiling=false"]);
     let outcome = Transaction::new(FileReplace::new(bed.node.manifest_path(), new), bed.probe())
         .witness(HealthTransitionWitness::new())
@@ -483,4 +488,33 @@ fn unhealthy_component_fails_the_preflight_with_nothing_changed() {
         panic!("{outcome}");
     };
     assert_eq!(bed.manifest(), original);
+}
+
+#[test]
+fn kubelet_slower_than_the_deadline_rolls_back_to_the_untouched_process() {
+    // The kubelet would act after 3 s; the gate gives up after 1.5 s and
+    // restores the file. The pod the kubelet runs never changed, so no
+    // restart comes for the rollback either: the witness accepts the original
+    // process, still running with the old flags.
+    let bed = Bed::start(|b| b.sync_delay(Duration::from_secs(3)));
+    let before = bed.node.kubelet().status();
+    let new = bed.node.manifest_with(&["--profiling=false"]);
+    let outcome = Transaction::new(FileReplace::new(bed.node.manifest_path(), new), bed.probe())
+        .witness(bed.witness())
+        .policy(policy().deadline(Duration::from_millis(1500)))
+        .run();
+    let Outcome::RolledBack {
+        reason: FailureReason::NotRestarted { .. },
+        ..
+    } = &outcome
+    else {
+        panic!("{outcome}");
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let after = bed.node.kubelet().status();
+    assert_eq!(
+        after.pid, before.pid,
+        "the original process was never restarted"
+    );
+    assert_eq!(after.starts, 1);
 }

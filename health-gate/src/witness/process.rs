@@ -8,6 +8,7 @@ use super::procfs::{self, ProcessInfo};
 use super::{FlagExpectation, RestartWitness, WitnessContext, WitnessState};
 use crate::clock::{BootInstant, human};
 use crate::error::WitnessError;
+use crate::outcome::Phase;
 use crate::probe::ProbeOutcome;
 
 /// Witnesses a restart by finding the component's process under `/proc`.
@@ -23,6 +24,11 @@ use crate::probe::ProbeOutcome;
 /// * its command line carries the flags the change intends (from the
 ///   change's plan, plus any [`expect_flag`](Self::expect_flag)): this also
 ///   proves the running process really has the new setting.
+///
+/// When rolling back, the process that was running before the change also
+/// counts, if it is still alive and carries the old flags: the change never
+/// restarted the component, and the rollback will not either (the restored
+/// pod is the one running).
 ///
 /// Every new process seen after the write counts as a restart; at
 /// [`crash_loop_after`](Self::crash_loop_after) (default 3) the witness
@@ -48,6 +54,9 @@ pub struct ProcessWitness {
     proc_root: PathBuf,
     // State of the current phase.
     hz: u64,
+    phase: Phase,
+    /// The processes running before the change was applied.
+    original: BTreeSet<(u32, u64)>,
     preexisting: BTreeSet<(u32, u64)>,
     since: BootInstant,
     expected: Vec<FlagExpectation>,
@@ -64,6 +73,8 @@ impl ProcessWitness {
             crash_loop_after: 3,
             proc_root: procfs::default_root(),
             hz: procfs::clock_ticks_per_second(),
+            phase: Phase::Apply,
+            original: BTreeSet::new(),
             preexisting: BTreeSet::new(),
             since: BootInstant::from_nanos(0),
             expected: Vec::new(),
@@ -132,6 +143,10 @@ impl RestartWitness for ProcessWitness {
             .into_iter()
             .map(|p| (p.pid, p.start_ticks))
             .collect();
+        self.phase = ctx.phase;
+        if ctx.phase != Phase::Rollback {
+            self.original = self.preexisting.clone();
+        }
         tracing::debug!(
             witness = %self.describe(),
             preexisting = ?self.preexisting,
@@ -153,8 +168,20 @@ impl RestartWitness for ProcessWitness {
         let since_ticks = self.since.as_ticks(self.hz);
         let mut matching: Option<(&ProcessInfo, String)> = None;
         let mut mismatch: Option<String> = None;
+        let mut survivor: Option<String> = None;
         for p in &procs {
             let key = (p.pid, p.start_ticks);
+            if self.phase == Phase::Rollback
+                && self.original.contains(&key)
+                && self.expected.iter().all(|e| e.check(&p.argv).is_ok())
+            {
+                // The change never restarted the component: the process from
+                // before it is still running, with the old configuration.
+                survivor = Some(format!(
+                    "pid {} ({}) from before the change never stopped",
+                    p.pid, self.name
+                ));
+            }
             if self.preexisting.contains(&key) || p.start_ticks < since_ticks {
                 continue;
             }
@@ -203,6 +230,9 @@ impl RestartWitness for ProcessWitness {
             };
         }
         if let Some((_, evidence)) = matching {
+            return WitnessState::Witnessed { evidence };
+        }
+        if let Some(evidence) = survivor {
             return WitnessState::Witnessed { evidence };
         }
         let detail = mismatch.unwrap_or_else(|| {

@@ -3,6 +3,7 @@
 
 use super::{RestartWitness, WitnessContext, WitnessState};
 use crate::error::WitnessError;
+use crate::outcome::Phase;
 use crate::probe::ProbeOutcome;
 
 /// Witnesses a restart as a transition of the health endpoint: after the
@@ -11,7 +12,10 @@ use crate::probe::ProbeOutcome;
 ///
 /// Weaker evidence than [`ProcessWitness`](super::ProcessWitness): it does
 /// not see the command line, and it needs the down phase to last at least one
-/// poll. It works where `/proc` of the component is not visible (a remote
+/// poll. When rolling back a change during which the endpoint never went
+/// down, the original process is taken to have kept running (no restart will
+/// come), and its health counts. It works where `/proc` of the component is
+/// not visible (a remote
 /// endpoint, another PID namespace). Each come-back after a fall counts as a
 /// restart; at [`crash_loop_after`](Self::crash_loop_after) (default 3) it
 /// reports a crash loop.
@@ -23,6 +27,9 @@ pub struct HealthTransitionWitness {
     saw_down: bool,
     up: bool,
     comebacks: u32,
+    /// Whether the endpoint went down at all after the change was applied.
+    down_after_apply: bool,
+    original_kept: bool,
 }
 
 impl Default for HealthTransitionWitness {
@@ -40,6 +47,8 @@ impl HealthTransitionWitness {
             saw_down: false,
             up: false,
             comebacks: 0,
+            down_after_apply: false,
+            original_kept: false,
         }
     }
 
@@ -64,8 +73,15 @@ impl RestartWitness for HealthTransitionWitness {
         "health endpoint down-then-up transition".to_owned()
     }
 
-    fn prepare(&mut self, _ctx: &WitnessContext<'_>) -> Result<(), WitnessError> {
-        self.saw_down = false;
+    fn prepare(&mut self, ctx: &WitnessContext<'_>) -> Result<(), WitnessError> {
+        // Rolling back a change that never took the endpoint down: the
+        // original process kept running and the restored configuration is
+        // the one it runs, so no restart will come; its health counts.
+        self.original_kept = ctx.phase == Phase::Rollback && !self.down_after_apply;
+        if ctx.phase != Phase::Rollback {
+            self.down_after_apply = false;
+        }
+        self.saw_down = self.original_kept;
         self.up = false;
         self.comebacks = 0;
         Ok(())
@@ -80,6 +96,8 @@ impl RestartWitness for HealthTransitionWitness {
         if down {
             self.saw_down = true;
             self.up = false;
+            self.original_kept = false;
+            self.down_after_apply = true;
         } else if probe.is_healthy() && self.saw_down && !self.up {
             self.up = true;
             self.comebacks += 1;
@@ -93,7 +111,13 @@ impl RestartWitness for HealthTransitionWitness {
                 ),
             };
         }
-        if self.up {
+        if self.up && self.original_kept {
+            WitnessState::Witnessed {
+                evidence: "the health endpoint never went down after the change: the original \
+                           process kept running"
+                    .to_owned(),
+            }
+        } else if self.up {
             WitnessState::Witnessed {
                 evidence: "the health endpoint went down and came back healthy".to_owned(),
             }
@@ -116,7 +140,6 @@ impl RestartWitness for HealthTransitionWitness {
 mod tests {
     use super::*;
     use crate::clock::BootInstant;
-    use crate::outcome::Phase;
     use crate::probe::{ProbeOutcome, ProbeStatus};
     use std::time::Duration;
 
@@ -154,6 +177,37 @@ mod tests {
             last,
             Some(WitnessState::CrashLoop { restarts: 3, .. })
         ));
+    }
+
+    #[test]
+    fn rollback_after_a_change_that_never_went_down_accepts_the_original() {
+        let mut w = HealthTransitionWitness::new();
+        w.prepare(&WitnessContext::new(Phase::Apply, BootInstant::now(), &[]))
+            .unwrap();
+        assert!(!w.observe(&o(ProbeStatus::Healthy)).is_witnessed());
+        w.prepare(&WitnessContext::new(
+            Phase::Rollback,
+            BootInstant::now(),
+            &[],
+        ))
+        .unwrap();
+        let s = w.observe(&o(ProbeStatus::Healthy));
+        assert!(s.to_string().contains("original"), "{s}");
+
+        // But after a change that did take it down, a restart is needed.
+        let mut w = HealthTransitionWitness::new();
+        w.prepare(&WitnessContext::new(Phase::Apply, BootInstant::now(), &[]))
+            .unwrap();
+        w.observe(&o(ProbeStatus::Unreachable));
+        w.prepare(&WitnessContext::new(
+            Phase::Rollback,
+            BootInstant::now(),
+            &[],
+        ))
+        .unwrap();
+        assert!(!w.observe(&o(ProbeStatus::Healthy)).is_witnessed());
+        w.observe(&o(ProbeStatus::Unreachable));
+        assert!(w.observe(&o(ProbeStatus::Healthy)).is_witnessed());
     }
 
     #[test]
