@@ -5,6 +5,8 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Keep at most this much of each output stream.
@@ -91,12 +93,13 @@ pub(crate) fn run(program: &Program, timeout: Duration) -> RunEnd {
     let Some(status) = status else {
         let _ = child.kill();
         let _ = child.wait();
-        // The readers end when the pipes close; grandchildren holding them
-        // open are not waited for.
         return RunEnd::TimedOut;
     };
-    let stdout = out.map(join_reader).unwrap_or_default();
-    let stderr = err.map(join_reader).unwrap_or_default();
+    // A background grandchild may keep the pipes open: wait briefly for the
+    // end of the output, then take what was read.
+    let drain_until = Instant::now() + Duration::from_millis(100);
+    let stdout = out.map(|r| r.collect(drain_until)).unwrap_or_default();
+    let stderr = err.map(|r| r.collect(drain_until)).unwrap_or_default();
     RunEnd::Exited {
         status,
         stdout,
@@ -104,28 +107,45 @@ pub(crate) fn run(program: &Program, timeout: Duration) -> RunEnd {
     }
 }
 
-fn spawn_reader<R: Read + Send + 'static>(mut r: R) -> std::thread::JoinHandle<String> {
+/// Output read by a background thread.
+struct Reader {
+    buf: Arc<Mutex<Vec<u8>>>,
+    done: Arc<AtomicBool>,
+}
+
+impl Reader {
+    fn collect(self, until: Instant) -> String {
+        while !self.done.load(Ordering::Acquire) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let bytes = self.buf.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+fn spawn_reader<R: Read + Send + 'static>(mut r: R) -> Reader {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let (b, d) = (Arc::clone(&buf), Arc::clone(&done));
     std::thread::spawn(move || {
-        let mut kept = Vec::new();
-        let mut buf = [0_u8; 4096];
+        let mut chunk = [0_u8; 4096];
         loop {
-            match r.read(&mut buf) {
+            match r.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    kept.extend_from_slice(buf.get(..n).unwrap_or_default());
-                    if kept.len() > 2 * KEEP {
-                        let cut = kept.len() - KEEP;
-                        kept.drain(..cut);
+                    if let Ok(mut kept) = b.lock() {
+                        kept.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                        if kept.len() > 2 * KEEP {
+                            let cut = kept.len() - KEEP;
+                            kept.drain(..cut);
+                        }
                     }
                 }
             }
         }
-        String::from_utf8_lossy(&kept).into_owned()
-    })
-}
-
-fn join_reader(h: std::thread::JoinHandle<String>) -> String {
-    h.join().unwrap_or_default()
+        d.store(true, Ordering::Release);
+    });
+    Reader { buf, done }
 }
 
 /// The last non-empty line of a stream, shortened, for one-line details.

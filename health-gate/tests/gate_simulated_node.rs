@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::{Bed, Events, policy};
 use kubesafe_health_gate::outcome::{FailureReason, RestartEvidence};
 use kubesafe_health_gate::probe::HttpProbe;
+use kubesafe_health_gate::simulator::StopSignal;
 use kubesafe_health_gate::verify::CommandVerifier;
 use kubesafe_health_gate::witness::{HealthTransitionWitness, procfs};
 use kubesafe_health_gate::{FileReplace, Outcome, Transaction};
@@ -378,7 +379,12 @@ fn rollback_that_cannot_come_back_is_reported_with_the_backup() {
 
 #[test]
 fn anonymous_auth_false_with_client_credentials_is_applied() {
-    let bed = Bed::start(|b| b);
+    // This kubelet stops servers with SIGTERM and a grace period.
+    let bed = Bed::start(|b| {
+        b.stop_signal(StopSignal::Term {
+            grace: Duration::from_secs(1),
+        })
+    });
     let new = bed.node.manifest_with(&["--anonymous-auth=false"]);
     let outcome = Transaction::new(FileReplace::new(bed.node.manifest_path(), new), bed.probe())
         .witness(bed.witness())

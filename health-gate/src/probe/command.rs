@@ -144,6 +144,20 @@ mod tests {
     }
 
     #[test]
+    fn background_grandchild_holding_the_pipe_does_not_stall() {
+        let mut p = CommandProbe::new("sh").args(["-c", "sleep 5 & echo started; exit 0"]);
+        let started = Instant::now();
+        let o = p.check(Duration::from_secs(3));
+        assert_eq!(o.status, ProbeStatus::Healthy, "{o}");
+        assert_eq!(o.detail, "started");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
     fn missing_program_is_a_probe_error() {
         let mut p = CommandProbe::new("/nonexistent/kubesafe-probe");
         let o = p.check(Duration::from_secs(1));
