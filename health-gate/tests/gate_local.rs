@@ -1,0 +1,282 @@
+//! The gated transaction with command and closure probes on plain files (no
+//! simulator): the crate used on its own.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use common::Events;
+use kubesafe_health_gate::outcome::{FailureReason, RestartEvidence};
+use kubesafe_health_gate::probe::{CommandProbe, FnProbe, ProbeOutcome, ProbeStatus};
+use kubesafe_health_gate::verify::FnVerifier;
+use kubesafe_health_gate::{FileReplace, GatePolicy, Outcome, Transaction};
+
+fn policy() -> GatePolicy {
+    GatePolicy::default()
+        .deadline(Duration::from_millis(600))
+        .settle(Duration::from_millis(50), 2)
+        .preflight(Some(Duration::from_millis(300)))
+}
+
+fn config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let p = dir.join("component.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn grep_probe(path: &Path, needle: &str) -> CommandProbe {
+    CommandProbe::new("grep").arg("-q").arg(needle).arg(path)
+}
+
+#[test]
+fn command_probe_accepts_a_good_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "mode: safe\nlevel: 1\n");
+    let outcome = Transaction::new(
+        FileReplace::new(&path, "mode: safe\nlevel: 2\n").restart_expected(false),
+        grep_probe(&path, "mode: safe"),
+    )
+    .policy(policy())
+    .run();
+    let Outcome::Applied {
+        restart: RestartEvidence::Skipped { reason },
+        ..
+    } = &outcome
+    else {
+        panic!("{outcome}");
+    };
+    assert!(reason.contains("caller says"), "{reason}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "mode: safe\nlevel: 2\n"
+    );
+}
+
+#[test]
+fn command_probe_rejects_a_bad_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "mode: safe\n");
+    let outcome = Transaction::new(
+        FileReplace::new(&path, "mode: reckless\n").restart_expected(false),
+        grep_probe(&path, "mode: safe"),
+    )
+    .policy(policy())
+    .run();
+    let Outcome::RolledBack {
+        reason: FailureReason::Unhealthy { last_probe, .. },
+        broken_copy,
+        ..
+    } = &outcome
+    else {
+        panic!("{outcome}");
+    };
+    assert_eq!(last_probe.as_ref().unwrap().status, ProbeStatus::Unhealthy);
+    assert_eq!(last_probe.as_ref().unwrap().detail, "exit code 1");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "mode: safe\n");
+    assert_eq!(
+        std::fs::read_to_string(broken_copy.as_ref().unwrap()).unwrap(),
+        "mode: reckless\n"
+    );
+}
+
+#[test]
+fn closure_probe_with_the_default_down_then_up_witness() {
+    // A change that restarts the component: the closure plays a component
+    // that goes down for three polls after the new file appears, then comes
+    // back. No witness is given, so the gate uses the down-then-up one.
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "replicas: 1\n");
+    let probe_path = path.clone();
+    let downs = Arc::new(AtomicU32::new(0));
+    let d = Arc::clone(&downs);
+    let probe = FnProbe::new("restarting component", move |_timeout| {
+        let text = std::fs::read_to_string(&probe_path).unwrap();
+        if text.contains("replicas: 2") && d.fetch_add(1, Ordering::SeqCst) < 3 {
+            return ProbeOutcome::new(
+                ProbeStatus::Unreachable,
+                "connection refused",
+                Duration::ZERO,
+            );
+        }
+        ProbeOutcome::healthy("ok")
+    });
+    let events = Events::default();
+    let outcome = Transaction::new(FileReplace::new(&path, "replicas: 2\n"), probe)
+        .policy(policy().deadline(Duration::from_secs(3)))
+        .on_event(events.sink())
+        .run();
+    let Outcome::Applied {
+        restart: RestartEvidence::Witnessed { evidence },
+        ..
+    } = &outcome
+    else {
+        panic!("{outcome}\n{}", events.dump());
+    };
+    assert!(evidence.contains("went down and came back"), "{evidence}");
+    assert!(downs.load(Ordering::SeqCst) >= 3);
+}
+
+#[test]
+fn restart_that_never_shows_is_rolled_back() {
+    // The change should restart the component, but the closure's component
+    // never goes down: the health it reports is the old process's.
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "replicas: 1\n");
+    let outcome = Transaction::new(
+        FileReplace::new(&path, "replicas: 2\n"),
+        FnProbe::from_result("old process", || Ok(())),
+    )
+    .policy(policy().deadline(Duration::from_millis(400)))
+    .run();
+    // Nothing restarted, so the rollback restores the configuration the
+    // original process still runs; its health confirms the rollback.
+    let Outcome::RolledBack {
+        reason: FailureReason::NotRestarted { .. },
+        ..
+    } = &outcome
+    else {
+        panic!("{outcome}");
+    };
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "replicas: 1\n");
+}
+
+#[test]
+fn rollback_that_stays_unhealthy_is_rollback_failed_with_the_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "mode: safe\n");
+    let outcome = Transaction::new(
+        FileReplace::new(&path, "mode: reckless\n").restart_expected(false),
+        // Healthy for the preflight only, then never again.
+        {
+            let mut calls = 0;
+            FnProbe::new("breaks after preflight", move |_t| {
+                calls += 1;
+                if calls == 1 {
+                    ProbeOutcome::healthy("ok")
+                } else {
+                    ProbeOutcome::unhealthy("[-]etcd failed: reason withheld")
+                }
+            })
+        },
+    )
+    .policy(policy())
+    .run();
+    let Outcome::RollbackFailed {
+        reason,
+        rollback_reason,
+        backup,
+        broken_copy,
+        ..
+    } = &outcome
+    else {
+        panic!("{outcome}");
+    };
+    assert!(matches!(reason, FailureReason::Unhealthy { .. }));
+    assert!(matches!(rollback_reason, FailureReason::Unhealthy { .. }));
+    let backup = backup.as_ref().unwrap();
+    assert_eq!(std::fs::read_to_string(backup).unwrap(), "mode: safe\n");
+    assert!(broken_copy.is_some());
+    let text = outcome.to_string();
+    assert!(text.starts_with("ROLLBACK FAILED"), "{text}");
+    assert!(text.contains(&backup.display().to_string()), "{text}");
+}
+
+#[test]
+fn closure_verifier_failure_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "a: 1\n");
+    let outcome = Transaction::new(
+        FileReplace::new(&path, "a: 2\n").restart_expected(false),
+        FnProbe::from_result("fine", || Ok(())),
+    )
+    .verifier(FnVerifier::new("audit", |_t| {
+        Err("setting not effective".to_owned())
+    }))
+    .policy(policy())
+    .run();
+    let Outcome::RolledBack {
+        reason: FailureReason::VerificationFailed { detail },
+        ..
+    } = &outcome
+    else {
+        panic!("{outcome}");
+    };
+    assert_eq!(detail, "setting not effective");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "a: 1\n");
+}
+
+#[test]
+fn missing_file_fails_before_anything_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.yaml");
+    let outcome = Transaction::new(
+        FileReplace::new(&path, "x: 1\n"),
+        FnProbe::from_result("fine", || Ok(())),
+    )
+    .policy(policy())
+    .run();
+    let Outcome::Failed {
+        reason: FailureReason::ChangeFailed { error },
+        change: None,
+        ..
+    } = &outcome
+    else {
+        panic!("{outcome}");
+    };
+    assert!(error.contains("absent.yaml"), "{error}");
+    assert!(!path.exists());
+}
+
+#[test]
+fn outcome_and_events_serialize_to_stable_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "mode: safe\n");
+    let events = Events::default();
+    let probe_path = path.clone();
+    let outcome = Transaction::new(
+        FileReplace::new(&path, "mode: reckless\n").restart_expected(false),
+        FnProbe::from_result("mode is safe", move || {
+            let t = std::fs::read_to_string(&probe_path).unwrap();
+            if t.contains("safe") {
+                Ok(())
+            } else {
+                Err("mode is reckless".to_owned())
+            }
+        }),
+    )
+    .policy(policy().deadline(Duration::from_millis(200)))
+    .on_event(events.sink())
+    .run();
+    insta::assert_json_snapshot!("rolled_back_outcome", outcome, {
+        ".timings" => "[timings]",
+        ".change.description" => "[description]",
+        ".change.target" => "[path]",
+        ".broken_copy" => "[path]",
+        ".reason.waited_ms" => "[ms]",
+        ".reason.longest_healthy_ms" => "[ms]",
+        ".reason.last_probe.latency_ms" => "[ms]",
+    });
+    insta::assert_snapshot!(
+        "rolled_back_event_sequence",
+        dedup(events.names()).join("\n")
+    );
+    // Round trip.
+    let json = serde_json::to_string(&outcome).unwrap();
+    let back: Outcome = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.kind(), outcome.kind());
+}
+
+/// Consecutive duplicates collapsed (probe events may repeat with timing).
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    v.dedup();
+    v
+}
