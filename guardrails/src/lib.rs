@@ -1,3 +1,4 @@
 //! `kubesafe-guardrails` — part of [kubesafe](https://github.com/kubesafe/kubesafe).
-//!
-//! This crate is under construction.
+#![warn(missing_docs)]
+
+pub mod pss;
