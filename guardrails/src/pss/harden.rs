@@ -612,6 +612,11 @@ impl Hardener {
             *volumes = Value::Array(Vec::new());
         }
         let Value::Array(volumes) = volumes else { return };
+        // In writable-path order, whatever container needed them first.
+        let needed: Vec<(String, String)> = volume_names
+            .into_iter()
+            .filter(|(_, v)| needed.iter().any(|(_, n)| n == v))
+            .collect();
         for (mount_path, vol) in needed {
             match volumes
                 .iter()
