@@ -380,7 +380,9 @@ pub enum ConfigError {
     #[error("namespaces: at least one namespace to guard is required")]
     NoNamespaces,
     /// A namespace name is not a DNS-1123 label.
-    #[error("{field}: {value:?} is not a valid namespace name (lowercase letters, digits and '-', at most 63, starting and ending alphanumeric)")]
+    #[error(
+        "{field}: {value:?} is not a valid namespace name (lowercase letters, digits and '-', at most 63, starting and ending alphanumeric)"
+    )]
     InvalidNamespace {
         /// The config field, e.g. `namespaces[2]` or `dns.namespace`.
         field: String,
@@ -466,9 +468,7 @@ pub(crate) fn is_dns_label(s: &str) -> bool {
 
 /// DNS-1123 subdomain: label prefixes, object names.
 pub(crate) fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(is_dns_label)
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 fn is_label_name(s: &str) -> bool {
@@ -566,7 +566,8 @@ pub(crate) fn parse_cidr(field: &str, text: &str) -> Result<String, ConfigError>
             if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.len() > 3 {
                 return Err(bad("the prefix length is not a number".to_string()));
             }
-            p.parse().map_err(|_| bad("the prefix length is not a number".to_string()))?
+            p.parse()
+                .map_err(|_| bad("the prefix length is not a number".to_string()))?
         }
     };
     if prefix > max {
@@ -588,9 +589,7 @@ pub(crate) fn parse_cidr(field: &str, text: &str) -> Result<String, ConfigError>
         }
     };
     if host_bits_set {
-        return Err(bad(format!(
-            "host bits are set below the /{prefix} prefix"
-        )));
+        return Err(bad(format!("host bits are set below the /{prefix} prefix")));
     }
     Ok(format!("{addr}/{prefix}"))
 }
@@ -786,10 +785,10 @@ pub fn generate(config: &GuardrailsConfig) -> Result<Bundle, ConfigError> {
     for ns in all {
         policies.push(default_deny(ns));
         policies.push(allow_dns(ns, &config.dns));
-        if let Some(proxy) = &config.egress_proxy {
-            if ns == proxy.namespace {
-                policies.extend(proxy_policies(proxy, &guarded));
-            }
+        if let Some(proxy) = &config.egress_proxy
+            && ns == proxy.namespace
+        {
+            policies.extend(proxy_policies(proxy, &guarded));
         }
         if !guarded.contains_key(ns) {
             continue;
@@ -940,11 +939,32 @@ mod tests {
 
     #[test]
     fn cidrs_are_normalised_and_checked() {
-        assert_eq!(parse_cidr("f", "10.0.0.10").ok(), Some("10.0.0.10/32".to_string()));
-        assert_eq!(parse_cidr("f", "10.0.0.0/24").ok(), Some("10.0.0.0/24".to_string()));
-        assert_eq!(parse_cidr("f", "fd00::1").ok(), Some("fd00::1/128".to_string()));
-        assert_eq!(parse_cidr("f", "2001:db8::/32").ok(), Some("2001:db8::/32".to_string()));
-        for bad in ["10.0.0.1/24", "10.0.0.0/33", "0.0.0.0/0", "::/0", "x", "10.0.0.0/", "10.0.0.0/a", "10.0.0/8"] {
+        assert_eq!(
+            parse_cidr("f", "10.0.0.10").ok(),
+            Some("10.0.0.10/32".to_string())
+        );
+        assert_eq!(
+            parse_cidr("f", "10.0.0.0/24").ok(),
+            Some("10.0.0.0/24".to_string())
+        );
+        assert_eq!(
+            parse_cidr("f", "fd00::1").ok(),
+            Some("fd00::1/128".to_string())
+        );
+        assert_eq!(
+            parse_cidr("f", "2001:db8::/32").ok(),
+            Some("2001:db8::/32".to_string())
+        );
+        for bad in [
+            "10.0.0.1/24",
+            "10.0.0.0/33",
+            "0.0.0.0/0",
+            "::/0",
+            "x",
+            "10.0.0.0/",
+            "10.0.0.0/a",
+            "10.0.0/8",
+        ] {
             assert!(parse_cidr("f", bad).is_err(), "{bad} must be rejected");
         }
         let e = parse_cidr("apiServer.endpoints[1]", "10.0.0.1/24").expect_err("host bits");
@@ -981,13 +1001,34 @@ mod tests {
     #[test]
     fn config_errors_name_the_field() {
         let cases = [
-            ("namespaces: []\n", "namespaces: at least one namespace to guard is required"),
-            ("namespaces: [Shop]\n", "namespaces[0]: \"Shop\" is not a valid namespace name"),
-            ("namespaces: [a, a]\n", "namespaces: \"a\" is listed more than once"),
-            ("namespaces: [a]\negressProxy: {port: 0}\n", "egressProxy.port: port 0 is not a valid port"),
-            ("namespaces: [a]\negressProxy: {podSelector: {}}\n", "egressProxy.podSelector: must select at least one label"),
-            ("namespaces: [a]\napiServer: {endpoints: [10.0.0.1/8]}\n", "apiServer.endpoints[0]:"),
-            ("namespaces: [a]\nmonitoring: {namespace: mon, podSelector: {'bad key!': x}}\n", "monitoring.podSelector: invalid label"),
+            (
+                "namespaces: []\n",
+                "namespaces: at least one namespace to guard is required",
+            ),
+            (
+                "namespaces: [Shop]\n",
+                "namespaces[0]: \"Shop\" is not a valid namespace name",
+            ),
+            (
+                "namespaces: [a, a]\n",
+                "namespaces: \"a\" is listed more than once",
+            ),
+            (
+                "namespaces: [a]\negressProxy: {port: 0}\n",
+                "egressProxy.port: port 0 is not a valid port",
+            ),
+            (
+                "namespaces: [a]\negressProxy: {podSelector: {}}\n",
+                "egressProxy.podSelector: must select at least one label",
+            ),
+            (
+                "namespaces: [a]\napiServer: {endpoints: [10.0.0.1/8]}\n",
+                "apiServer.endpoints[0]:",
+            ),
+            (
+                "namespaces: [a]\nmonitoring: {namespace: mon, podSelector: {'bad key!': x}}\n",
+                "monitoring.podSelector: invalid label",
+            ),
         ];
         for (yaml, want) in cases {
             let cfg = GuardrailsConfig::from_yaml(yaml).expect("parses");
@@ -995,16 +1036,20 @@ mod tests {
             assert!(e.to_string().starts_with(want), "{yaml}: {e}");
         }
         // Typos are parse errors, not silently ignored keys.
-        let e = GuardrailsConfig::from_yaml("namespaces: [a]\negressProxi: {}\n").expect_err("typo");
+        let e =
+            GuardrailsConfig::from_yaml("namespaces: [a]\negressProxi: {}\n").expect_err("typo");
         assert!(e.to_string().contains("egressProxi"), "{e}");
-        let e = GuardrailsConfig::from_yaml("namespaces: [{name: a, podSecurity: {enforce: strict}}]\n")
-            .expect_err("bad level");
+        let e = GuardrailsConfig::from_yaml(
+            "namespaces: [{name: a, podSecurity: {enforce: strict}}]\n",
+        )
+        .expect_err("bad level");
         assert!(e.to_string().contains("strict"), "{e}");
     }
 
     #[test]
     fn proxy_can_be_disabled() {
-        let cfg = GuardrailsConfig::from_yaml("namespaces: [a]\negressProxy: null\n").expect("parses");
+        let cfg =
+            GuardrailsConfig::from_yaml("namespaces: [a]\negressProxy: null\n").expect("parses");
         assert!(cfg.egress_proxy.is_none());
         let b = generate(&cfg).expect("valid");
         assert!(b.network_policies.iter().all(|p| {

@@ -88,7 +88,11 @@ pub struct Grant {
     pub verbs: &'static [&'static str],
 }
 
-const fn ns(api_group: &'static str, resource: &'static str, verbs: &'static [&'static str]) -> Grant {
+const fn ns(
+    api_group: &'static str,
+    resource: &'static str,
+    verbs: &'static [&'static str],
+) -> Grant {
     Grant {
         scope: Scope::Namespace,
         api_group,
@@ -206,13 +210,17 @@ impl FromStr for Action {
 #[non_exhaustive]
 pub enum RbacError {
     /// Not one of [`Action::ALL`].
-    #[error("unknown action {0:?}; known actions: restart-pod, scale, scale-statefulset, rollback, rollout-restart, rollout-status, read-logs, read-events, cordon, drain")]
+    #[error(
+        "unknown action {0:?}; known actions: restart-pod, scale, scale-statefulset, rollback, rollout-restart, rollout-status, read-logs, read-events, cordon, drain"
+    )]
     UnknownAction(String),
     /// No action given.
     #[error("at least one action is required")]
     NoActions,
     /// The service account name is not a DNS subdomain.
-    #[error("{0:?} is not a valid service account name (lowercase DNS subdomain, at most 253 characters)")]
+    #[error(
+        "{0:?} is not a valid service account name (lowercase DNS subdomain, at most 253 characters)"
+    )]
     InvalidName(String),
     /// The namespace is not a DNS label.
     #[error("{0:?} is not a valid namespace name")]
@@ -239,7 +247,10 @@ impl RbacBundle {
     /// Every rule of the Role and ClusterRole.
     pub fn rules(&self) -> Vec<&PolicyRule> {
         let role = self.role.iter().flat_map(|r| r.rules.iter().flatten());
-        let cluster = self.cluster_role.iter().flat_map(|r| r.rules.iter().flatten());
+        let cluster = self
+            .cluster_role
+            .iter()
+            .flat_map(|r| r.rules.iter().flatten());
         role.chain(cluster).collect()
     }
 
@@ -270,7 +281,10 @@ impl RbacBundle {
 const VERB_ORDER: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
 
 fn verb_rank(v: &str) -> usize {
-    VERB_ORDER.iter().position(|x| *x == v).unwrap_or(VERB_ORDER.len())
+    VERB_ORDER
+        .iter()
+        .position(|x| *x == v)
+        .unwrap_or(VERB_ORDER.len())
 }
 
 fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
@@ -434,9 +448,19 @@ mod tests {
                 for s in groups.iter().chain(resources).chain(&r.verbs) {
                     assert!(!s.contains('*'), "{a}: wildcard in {r:?}");
                 }
-                assert!(!r.verbs.iter().any(|v| v == "update"), "{a}: update in {r:?}");
-                assert!(!r.verbs.iter().any(|v| v == "escalate" || v == "bind" || v == "impersonate"));
-                assert!(!resources.iter().any(|res| res == "deployments/rollback"), "{a}");
+                assert!(
+                    !r.verbs.iter().any(|v| v == "update"),
+                    "{a}: update in {r:?}"
+                );
+                assert!(
+                    !r.verbs
+                        .iter()
+                        .any(|v| v == "escalate" || v == "bind" || v == "impersonate")
+                );
+                assert!(
+                    !resources.iter().any(|res| res == "deployments/rollback"),
+                    "{a}"
+                );
                 assert!(!resources.iter().any(|res| res == "secrets"), "{a}");
             }
         }
@@ -447,7 +471,13 @@ mod tests {
         let b = generate_rbac(
             "tool",
             "ops",
-            &[Action::Rollback, Action::Scale, Action::RestartPod, Action::ReadLogs, Action::Scale],
+            &[
+                Action::Rollback,
+                Action::Scale,
+                Action::RestartPod,
+                Action::ReadLogs,
+                Action::Scale,
+            ],
         )
         .expect("valid");
         assert!(b.cluster_role.is_none() && b.cluster_role_binding.is_none());
@@ -464,7 +494,9 @@ mod tests {
         let b = generate_rbac("tool", "ops", &[Action::Drain, Action::Cordon]).expect("valid");
         assert!(b.role.is_none());
         assert_eq!(
-            b.cluster_role.as_ref().and_then(|r| r.metadata.name.as_deref()),
+            b.cluster_role
+                .as_ref()
+                .and_then(|r| r.metadata.name.as_deref()),
             Some("ops:tool")
         );
         assert_eq!(
@@ -479,15 +511,30 @@ mod tests {
         let binding = b.cluster_role_binding.expect("binding");
         assert_eq!(binding.role_ref.name, "ops:tool");
         let subject = &binding.subjects.expect("subjects")[0];
-        assert_eq!((subject.kind.as_str(), subject.name.as_str()), ("ServiceAccount", "tool"));
+        assert_eq!(
+            (subject.kind.as_str(), subject.name.as_str()),
+            ("ServiceAccount", "tool")
+        );
         assert_eq!(subject.namespace.as_deref(), Some("ops"));
     }
 
     #[test]
     fn bad_input_is_rejected() {
-        assert_eq!(generate_rbac("t", "ops", &[]).err(), Some(RbacError::NoActions));
-        assert!(matches!(generate_rbac("T", "ops", &[Action::Scale]), Err(RbacError::InvalidName(_))));
-        assert!(matches!(generate_rbac("t", "o.ps", &[Action::Scale]), Err(RbacError::InvalidNamespace(_))));
-        assert!(matches!("deploy".parse::<Action>(), Err(RbacError::UnknownAction(_))));
+        assert_eq!(
+            generate_rbac("t", "ops", &[]).err(),
+            Some(RbacError::NoActions)
+        );
+        assert!(matches!(
+            generate_rbac("T", "ops", &[Action::Scale]),
+            Err(RbacError::InvalidName(_))
+        ));
+        assert!(matches!(
+            generate_rbac("t", "o.ps", &[Action::Scale]),
+            Err(RbacError::InvalidNamespace(_))
+        ));
+        assert!(matches!(
+            "deploy".parse::<Action>(),
+            Err(RbacError::UnknownAction(_))
+        ));
     }
 }

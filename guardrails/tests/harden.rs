@@ -24,9 +24,9 @@ fn violated(object: &Value, level: Level, version: PolicyVersion) -> BTreeSet<&'
 /// overrides or drops anything".
 fn is_subvalue(small: &Value, big: &Value) -> bool {
     match (small, big) {
-        (Value::Object(a), Value::Object(b)) => a
-            .iter()
-            .all(|(k, v)| b.get(k).is_some_and(|bv| is_subvalue(v, bv)) || (v.is_null() && b.get(k).is_some())),
+        (Value::Object(a), Value::Object(b)) => a.iter().all(|(k, v)| {
+            b.get(k).is_some_and(|bv| is_subvalue(v, bv)) || (v.is_null() && b.get(k).is_some())
+        }),
         (Value::Array(a), Value::Array(b)) => {
             a.len() <= b.len() && a.iter().zip(b).all(|(x, y)| is_subvalue(x, y))
         }
@@ -45,7 +45,11 @@ fn plain_deployment_becomes_restricted() {
     let opts = HardenOptions::for_version(PolicyVersion::V1(33));
     let out = harden(&deploy, Level::Restricted, &opts).expect("hardens");
     assert!(out.unfixable.is_empty(), "{:?}", out.unfixable);
-    assert!(check(&out.object, Level::Restricted, opts.version).unwrap().is_empty());
+    assert!(
+        check(&out.object, Level::Restricted, opts.version)
+            .unwrap()
+            .is_empty()
+    );
     let changes: Vec<String> = out
         .changes
         .iter()
@@ -63,7 +67,8 @@ fn plain_deployment_becomes_restricted() {
             "spec.template.spec.securityContext.seccompProfile = {type: RuntimeDefault}",
         ]
     );
-    let drop = &out.object["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["drop"];
+    let drop = &out.object["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]
+        ["drop"];
     assert_eq!(drop, &json!(["NET_RAW", "ALL"]));
     // Idempotent.
     let again = harden(&out.object, Level::Restricted, &opts).expect("hardens");
@@ -98,13 +103,30 @@ fn explicit_choices_are_reported_not_overridden() {
         ])
     );
     let messages: Vec<&str> = out.unfixable.iter().map(|u| u.message.as_str()).collect();
-    assert!(messages.contains(&"container \"a\" is privileged; the API rejects allowPrivilegeEscalation=false there"));
-    assert!(messages.contains(&"container \"b\" sets securityContext.allowPrivilegeEscalation=true"));
-    assert!(messages.contains(&"container \"b\" adds NET_ADMIN; the restricted level allows only NET_BIND_SERVICE"));
+    assert!(messages.contains(
+        &"container \"a\" is privileged; the API rejects allowPrivilegeEscalation=false there"
+    ));
+    assert!(
+        messages.contains(&"container \"b\" sets securityContext.allowPrivilegeEscalation=true")
+    );
+    assert!(messages.contains(
+        &"container \"b\" adds NET_ADMIN; the restricted level allows only NET_BIND_SERVICE"
+    ));
     // Only drop ALL was added; nothing explicit changed.
     assert!(is_subvalue(&p, &out.object));
-    assert!(out.changes.iter().all(|c| c.path.ends_with("capabilities.drop")), "{:?}", out.changes);
-    assert!(harden(&p, Level::Baseline, &HardenOptions::default()).unwrap().changes.is_empty());
+    assert!(
+        out.changes
+            .iter()
+            .all(|c| c.path.ends_with("capabilities.drop")),
+        "{:?}",
+        out.changes
+    );
+    assert!(
+        harden(&p, Level::Baseline, &HardenOptions::default())
+            .unwrap()
+            .changes
+            .is_empty()
+    );
 }
 
 #[test]
@@ -117,9 +139,21 @@ fn windows_pods_get_no_linux_fields() {
     let changes: Vec<&str> = out.changes.iter().map(|c| c.path.as_str()).collect();
     assert_eq!(changes, ["spec.securityContext.runAsNonRoot"]);
     // Before v1.25 the Linux-only checks apply and cannot be satisfied.
-    let out = harden(&p, Level::Restricted, &HardenOptions::for_version(PolicyVersion::V1(24))).unwrap();
+    let out = harden(
+        &p,
+        Level::Restricted,
+        &HardenOptions::for_version(PolicyVersion::V1(24)),
+    )
+    .unwrap();
     let unfixable: Vec<&str> = out.unfixable.iter().map(|u| u.check).collect();
-    assert_eq!(unfixable, ["allowPrivilegeEscalation", "capabilities_restricted", "seccompProfile_restricted"]);
+    assert_eq!(
+        unfixable,
+        [
+            "allowPrivilegeEscalation",
+            "capabilities_restricted",
+            "seccompProfile_restricted"
+        ]
+    );
 }
 
 #[test]
@@ -135,13 +169,19 @@ fn extras_read_only_root_and_proxy() {
     opts.proxy_url = Some("http://egress-proxy.egress-system.svc:3128".into());
     let out = harden(&p, Level::Baseline, &opts).unwrap();
     let spec = &out.object["spec"];
-    assert_eq!(spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"], json!(true));
+    assert_eq!(
+        spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
+        json!(true)
+    );
     assert_eq!(
         spec["containers"][0]["volumeMounts"],
         json!([{"name": "cache", "mountPath": "/tmp"}, {"name": "kubesafe-var-cache-nginx", "mountPath": "/var/cache/nginx"}])
     );
     // An explicit readOnlyRootFilesystem: false is left alone.
-    assert_eq!(spec["containers"][2]["securityContext"], json!({"readOnlyRootFilesystem": false}));
+    assert_eq!(
+        spec["containers"][2]["securityContext"],
+        json!({"readOnlyRootFilesystem": false})
+    );
     assert_eq!(
         spec["volumes"],
         json!([{"name": "cache", "emptyDir": {}}, {"name": "kubesafe-tmp", "emptyDir": {}}, {"name": "kubesafe-var-cache-nginx", "emptyDir": {}}])
@@ -152,7 +192,17 @@ fn extras_read_only_root_and_proxy() {
         .iter()
         .map(|e| e["name"].as_str().unwrap())
         .collect();
-    assert_eq!(env_b, ["NO_PROXY", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "no_proxy"]);
+    assert_eq!(
+        env_b,
+        [
+            "NO_PROXY",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "no_proxy"
+        ]
+    );
     assert_eq!(spec["containers"][1]["env"][0]["value"], json!("mine"));
     let again = harden(&out.object, Level::Baseline, &opts).unwrap();
     assert!(again.changes.is_empty(), "{:?}", again.changes);
@@ -175,7 +225,9 @@ fn opt<T: Clone + std::fmt::Debug + 'static>(
 }
 
 fn pick(values: &'static [&'static str]) -> BoxedStrategy<String> {
-    proptest::sample::select(values).prop_map(str::to_string).boxed()
+    proptest::sample::select(values)
+        .prop_map(str::to_string)
+        .boxed()
 }
 
 fn subset(values: &'static [&'static str]) -> BoxedStrategy<Vec<String>> {
@@ -194,18 +246,48 @@ fn profile() -> BoxedStrategy<Value> {
 
 fn any_container_sc() -> BoxedStrategy<Value> {
     (
-        (opt(any::<bool>()), opt(any::<bool>()), opt(any::<bool>()), opt(prop_oneof![Just(0i64), Just(1000i64)])),
         (
-            opt((subset(&["NET_BIND_SERVICE", "CHOWN", "SYS_ADMIN", "NET_RAW"]), subset(&["ALL", "NET_RAW"]))),
+            opt(any::<bool>()),
+            opt(any::<bool>()),
+            opt(any::<bool>()),
+            opt(prop_oneof![Just(0i64), Just(1000i64)]),
+        ),
+        (
+            opt((
+                subset(&["NET_BIND_SERVICE", "CHOWN", "SYS_ADMIN", "NET_RAW"]),
+                subset(&["ALL", "NET_RAW"]),
+            )),
             opt(pick(&["Default", "Unmasked"])),
             opt(profile()),
             opt(pick(&["RuntimeDefault", "Unconfined"])),
         ),
-        (opt(pick(&["container_t", "spc_t"])), opt(any::<bool>()), opt(any::<bool>())),
+        (
+            opt(pick(&["container_t", "spc_t"])),
+            opt(any::<bool>()),
+            opt(any::<bool>()),
+        ),
     )
-        .prop_map(|((privileged, ape, non_root, user), (caps, proc_mount, seccomp, apparmor), (selinux, host_process, rorfs))| {
-            sc_value(privileged, ape, non_root, user, caps, proc_mount, seccomp, apparmor, selinux, host_process, rorfs)
-        })
+        .prop_map(
+            |(
+                (privileged, ape, non_root, user),
+                (caps, proc_mount, seccomp, apparmor),
+                (selinux, host_process, rorfs),
+            )| {
+                sc_value(
+                    privileged,
+                    ape,
+                    non_root,
+                    user,
+                    caps,
+                    proc_mount,
+                    seccomp,
+                    apparmor,
+                    selinux,
+                    host_process,
+                    rorfs,
+                )
+            },
+        )
         .boxed()
 }
 
@@ -213,18 +295,45 @@ fn any_container_sc() -> BoxedStrategy<Value> {
 /// fields for restricted).
 fn benign_container_sc() -> BoxedStrategy<Value> {
     (
-        (opt(Just(false)), opt(Just(false)), opt(Just(true)), opt(Just(1000i64))),
+        (
+            opt(Just(false)),
+            opt(Just(false)),
+            opt(Just(true)),
+            opt(Just(1000i64)),
+        ),
         (
             opt((subset(&["NET_BIND_SERVICE"]), subset(&["ALL", "NET_RAW"]))),
             opt(Just("Default".to_string())),
             opt(pick(&["RuntimeDefault", "Localhost"]).prop_map(|t| json!({"type": t}))),
             opt(Just("RuntimeDefault".to_string())),
         ),
-        (opt(Just("container_t".to_string())), opt(Just(false)), opt(any::<bool>())),
+        (
+            opt(Just("container_t".to_string())),
+            opt(Just(false)),
+            opt(any::<bool>()),
+        ),
     )
-        .prop_map(|((privileged, ape, non_root, user), (caps, proc_mount, seccomp, apparmor), (selinux, host_process, rorfs))| {
-            sc_value(privileged, ape, non_root, user, caps, proc_mount, seccomp, apparmor, selinux, host_process, rorfs)
-        })
+        .prop_map(
+            |(
+                (privileged, ape, non_root, user),
+                (caps, proc_mount, seccomp, apparmor),
+                (selinux, host_process, rorfs),
+            )| {
+                sc_value(
+                    privileged,
+                    ape,
+                    non_root,
+                    user,
+                    caps,
+                    proc_mount,
+                    seccomp,
+                    apparmor,
+                    selinux,
+                    host_process,
+                    rorfs,
+                )
+            },
+        )
         .boxed()
 }
 
@@ -257,12 +366,18 @@ fn sc_value(
     put("allowPrivilegeEscalation", ape.map(Value::Bool));
     put("runAsNonRoot", non_root.map(Value::Bool));
     put("runAsUser", user.map(|u| json!(u)));
-    put("capabilities", caps.map(|(add, drop)| json!({"add": add, "drop": drop})));
+    put(
+        "capabilities",
+        caps.map(|(add, drop)| json!({"add": add, "drop": drop})),
+    );
     put("procMount", proc_mount.map(Value::String));
     put("seccompProfile", seccomp);
     put("appArmorProfile", apparmor.map(|t| json!({"type": t})));
     put("seLinuxOptions", selinux.map(|t| json!({"type": t})));
-    put("windowsOptions", host_process.map(|h| json!({"hostProcess": h})));
+    put(
+        "windowsOptions",
+        host_process.map(|h| json!({"hostProcess": h})),
+    );
     put("readOnlyRootFilesystem", rorfs.map(Value::Bool));
     Value::Object(sc)
 }
@@ -297,7 +412,10 @@ fn container(name: String) -> BoxedStrategy<Value> {
         .boxed()
 }
 
-fn containers(prefix: &'static str, range: std::ops::RangeInclusive<usize>) -> BoxedStrategy<Vec<Value>> {
+fn containers(
+    prefix: &'static str,
+    range: std::ops::RangeInclusive<usize>,
+) -> BoxedStrategy<Vec<Value>> {
     proptest::collection::vec(Just(()), range)
         .prop_flat_map(move |v| {
             v.iter()
@@ -476,5 +594,3 @@ proptest! {
         prop_assert_eq!(again_unfixable, unfixable);
     }
 }
-
-

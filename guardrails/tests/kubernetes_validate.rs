@@ -7,7 +7,12 @@
 //! (a kind without a schema is only a warning there, and must fail here) or
 //! `FATAL` line. Without the validator the test fails under `CI=true` and is
 //! skipped with a notice otherwise.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -28,19 +33,28 @@ fn validator_newest_minor() -> Option<u32> {
         ),
         Err(e) => {
             if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("kubernetes-validate is not installed (pip install kubernetes-validate): {e}");
+                panic!(
+                    "kubernetes-validate is not installed (pip install kubernetes-validate): {e}"
+                );
             }
-            eprintln!("SKIPPED: kubernetes-validate is not installed ({e}); pip install kubernetes-validate");
+            eprintln!(
+                "SKIPPED: kubernetes-validate is not installed ({e}); pip install kubernetes-validate"
+            );
             return None;
         }
     };
     // argparse wraps the help text: join it before looking for the default.
-    let help = String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    let help = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let default = help
         .split("Defaults to ")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("cannot find the newest version in kubernetes-validate --help: {help}"));
+        .unwrap_or_else(|| {
+            panic!("cannot find the newest version in kubernetes-validate --help: {help}")
+        });
     let minor = default
         .strip_prefix("1.")
         .and_then(|r| r.split('.').next())
@@ -68,10 +82,20 @@ apiServer: {endpoints: [10.0.0.10, "fd00::10"], port: 6443}
     ];
     for c in configs {
         let bundle = generate(&GuardrailsConfig::from_yaml(c).unwrap()).unwrap();
-        docs.extend(yaml::documents(&bundle.to_yaml().unwrap()).unwrap().iter().map(|d| yaml::to_string(d).unwrap()));
+        docs.extend(
+            yaml::documents(&bundle.to_yaml().unwrap())
+                .unwrap()
+                .iter()
+                .map(|d| yaml::to_string(d).unwrap()),
+        );
     }
     let rbac = generate_rbac("remediator", "kubesafe", Action::ALL).unwrap();
-    docs.extend(yaml::documents(&rbac.to_yaml().unwrap()).unwrap().iter().map(|d| yaml::to_string(d).unwrap()));
+    docs.extend(
+        yaml::documents(&rbac.to_yaml().unwrap())
+            .unwrap()
+            .iter()
+            .map(|d| yaml::to_string(d).unwrap()),
+    );
     // Hardened workloads are generated objects too.
     let deployment = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web", "namespace": "shop"},
@@ -89,7 +113,9 @@ apiServer: {endpoints: [10.0.0.10, "fd00::10"], port: 6443}
 
 #[test]
 fn generated_objects_validate_strictly() {
-    let Some(newest) = validator_newest_minor() else { return };
+    let Some(newest) = validator_newest_minor() else {
+        return;
+    };
     assert!(
         newest >= OLDEST_MINOR,
         "kubernetes-validate ships schemas only up to 1.{newest}; need 1.{OLDEST_MINOR}+"
@@ -108,11 +134,11 @@ fn generated_objects_validate_strictly() {
     }
     let out = cmd.arg(&file).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let problems: Vec<&str> = stdout
+    let problems: Vec<&str> = stdout.lines().filter(|l| !l.starts_with("INFO ")).collect();
+    let passed = stdout
         .lines()
-        .filter(|l| !l.starts_with("INFO "))
-        .collect();
-    let passed = stdout.lines().filter(|l| l.starts_with("INFO ") && l.contains(" passed ")).count();
+        .filter(|l| l.starts_with("INFO ") && l.contains(" passed "))
+        .count();
     assert!(
         out.status.success() && problems.is_empty(),
         "kubernetes-validate rejected generated objects (exit {:?}):\n{}\n{}",

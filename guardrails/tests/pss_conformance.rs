@@ -48,7 +48,13 @@
 //!   generator leaves it unset and `allowPrivilegeEscalation` fails too;
 //! - `allowprivilegeescalation` (restricted, v1.22+): one case removes the
 //!   container's whole `securityContext`, so `capabilities_restricted` fails too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -65,7 +71,10 @@ fn corpus_dir() -> Option<PathBuf> {
         return Some(pss);
     }
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("fixture corpus missing at {} (set KUBESAFE_CORPUS)", pss.display());
+        panic!(
+            "fixture corpus missing at {} (set KUBESAFE_CORPUS)",
+            pss.display()
+        );
     }
     eprintln!("SKIPPED: fixture corpus missing at {}", pss.display());
     None
@@ -126,7 +135,10 @@ fn every_fixture_matches_upstream() {
     let mut failures = Vec::new();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let mut total = 0usize;
-    for (level_name, level) in [("baseline", Level::Baseline), ("restricted", Level::Restricted)] {
+    for (level_name, level) in [
+        ("baseline", Level::Baseline),
+        ("restricted", Level::Restricted),
+    ] {
         let mut versions: Vec<_> = std::fs::read_dir(root.join(level_name))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -144,7 +156,9 @@ fn every_fixture_matches_upstream() {
                 files.sort();
                 for file in files {
                     total += 1;
-                    *counts.entry(if outcome == "pass" { "pass" } else { "fail" }).or_default() += 1;
+                    *counts
+                        .entry(if outcome == "pass" { "pass" } else { "fail" })
+                        .or_default() += 1;
                     let rel = file.strip_prefix(&root).unwrap().display().to_string();
                     let text = std::fs::read_to_string(&file).unwrap();
                     let doc: serde_json::Value = match serde_saphyr::from_str(&text) {
@@ -166,7 +180,11 @@ fn every_fixture_matches_upstream() {
                         if !violations.is_empty() {
                             failures.push(format!(
                                 "{rel}: expected allowed, denied by {}",
-                                violations.iter().map(|v| format!("{}: {v}", v.check)).collect::<Vec<_>>().join("; ")
+                                violations
+                                    .iter()
+                                    .map(|v| format!("{}: {v}", v.check))
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
                             ));
                         }
                         continue;

@@ -6,7 +6,10 @@ use kubesafe_guardrails::netpol::{GuardrailsConfig, generate};
 
 fn bundle_yaml(config: &str) -> String {
     let cfg = GuardrailsConfig::from_yaml(config).expect("config parses");
-    generate(&cfg).expect("config is valid").to_yaml().expect("serialises")
+    generate(&cfg)
+        .expect("config is valid")
+        .to_yaml()
+        .expect("serialises")
 }
 
 #[test]

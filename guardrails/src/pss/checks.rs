@@ -194,7 +194,11 @@ pub(crate) static CHECKS: &[CheckDef] = &[
     CheckDef {
         id: "restrictedVolumes",
         level: CheckLevel::Restricted,
-        versions: &[rev_overriding(0, restricted_volumes_1_0, &["hostPathVolumes"])],
+        versions: &[rev_overriding(
+            0,
+            restricted_volumes_1_0,
+            &["hostPathVolumes"],
+        )],
     },
     // check_runAsNonRoot.go: v1.35 skips pods in a user namespace.
     CheckDef {
@@ -214,8 +218,16 @@ pub(crate) static CHECKS: &[CheckDef] = &[
         id: "seccompProfile_restricted",
         level: CheckLevel::Restricted,
         versions: &[
-            rev_overriding(19, seccomp_profile_restricted_1_19, &["seccompProfile_baseline"]),
-            rev_overriding(25, seccomp_profile_restricted_1_25, &["seccompProfile_baseline"]),
+            rev_overriding(
+                19,
+                seccomp_profile_restricted_1_19,
+                &["seccompProfile_baseline"],
+            ),
+            rev_overriding(
+                25,
+                seccomp_profile_restricted_1_25,
+                &["seccompProfile_baseline"],
+            ),
         ],
     },
 ];
@@ -299,19 +311,22 @@ fn allowed_apparmor_type(t: &str) -> bool {
 fn app_armor_profile_1_0(pod: &PodView<'_>) -> Option<Forbidden> {
     let mut setters = Vec::new();
     let mut bad_types = BTreeSet::new();
-    if let Some(t) = pod.security_context.as_ref().and_then(|sc| sc.apparmor_type) {
-        if !allowed_apparmor_type(t) {
-            setters.push("pod".to_string());
-            bad_types.insert(t);
-        }
+    if let Some(t) = pod
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.apparmor_type)
+        && !allowed_apparmor_type(t)
+    {
+        setters.push("pod".to_string());
+        bad_types.insert(t);
     }
     let mut bad_containers = Vec::new();
     for c in &pod.containers {
-        if let Some(t) = c.security_context.as_ref().and_then(|sc| sc.apparmor_type) {
-            if !allowed_apparmor_type(t) {
-                bad_containers.push(c.name);
-                bad_types.insert(t);
-            }
+        if let Some(t) = c.security_context.as_ref().and_then(|sc| sc.apparmor_type)
+            && !allowed_apparmor_type(t)
+        {
+            bad_containers.push(c.name);
+            bad_types.insert(t);
         }
     }
     if !bad_containers.is_empty() {
@@ -321,7 +336,9 @@ fn app_armor_profile_1_0(pod: &PodView<'_>) -> Option<Forbidden> {
     let bad_annotations: Vec<String> = pod
         .annotations
         .iter()
-        .filter(|(k, v)| k.starts_with(APPARMOR_ANNOTATION_PREFIX) && !allowed_apparmor_annotation(v))
+        .filter(|(k, v)| {
+            k.starts_with(APPARMOR_ANNOTATION_PREFIX) && !allowed_apparmor_annotation(v)
+        })
         .map(|(k, v)| format!("{k}={}", go_quote(v)))
         .collect();
     if !bad_annotations.is_empty() {
@@ -366,7 +383,10 @@ fn capabilities_baseline_1_0(pod: &PodView<'_>) -> Option<Forbidden> {
     let mut bad_containers = Vec::new();
     let mut caps = BTreeSet::new();
     for c in &pod.containers {
-        let Some(capabilities) = c.security_context.as_ref().and_then(|sc| sc.capabilities.as_ref())
+        let Some(capabilities) = c
+            .security_context
+            .as_ref()
+            .and_then(|sc| sc.capabilities.as_ref())
         else {
             continue;
         };
@@ -481,7 +501,11 @@ fn host_probes_and_host_lifecycle_1_34(pod: &PodView<'_>) -> Option<Forbidden> {
             "{} {} {} {}",
             containers_phrase(&names),
             pluralize("uses", "use", names.len()),
-            pluralize("probe or lifecycle host", "probe or lifecycle hosts", hosts.len()),
+            pluralize(
+                "probe or lifecycle host",
+                "probe or lifecycle hosts",
+                hosts.len()
+            ),
             join_quote(&hosts)
         ),
     )
@@ -511,11 +535,11 @@ fn proc_mount_1_0(pod: &PodView<'_>) -> Option<Forbidden> {
     let mut bad = Vec::new();
     let mut types = BTreeSet::new();
     for c in &pod.containers {
-        if let Some(pm) = c.security_context.as_ref().and_then(|sc| sc.proc_mount) {
-            if pm != "Default" {
-                bad.push(c.name);
-                types.insert(pm);
-            }
+        if let Some(pm) = c.security_context.as_ref().and_then(|sc| sc.proc_mount)
+            && pm != "Default"
+        {
+            bad.push(c.name);
+            types.insert(pm);
         }
     }
     if bad.is_empty() {
@@ -569,17 +593,23 @@ fn se_linux_options(pod: &PodView<'_>, allowed_types: &[&str]) -> Option<Forbidd
         }
         ok
     };
-    if let Some(opts) = pod.security_context.as_ref().and_then(|sc| sc.selinux.as_ref()) {
-        if !valid(opts) {
-            setters.push("pod".to_string());
-        }
+    if let Some(opts) = pod
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.selinux.as_ref())
+        && !valid(opts)
+    {
+        setters.push("pod".to_string());
     }
     let mut bad_containers = Vec::new();
     for c in &pod.containers {
-        if let Some(opts) = c.security_context.as_ref().and_then(|sc| sc.selinux.as_ref()) {
-            if !valid(opts) {
-                bad_containers.push(c.name);
-            }
+        if let Some(opts) = c
+            .security_context
+            .as_ref()
+            .and_then(|sc| sc.selinux.as_ref())
+            && !valid(opts)
+        {
+            bad_containers.push(c.name);
         }
     }
     if !bad_containers.is_empty() {
@@ -635,17 +665,17 @@ pub(crate) fn valid_seccomp_type(t: &str) -> bool {
 /// seccompProfile_baseline 1.0: the alpha seccomp annotations.
 fn seccomp_profile_baseline_1_0(pod: &PodView<'_>) -> Option<Forbidden> {
     let mut bad = BTreeSet::new();
-    if let Some(v) = pod.annotations.get(SECCOMP_POD_ANNOTATION) {
-        if !valid_seccomp_annotation(v) {
-            bad.insert(format!("{SECCOMP_POD_ANNOTATION}={}", go_quote(v)));
-        }
+    if let Some(v) = pod.annotations.get(SECCOMP_POD_ANNOTATION)
+        && !valid_seccomp_annotation(v)
+    {
+        bad.insert(format!("{SECCOMP_POD_ANNOTATION}={}", go_quote(v)));
     }
     for c in &pod.containers {
         let key = format!("{SECCOMP_CONTAINER_ANNOTATION_PREFIX}{}", c.name);
-        if let Some(v) = pod.annotations.get(key.as_str()) {
-            if !valid_seccomp_annotation(v) {
-                bad.insert(format!("{key}={}", go_quote(v)));
-            }
+        if let Some(v) = pod.annotations.get(key.as_str())
+            && !valid_seccomp_annotation(v)
+        {
+            bad.insert(format!("{key}={}", go_quote(v)));
         }
     }
     if bad.is_empty() {
@@ -676,11 +706,11 @@ fn explicit_bad_seccomp<'a>(pod: &PodView<'a>) -> (Vec<String>, BTreeSet<&'a str
     }
     let mut bad_containers = Vec::new();
     for c in &pod.containers {
-        if let Some(t) = c.security_context.as_ref().and_then(|sc| sc.seccomp_type) {
-            if !valid_seccomp_type(t) {
-                bad_containers.push(c.name);
-                values.insert(t);
-            }
+        if let Some(t) = c.security_context.as_ref().and_then(|sc| sc.seccomp_type)
+            && !valid_seccomp_type(t)
+        {
+            bad_containers.push(c.name);
+            values.insert(t);
         }
     }
     if !bad_containers.is_empty() {
@@ -754,7 +784,12 @@ fn sysctls_1_29(pod: &PodView<'_>) -> Option<Forbidden> {
 fn sysctls_1_32(pod: &PodView<'_>) -> Option<Forbidden> {
     sysctls(
         pod,
-        &[SYSCTLS_1_0, SYSCTLS_ADDED_1_27, SYSCTLS_ADDED_1_29, SYSCTLS_ADDED_1_32],
+        &[
+            SYSCTLS_1_0,
+            SYSCTLS_ADDED_1_27,
+            SYSCTLS_ADDED_1_29,
+            SYSCTLS_ADDED_1_32,
+        ],
     )
 }
 
@@ -848,7 +883,10 @@ fn capabilities_restricted_1_22(pod: &PodView<'_>) -> Option<Forbidden> {
         if !drops_all(c) {
             missing_drop_all.push(c.name);
         }
-        let Some(capabilities) = c.security_context.as_ref().and_then(|sc| sc.capabilities.as_ref())
+        let Some(capabilities) = c
+            .security_context
+            .as_ref()
+            .and_then(|sc| sc.capabilities.as_ref())
         else {
             continue;
         };
@@ -976,7 +1014,11 @@ fn restricted_volumes_1_0(pod: &PodView<'_>) -> Option<Forbidden> {
 fn run_as_non_root_1_0(pod: &PodView<'_>) -> Option<Forbidden> {
     let mut setters = Vec::new();
     let mut pod_run_as_non_root = false;
-    match pod.security_context.as_ref().and_then(|sc| sc.run_as_non_root) {
+    match pod
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.run_as_non_root)
+    {
         Some(false) => setters.push("pod".to_string()),
         Some(true) => pod_run_as_non_root = true,
         None => {}
@@ -984,7 +1026,11 @@ fn run_as_non_root_1_0(pod: &PodView<'_>) -> Option<Forbidden> {
     let mut explicitly_bad = Vec::new();
     let mut implicitly_bad = Vec::new();
     for c in &pod.containers {
-        match c.security_context.as_ref().and_then(|sc| sc.run_as_non_root) {
+        match c
+            .security_context
+            .as_ref()
+            .and_then(|sc| sc.run_as_non_root)
+        {
             Some(false) => explicitly_bad.push(c.name),
             Some(true) => {}
             None if !pod_run_as_non_root => implicitly_bad.push(c.name),

@@ -85,13 +85,13 @@ impl HardenOptions {
     }
 
     fn validate(&self) -> Result<(), CheckError> {
-        if let Some(uid) = self.run_as_user {
-            if !(1..=i64::from(i32::MAX)).contains(&uid) {
-                return Err(CheckError::InvalidOption {
-                    option: "run_as_user",
-                    reason: format!("{uid} is not a non-root UID (1..=2147483647)"),
-                });
-            }
+        if let Some(uid) = self.run_as_user
+            && !(1..=i64::from(i32::MAX)).contains(&uid)
+        {
+            return Err(CheckError::InvalidOption {
+                option: "run_as_user",
+                reason: format!("{uid} is not a non-root UID (1..=2147483647)"),
+            });
         }
         for p in &self.writable_paths {
             if !p.starts_with('/') || p.contains(':') {
@@ -101,13 +101,13 @@ impl HardenOptions {
                 });
             }
         }
-        if let Some(url) = &self.proxy_url {
-            if url.is_empty() || url.chars().any(char::is_whitespace) {
-                return Err(CheckError::InvalidOption {
-                    option: "proxy_url",
-                    reason: format!("{url:?} is not a URL"),
-                });
-            }
+        if let Some(url) = &self.proxy_url
+            && (url.is_empty() || url.chars().any(char::is_whitespace))
+        {
+            return Err(CheckError::InvalidOption {
+                option: "proxy_url",
+                reason: format!("{url:?} is not a URL"),
+            });
         }
         Ok(())
     }
@@ -168,7 +168,11 @@ const CONTAINER_LISTS: [&str; 3] = ["initContainers", "containers", "ephemeralCo
 /// assert!(check(&out.object, Level::Restricted, opts.version)?.is_empty());
 /// # Ok::<(), kubesafe_guardrails::pss::CheckError>(())
 /// ```
-pub fn harden(object: &Value, level: Level, options: &HardenOptions) -> Result<Hardened, CheckError> {
+pub fn harden(
+    object: &Value,
+    level: Level,
+    options: &HardenOptions,
+) -> Result<Hardened, CheckError> {
     options.validate()?;
     let violations = check(object, level, options.version)?;
     let Some(loc) = locate_pod(object)? else {
@@ -225,13 +229,21 @@ pub fn harden_pod_spec(
     spec: &k8s_openapi::api::core::v1::PodSpec,
     level: Level,
     options: &HardenOptions,
-) -> Result<(k8s_openapi::api::core::v1::PodSpec, Vec<Change>, Vec<Unfixable>), CheckError> {
+) -> Result<
+    (
+        k8s_openapi::api::core::v1::PodSpec,
+        Vec<Change>,
+        Vec<Unfixable>,
+    ),
+    CheckError,
+> {
     let spec_value =
         serde_json::to_value(spec).map_err(|e| CheckError::Serialize(e.to_string()))?;
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": spec_value});
     let h = harden(&pod, level, options)?;
     let spec_out = h.object.get("spec").cloned().unwrap_or(Value::Null);
-    let typed = serde_json::from_value(spec_out).map_err(|e| CheckError::Serialize(e.to_string()))?;
+    let typed =
+        serde_json::from_value(spec_out).map_err(|e| CheckError::Serialize(e.to_string()))?;
     Ok((typed, h.changes, h.unfixable))
 }
 
@@ -260,7 +272,11 @@ fn containers_phrase(names: &[String]) -> String {
     let quoted: Vec<String> = names.iter().map(|n| go_quote(n)).collect();
     format!(
         "{} {}",
-        if names.len() == 1 { "container" } else { "containers" },
+        if names.len() == 1 {
+            "container"
+        } else {
+            "containers"
+        },
         quoted.join(", ")
     )
 }
@@ -347,7 +363,9 @@ impl Hardener {
         self.for_each_container(spec, |h, c, path| {
             let name = container_name(c).to_string();
             let sc = c.get("securityContext").and_then(Value::as_object);
-            let ape = sc.and_then(|sc| sc.get("allowPrivilegeEscalation")).and_then(Value::as_bool);
+            let ape = sc
+                .and_then(|sc| sc.get("allowPrivilegeEscalation"))
+                .and_then(Value::as_bool);
             match ape {
                 Some(false) => {}
                 Some(true) => h.unfixable(
@@ -358,16 +376,17 @@ impl Hardener {
                     ),
                 ),
                 None => {
-                    let privileged = sc.and_then(|sc| sc.get("privileged")).and_then(Value::as_bool)
+                    let privileged = sc
+                        .and_then(|sc| sc.get("privileged"))
+                        .and_then(Value::as_bool)
                         == Some(true);
                     let sys_admin = sc
                         .and_then(|sc| sc.get("capabilities"))
                         .and_then(|caps| caps.get("add"))
                         .and_then(Value::as_array)
                         .is_some_and(|add| {
-                            add.iter().any(|c| {
-                                matches!(c.as_str(), Some("SYS_ADMIN" | "CAP_SYS_ADMIN"))
-                            })
+                            add.iter()
+                                .any(|c| matches!(c.as_str(), Some("SYS_ADMIN" | "CAP_SYS_ADMIN")))
                         });
                     if privileged || sys_admin {
                         h.unfixable(
@@ -375,7 +394,11 @@ impl Hardener {
                             format!(
                                 "{} is {}; the API rejects allowPrivilegeEscalation=false there",
                                 containers_phrase(&[name]),
-                                if privileged { "privileged" } else { "adding SYS_ADMIN" }
+                                if privileged {
+                                    "privileged"
+                                } else {
+                                    "adding SYS_ADMIN"
+                                }
                             ),
                         );
                     } else if let Some(sc) = child_obj(c, "securityContext") {
@@ -474,7 +497,10 @@ impl Hardener {
         }
         match pod_setting {
             Some(false) => {
-                self.unfixable("runAsNonRoot", format!("{v}: the pod sets runAsNonRoot=false"));
+                self.unfixable(
+                    "runAsNonRoot",
+                    format!("{v}: the pod sets runAsNonRoot=false"),
+                );
             }
             // Only containers that inherit the pod-level value need it.
             None if inheriting > 0 => {
@@ -492,7 +518,10 @@ impl Hardener {
                 };
                 self.change(format!("{spec_path}.securityContext.runAsNonRoot"), "true");
                 if let Some(uid) = set_user {
-                    self.change(format!("{spec_path}.securityContext.runAsUser"), uid.to_string());
+                    self.change(
+                        format!("{spec_path}.securityContext.runAsUser"),
+                        uid.to_string(),
+                    );
                 }
             }
             _ => {}
@@ -540,11 +569,16 @@ impl Hardener {
         match pod_profile {
             Some(false) => self.unfixable(
                 "seccompProfile_restricted",
-                format!("{v}: the pod sets a seccompProfile type other than RuntimeDefault or Localhost"),
+                format!(
+                    "{v}: the pod sets a seccompProfile type other than RuntimeDefault or Localhost"
+                ),
             ),
             None if inheriting > 0 => {
                 if let Some(sc) = child_obj(spec, "securityContext") {
-                    sc.insert("seccompProfile".to_string(), json!({"type": "RuntimeDefault"}));
+                    sc.insert(
+                        "seccompProfile".to_string(),
+                        json!({"type": "RuntimeDefault"}),
+                    );
                     self.change(
                         format!("{spec_path}.securityContext.seccompProfile"),
                         "{type: RuntimeDefault}",
@@ -611,7 +645,9 @@ impl Hardener {
         if !volumes.is_array() {
             *volumes = Value::Array(Vec::new());
         }
-        let Value::Array(volumes) = volumes else { return };
+        let Value::Array(volumes) = volumes else {
+            return;
+        };
         // In writable-path order, whatever container needed them first.
         let needed: Vec<(String, String)> = volume_names
             .into_iter()
@@ -696,7 +732,14 @@ fn volume_name_for(path: &str) -> String {
     }
     if name.len() > 63 {
         // Keep it unique-ish and valid: prefix + length-limited tail.
-        let tail: String = name.chars().rev().take(50).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = name
+            .chars()
+            .rev()
+            .take(50)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         name = format!("kubesafe-{}", tail.trim_start_matches('-'));
         name.truncate(63);
         name = name.trim_end_matches('-').to_string();
@@ -711,7 +754,10 @@ mod tests {
     #[test]
     fn volume_names_are_dns_labels() {
         assert_eq!(volume_name_for("/tmp"), "kubesafe-tmp");
-        assert_eq!(volume_name_for("/var/cache/nginx"), "kubesafe-var-cache-nginx");
+        assert_eq!(
+            volume_name_for("/var/cache/nginx"),
+            "kubesafe-var-cache-nginx"
+        );
         assert_eq!(volume_name_for("/"), "kubesafe-root");
         let long = format!("/{}", "a".repeat(100));
         let n = volume_name_for(&long);

@@ -65,7 +65,9 @@ use checks::{CHECKS, CheckLevel, MAX_MINOR};
 use view::json_type;
 
 /// A Pod Security Standards level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// No restrictions.
@@ -363,7 +365,8 @@ fn locate_pod(object: &Value) -> Result<Option<PodLocation<'_>>, CheckError> {
         }
         ("", "PodTemplate") => {
             let tmpl = obj_field(root, "template", "")?.ok_or_else(|| missing("template"))?;
-            let spec = obj_field(tmpl, "spec", "template")?.ok_or_else(|| missing("template.spec"))?;
+            let spec =
+                obj_field(tmpl, "spec", "template")?.ok_or_else(|| missing("template.spec"))?;
             Ok(Some(PodLocation {
                 metadata: obj_field(tmpl, "metadata", "template")?,
                 spec,
@@ -391,7 +394,8 @@ fn locate_pod(object: &Value) -> Result<Option<PodLocation<'_>>, CheckError> {
                 return Err(not_a_workload());
             }
             let spec = obj_field(root, "spec", "")?.ok_or_else(|| missing("spec"))?;
-            let tmpl = obj_field(spec, "template", "spec")?.ok_or_else(|| missing("spec.template"))?;
+            let tmpl =
+                obj_field(spec, "template", "spec")?.ok_or_else(|| missing("spec.template"))?;
             let pod_spec = obj_field(tmpl, "spec", "spec.template")?
                 .ok_or_else(|| missing("spec.template.spec"))?;
             Ok(Some(PodLocation {

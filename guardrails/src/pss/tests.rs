@@ -54,16 +54,16 @@ fn host_namespaces_detail() {
 #[test]
 fn se_linux_options_details() {
     let spec = json!({
-        "securityContext": {"seLinuxOptions": {"type": "foo", "user": "bar", "role": "baz"}},
-        "containers": [
-            named("a", json!({"seLinuxOptions": {"type": "container_t"}})),
-            named("b", json!({"seLinuxOptions": {"type": "container_init_t"}})),
-            named("c", json!({"seLinuxOptions": {"type": "container_kvm_t"}})),
-            named("d", json!({"seLinuxOptions": {"type": "container_engine_t"}})),
-            named("e", json!({"seLinuxOptions": {"type": "bar"}})),
-            named("f", json!({"seLinuxOptions": {"user": "bar"}})),
-            named("g", json!({"seLinuxOptions": {"role": "baz"}})),
-        ]});
+    "securityContext": {"seLinuxOptions": {"type": "foo", "user": "bar", "role": "baz"}},
+    "containers": [
+        named("a", json!({"seLinuxOptions": {"type": "container_t"}})),
+        named("b", json!({"seLinuxOptions": {"type": "container_init_t"}})),
+        named("c", json!({"seLinuxOptions": {"type": "container_kvm_t"}})),
+        named("d", json!({"seLinuxOptions": {"type": "container_engine_t"}})),
+        named("e", json!({"seLinuxOptions": {"type": "bar"}})),
+        named("f", json!({"seLinuxOptions": {"user": "bar"}})),
+        named("g", json!({"seLinuxOptions": {"role": "baz"}})),
+    ]});
     let (reason, detail) = only(spec.clone(), 31, "seLinuxOptions");
     assert_eq!(reason, "seLinuxOptions");
     assert_eq!(
@@ -76,10 +76,24 @@ fn se_linux_options_details() {
         detail,
         r#"pod and containers "d", "e", "f", "g" set forbidden securityContext.seLinuxOptions: types "bar", "container_engine_t", "foo"; user may not be set; role may not be set"#
     );
-    let (_, detail) = only(json!({"securityContext": {"seLinuxOptions": {"user": "bad"}}}), 37, "seLinuxOptions");
-    assert_eq!(detail, "pod set forbidden securityContext.seLinuxOptions: user may not be set");
-    let (_, detail) = only(json!({"securityContext": {"seLinuxOptions": {"type": "bad"}}}), 37, "seLinuxOptions");
-    assert_eq!(detail, r#"pod set forbidden securityContext.seLinuxOptions: type "bad""#);
+    let (_, detail) = only(
+        json!({"securityContext": {"seLinuxOptions": {"user": "bad"}}}),
+        37,
+        "seLinuxOptions",
+    );
+    assert_eq!(
+        detail,
+        "pod set forbidden securityContext.seLinuxOptions: user may not be set"
+    );
+    let (_, detail) = only(
+        json!({"securityContext": {"seLinuxOptions": {"type": "bad"}}}),
+        37,
+        "seLinuxOptions",
+    );
+    assert_eq!(
+        detail,
+        r#"pod set forbidden securityContext.seLinuxOptions: type "bad""#
+    );
 }
 
 #[test]
@@ -98,10 +112,27 @@ fn restricted_volumes_detail() {
         json!({"name": "a10"}),
     ];
     let restricted = [
-        "hostPath", "gcePersistentDisk", "awsElasticBlockStore", "gitRepo", "nfs", "iscsi",
-        "glusterfs", "rbd", "flexVolume", "cinder", "cephfs", "flocker", "fc", "azureFile",
-        "vsphereVolume", "quobyte", "azureDisk", "photonPersistentDisk", "portworxVolume",
-        "scaleIO", "storageos",
+        "hostPath",
+        "gcePersistentDisk",
+        "awsElasticBlockStore",
+        "gitRepo",
+        "nfs",
+        "iscsi",
+        "glusterfs",
+        "rbd",
+        "flexVolume",
+        "cinder",
+        "cephfs",
+        "flocker",
+        "fc",
+        "azureFile",
+        "vsphereVolume",
+        "quobyte",
+        "azureDisk",
+        "photonPersistentDisk",
+        "portworxVolume",
+        "scaleIO",
+        "storageos",
     ];
     for (i, t) in restricted.iter().enumerate() {
         volumes.push(json!({"name": format!("b{}", i + 1), *t: {}}));
@@ -119,8 +150,15 @@ fn restricted_volumes_detail() {
             r#""hostPath", "iscsi", "nfs", "photonPersistentDisk", "portworxVolume", "quobyte", "rbd", "scaleIO", "storageos", "unknown", "vsphereVolume""#
         )
     );
-    let (_, detail) = only(json!({"volumes": [{"name": "h", "hostPath": {"path": "/"}}]}), 37, "restrictedVolumes");
-    assert_eq!(detail, r#"volume "h" uses restricted volume type "hostPath""#);
+    let (_, detail) = only(
+        json!({"volumes": [{"name": "h", "hostPath": {"path": "/"}}]}),
+        37,
+        "restrictedVolumes",
+    );
+    assert_eq!(
+        detail,
+        r#"volume "h" uses restricted volume type "hostPath""#
+    );
 }
 
 #[test]
@@ -142,7 +180,10 @@ fn app_armor_fields_and_annotations() {
         "appArmorProfile",
     );
     assert_eq!(reason, "forbidden AppArmor profile");
-    assert_eq!(detail, r#"pod must not set AppArmor profile type to "Unconfined""#);
+    assert_eq!(
+        detail,
+        r#"pod must not set AppArmor profile type to "Unconfined""#
+    );
     let (_, detail) = only(
         json!({"securityContext": {"appArmorProfile": {"type": "RuntimeDefault"}},
                "initContainers": [named("bar", json!({"appArmorProfile": {"type": "Unconfined"}}))],
@@ -150,7 +191,10 @@ fn app_armor_fields_and_annotations() {
         37,
         "appArmorProfile",
     );
-    assert_eq!(detail, r#"container "bar" must not set AppArmor profile type to "Unconfined""#);
+    assert_eq!(
+        detail,
+        r#"container "bar" must not set AppArmor profile type to "Unconfined""#
+    );
     let p = pod_with_meta(
         json!({"annotations": {
             "container.apparmor.security.beta.kubernetes.io/": "bogus",
@@ -177,7 +221,9 @@ fn app_armor_fields_and_annotations() {
     );
     // The field check applies at every policy version (patched into 1.0 upstream).
     let vs = run(
-        &pod(json!({"containers": [named("x", json!({"appArmorProfile": {"type": "Unconfined"}}))]})),
+        &pod(
+            json!({"containers": [named("x", json!({"appArmorProfile": {"type": "Unconfined"}}))]}),
+        ),
         Level::Baseline,
         0,
     );
@@ -194,18 +240,29 @@ fn allow_privilege_escalation_and_windows_exemption() {
     ]});
     let (reason, detail) = only(spec, 37, "allowPrivilegeEscalation");
     assert_eq!(reason, "allowPrivilegeEscalation != false");
-    assert_eq!(detail, r#"containers "a", "b", "c" must set securityContext.allowPrivilegeEscalation=false"#);
+    assert_eq!(
+        detail,
+        r#"containers "a", "b", "c" must set securityContext.allowPrivilegeEscalation=false"#
+    );
 
-    let windows = pod(json!({"os": {"name": "windows"}, "securityContext": {"runAsNonRoot": true},
-        "containers": [{"name": "a"}]}));
+    let windows = pod(
+        json!({"os": {"name": "windows"}, "securityContext": {"runAsNonRoot": true},
+        "containers": [{"name": "a"}]}),
+    );
     assert!(run(&windows, Level::Restricted, 25).is_empty());
     // Before v1.25 the restricted checks apply to Windows pods too.
     assert_eq!(
         ids(&run(&windows, Level::Restricted, 24)),
-        ["allowPrivilegeEscalation", "capabilities_restricted", "seccompProfile_restricted"]
+        [
+            "allowPrivilegeEscalation",
+            "capabilities_restricted",
+            "seccompProfile_restricted"
+        ]
     );
     // Before v1.8 the check does not exist.
-    assert!(!checks_for(Level::Restricted, PolicyVersion::V1(7)).contains(&"allowPrivilegeEscalation"));
+    assert!(
+        !checks_for(Level::Restricted, PolicyVersion::V1(7)).contains(&"allowPrivilegeEscalation")
+    );
 }
 
 #[test]
@@ -244,13 +301,19 @@ fn run_as_non_root_and_user() {
         "runAsNonRoot",
     );
     assert_eq!(reason, "runAsNonRoot != true");
-    assert_eq!(detail, r#"pod and container "c" must not set securityContext.runAsNonRoot=false"#);
+    assert_eq!(
+        detail,
+        r#"pod and container "c" must not set securityContext.runAsNonRoot=false"#
+    );
     let (_, detail) = only(
         json!({"containers": [{"name": "a"}, named("b", json!({})), named("d", json!({"runAsNonRoot": true}))]}),
         37,
         "runAsNonRoot",
     );
-    assert_eq!(detail, r#"pod or containers "a", "b" must set securityContext.runAsNonRoot=true"#);
+    assert_eq!(
+        detail,
+        r#"pod or containers "a", "b" must set securityContext.runAsNonRoot=true"#
+    );
 
     let (reason, detail) = only(
         json!({"securityContext": {"runAsUser": 0}, "containers": [
@@ -275,8 +338,14 @@ fn user_namespace_relaxations_start_at_1_35() {
     );
     // v1.35: runAsNonRoot/runAsUser skip user-namespace pods; procMount stays
     // strict at restricted through procMount_restricted.
-    assert_eq!(ids(&run(&pod(spec.clone()), Level::Restricted, 35)), ["procMount_restricted"]);
-    assert_eq!(ids(&run(&pod(spec.clone()), Level::Baseline, 34)), ["procMount"]);
+    assert_eq!(
+        ids(&run(&pod(spec.clone()), Level::Restricted, 35)),
+        ["procMount_restricted"]
+    );
+    assert_eq!(
+        ids(&run(&pod(spec.clone()), Level::Baseline, 34)),
+        ["procMount"]
+    );
     assert!(run(&pod(spec), Level::Baseline, 35).is_empty());
 }
 
@@ -294,7 +363,11 @@ fn seccomp_details() {
         detail,
         r#"pod and containers "a", "b" must not set securityContext.seccompProfile.type to "", "Unconfined""#
     );
-    let (_, detail) = only(json!({"containers": [{"name": "a"}]}), 37, "seccompProfile_restricted");
+    let (_, detail) = only(
+        json!({"containers": [{"name": "a"}]}),
+        37,
+        "seccompProfile_restricted",
+    );
     assert_eq!(
         detail,
         r#"pod or container "a" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost""#
@@ -325,7 +398,10 @@ fn host_ports_and_probe_hosts() {
     ]});
     let (reason, detail) = only(spec, 37, "hostPorts");
     assert_eq!(reason, "hostPort");
-    assert_eq!(detail, r#"containers "a", "b" use hostPorts 80, 8080, 9090"#);
+    assert_eq!(
+        detail,
+        r#"containers "a", "b" use hostPorts 80, 8080, 9090"#
+    );
 
     let spec = json!({"containers": [
         {"name": "b", "livenessProbe": {"httpGet": {"host": "bad.host", "port": 8080}}},
@@ -334,7 +410,10 @@ fn host_ports_and_probe_hosts() {
     ]});
     let (reason, detail) = only(spec.clone(), 37, "hostProbesAndHostLifecycle");
     assert_eq!(reason, "probe or lifecycle host");
-    assert_eq!(detail, r#"containers "a", "b" use probe or lifecycle hosts "8.8.8.8", "bad.host""#);
+    assert_eq!(
+        detail,
+        r#"containers "a", "b" use probe or lifecycle hosts "8.8.8.8", "bad.host""#
+    );
     assert!(run(&pod(spec), Level::Baseline, 33).is_empty());
 }
 
@@ -358,22 +437,35 @@ fn privileged_proc_mount_sysctls_host_process() {
         "privileged",
     );
     assert_eq!(reason, "privileged");
-    assert_eq!(detail, r#"container "a" must not set securityContext.privileged=true"#);
+    assert_eq!(
+        detail,
+        r#"container "a" must not set securityContext.privileged=true"#
+    );
 
     let vs = run(
-        &pod(json!({"containers": [named("a", json!({"procMount": "Unmasked"})),
-            named("b", json!({"procMount": "Default"})), named("c", json!({"procMount": "Other"}))]})),
+        &pod(
+            json!({"containers": [named("a", json!({"procMount": "Unmasked"})),
+            named("b", json!({"procMount": "Default"})), named("c", json!({"procMount": "Other"}))]}),
+        ),
         Level::Baseline,
         37,
     );
     assert_eq!(vs[0].reason, "procMount");
-    assert_eq!(vs[0].detail, r#"containers "a", "c" must not set securityContext.procMount to "Other", "Unmasked""#);
+    assert_eq!(
+        vs[0].detail,
+        r#"containers "a", "c" must not set securityContext.procMount to "Other", "Unmasked""#
+    );
 
     let sysctl_pod = |names: &[&str]| {
-        pod(json!({"securityContext": {"sysctls": names.iter().map(|n| json!({"name": n, "value": "1"})).collect::<Vec<_>>()}}))
+        pod(
+            json!({"securityContext": {"sysctls": names.iter().map(|n| json!({"name": n, "value": "1"})).collect::<Vec<_>>()}}),
+        )
     };
     let reserved = sysctl_pod(&["net.ipv4.ip_local_reserved_ports"]);
-    assert_eq!(run(&reserved, Level::Baseline, 26)[0].detail, "net.ipv4.ip_local_reserved_ports");
+    assert_eq!(
+        run(&reserved, Level::Baseline, 26)[0].detail,
+        "net.ipv4.ip_local_reserved_ports"
+    );
     assert!(run(&reserved, Level::Baseline, 27).is_empty());
     let keepalive = sysctl_pod(&["net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout"]);
     assert_eq!(
@@ -384,7 +476,10 @@ fn privileged_proc_mount_sysctls_host_process() {
     let rmem = sysctl_pod(&["net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"]);
     assert!(!run(&rmem, Level::Baseline, 31).is_empty());
     assert!(run(&rmem, Level::Baseline, 32).is_empty());
-    let lowat = sysctl_pod(&["net.ipv4.tcp_notsent_lowat", "net.ipv4.tcp_slow_start_after_idle"]);
+    let lowat = sysctl_pod(&[
+        "net.ipv4.tcp_notsent_lowat",
+        "net.ipv4.tcp_slow_start_after_idle",
+    ]);
     assert!(!run(&lowat, Level::Baseline, 36).is_empty());
     assert!(run(&lowat, Level::Baseline, 37).is_empty());
 
@@ -396,7 +491,10 @@ fn privileged_proc_mount_sysctls_host_process() {
         "windowsHostProcess",
     );
     assert_eq!(reason, "hostProcess");
-    assert_eq!(detail, r#"pod and container "a" must not set securityContext.windowsOptions.hostProcess=true"#);
+    assert_eq!(
+        detail,
+        r#"pod and container "a" must not set securityContext.windowsOptions.hostProcess=true"#
+    );
 }
 
 #[test]
@@ -404,8 +502,20 @@ fn versions_parse_clamp_and_print() {
     assert_eq!("v1.33".parse::<PolicyVersion>(), Ok(PolicyVersion::V1(33)));
     assert_eq!("1.0".parse::<PolicyVersion>(), Ok(PolicyVersion::V1(0)));
     assert_eq!("latest".parse::<PolicyVersion>(), Ok(PolicyVersion::Latest));
-    for bad in ["v2.1", "v1.", "v1.x", "v1.-1", "", "1", "v1.33.0", "v1.999999"] {
-        assert!(bad.parse::<PolicyVersion>().is_err(), "{bad:?} must be rejected");
+    for bad in [
+        "v2.1",
+        "v1.",
+        "v1.x",
+        "v1.-1",
+        "",
+        "1",
+        "v1.33.0",
+        "v1.999999",
+    ] {
+        assert!(
+            bad.parse::<PolicyVersion>().is_err(),
+            "{bad:?} must be rejected"
+        );
     }
     assert_eq!(PolicyVersion::V1(99).effective_minor(), 37);
     assert_eq!(PolicyVersion::Latest.effective_minor(), 37);
@@ -503,7 +613,10 @@ fn workload_kinds() {
         PolicyVersion::Latest,
     )
     .expect_err("missing template");
-    assert_eq!(e.to_string(), "spec.jobTemplate.spec.template: required field is missing");
+    assert_eq!(
+        e.to_string(),
+        "spec.jobTemplate.spec.template: required field is missing"
+    );
     // Errors inside a template carry the template path.
     let e = check(
         &json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"template": {"spec": {"hostPID": "yes"}}}}),
@@ -511,7 +624,10 @@ fn workload_kinds() {
         PolicyVersion::Latest,
     )
     .expect_err("bad type");
-    assert_eq!(e.to_string(), "spec.template.spec.hostPID: expected boolean, found string");
+    assert_eq!(
+        e.to_string(),
+        "spec.template.spec.hostPID: expected boolean, found string"
+    );
 }
 
 #[test]

@@ -236,7 +236,9 @@ fn profile_type<'a>(
     let Some(profile) = object(map, key, path)? else {
         return Ok(None);
     };
-    Ok(Some(string(profile, "type", &child(path, key))?.unwrap_or("")))
+    Ok(Some(
+        string(profile, "type", &child(path, key))?.unwrap_or(""),
+    ))
 }
 
 fn selinux<'a>(
@@ -321,12 +323,11 @@ fn handler_hosts<'a>(
     out: &mut Vec<&'a str>,
 ) -> Result<(), CheckError> {
     for action in ["httpGet", "tcpSocket"] {
-        if let Some(a) = object(handler, action, path)? {
-            if let Some(host) = string(a, "host", &child(path, action))? {
-                if !host.is_empty() {
-                    out.push(host);
-                }
-            }
+        if let Some(a) = object(handler, action, path)?
+            && let Some(host) = string(a, "host", &child(path, action))?
+            && !host.is_empty()
+        {
+            out.push(host);
         }
     }
     Ok(())
@@ -401,16 +402,16 @@ pub(crate) fn pod_view<'a>(
 ) -> Result<PodView<'a>, CheckError> {
     let host_network = boolean(spec, "hostNetwork", spec_path)?.unwrap_or(false);
     let mut annotations = BTreeMap::new();
-    if let Some(meta) = metadata {
-        if let Some(ann) = object(meta, "annotations", meta_path)? {
-            let ann_path = child(meta_path, "annotations");
-            for (k, v) in ann {
-                match v {
-                    Value::String(s) => {
-                        annotations.insert(k.as_str(), s.as_str());
-                    }
-                    other => return Err(invalid(&child(&ann_path, k), "string", other)),
+    if let Some(meta) = metadata
+        && let Some(ann) = object(meta, "annotations", meta_path)?
+    {
+        let ann_path = child(meta_path, "annotations");
+        for (k, v) in ann {
+            match v {
+                Value::String(s) => {
+                    annotations.insert(k.as_str(), s.as_str());
                 }
+                other => return Err(invalid(&child(&ann_path, k), "string", other)),
             }
         }
     }
@@ -482,13 +483,18 @@ mod tests {
 
     #[test]
     fn wrong_types_are_errors_naming_the_path() {
-        let e = view_err(json!({"containers": [{"name": "a", "securityContext": {"privileged": "true"}}]}));
+        let e = view_err(
+            json!({"containers": [{"name": "a", "securityContext": {"privileged": "true"}}]}),
+        );
         assert_eq!(
             e.to_string(),
             "spec.containers[0].securityContext.privileged: expected boolean, found string"
         );
         let e = view_err(json!({"hostNetwork": 1}));
-        assert_eq!(e.to_string(), "spec.hostNetwork: expected boolean, found number");
+        assert_eq!(
+            e.to_string(),
+            "spec.hostNetwork: expected boolean, found number"
+        );
         let e = view_err(json!({"containers": [{"ports": [{"hostPort": 80.5}]}]}));
         assert_eq!(
             e.to_string(),
@@ -508,7 +514,9 @@ mod tests {
         let spec = json!({"hostNetwork": null, "securityContext": null,
             "containers": [{"name": "a", "securityContext": {"capabilities": null}}],
             "volumes": [{"name": "v", "hostPath": null, "emptyDir": {}}]});
-        let Value::Object(m) = spec else { unreachable!() };
+        let Value::Object(m) = spec else {
+            unreachable!()
+        };
         let v = pod_view(None, &m, "metadata", "spec", true).expect("valid");
         assert!(!v.host_network);
         assert!(v.security_context.is_none());
@@ -519,7 +527,9 @@ mod tests {
     fn containers_are_visited_init_regular_ephemeral() {
         let spec = json!({"containers": [{"name": "c"}], "initContainers": [{"name": "i"}],
             "ephemeralContainers": [{"name": "e"}]});
-        let Value::Object(m) = spec else { unreachable!() };
+        let Value::Object(m) = spec else {
+            unreachable!()
+        };
         let v = pod_view(None, &m, "metadata", "spec", true).expect("valid");
         let names: Vec<_> = v.containers.iter().map(|c| c.name).collect();
         assert_eq!(names, ["i", "c", "e"]);
