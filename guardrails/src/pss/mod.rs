@@ -266,23 +266,36 @@ pub fn checks_for(level: Level, version: PolicyVersion) -> Vec<&'static str> {
 }
 
 fn active_checks(level: Level, minor: u32) -> Vec<(&'static str, checks::CheckFn)> {
+    let mut out = Vec::new();
+    for_each_active_check(level, minor, |id, f| out.push((id, f)));
+    out
+}
+
+/// Calls `f` with each check in force for `level` at `minor`, in evaluation
+/// order (no allocation: this runs once per checked pod).
+fn for_each_active_check(level: Level, minor: u32, mut f: impl FnMut(&'static str, checks::CheckFn)) {
     if level == Level::Privileged {
-        return Vec::new();
+        return;
     }
-    let mut overridden: Vec<&str> = Vec::new();
-    if level == Level::Restricted {
-        for def in CHECKS.iter().filter(|d| d.level == CheckLevel::Restricted) {
-            if let Some(v) = def.at(minor) {
-                overridden.extend(v.overrides.iter().copied());
-            }
+    let overridden = |id: &str| {
+        level == Level::Restricted
+            && CHECKS
+                .iter()
+                .filter(|d| d.level == CheckLevel::Restricted)
+                .filter_map(|d| d.at(minor))
+                .any(|v| v.overrides.contains(&id))
+    };
+    for def in CHECKS {
+        if level == Level::Baseline && def.level != CheckLevel::Baseline {
+            continue;
+        }
+        if def.level == CheckLevel::Baseline && overridden(def.id) {
+            continue;
+        }
+        if let Some(v) = def.at(minor) {
+            f(def.id, v.check);
         }
     }
-    CHECKS
-        .iter()
-        .filter(|d| level == Level::Restricted || d.level == CheckLevel::Baseline)
-        .filter(|d| !overridden.contains(&d.id))
-        .filter_map(|d| d.at(minor).map(|v| (d.id, v.check)))
-        .collect()
 }
 
 /// Where a pod lives inside an object.
@@ -305,7 +318,7 @@ fn obj_field<'a>(
     key: &str,
     path: &str,
 ) -> Result<Option<&'a Map<String, Value>>, CheckError> {
-    view::object(map, key, path)
+    view::object(map, key, &view::FieldPath::root(path))
 }
 
 fn str_field<'a>(map: &'a Map<String, Value>, key: &'static str) -> Result<&'a str, CheckError> {
@@ -514,16 +527,17 @@ pub fn check_typed<T: Serialize>(
 }
 
 fn evaluate(pod: &view::PodView<'_>, level: Level, version: PolicyVersion) -> Vec<Violation> {
-    active_checks(level, version.effective_minor())
-        .into_iter()
-        .filter_map(|(id, f)| {
-            f(pod).map(|fb| Violation {
+    let mut out = Vec::new();
+    for_each_active_check(level, version.effective_minor(), |id, f| {
+        if let Some(fb) = f(pod) {
+            out.push(Violation {
                 check: id,
                 reason: fb.reason,
                 detail: fb.detail,
-            })
-        })
-        .collect()
+            });
+        }
+    });
+    out
 }
 
 #[cfg(test)]

@@ -125,19 +125,78 @@ pub(crate) fn json_type(v: &Value) -> &'static str {
     }
 }
 
-fn invalid(path: &str, expected: &'static str, found: &Value) -> CheckError {
-    CheckError::InvalidField {
-        path: path.to_string(),
-        expected,
-        found: json_type(found),
+/// A field path built on the stack and rendered only for an error message
+/// (building strings for every field visited would dominate the checker's
+/// cost).
+#[derive(Clone, Copy)]
+pub(crate) struct FieldPath<'p> {
+    parent: Option<&'p FieldPath<'p>>,
+    seg: Seg<'p>,
+}
+
+#[derive(Clone, Copy)]
+enum Seg<'p> {
+    /// A dotted prefix such as `spec.template.spec`, or `""` for the document.
+    Root(&'p str),
+    Key(&'p str),
+    Index(usize),
+}
+
+impl<'p> FieldPath<'p> {
+    pub(crate) fn root(prefix: &'p str) -> Self {
+        FieldPath {
+            parent: None,
+            seg: Seg::Root(prefix),
+        }
+    }
+
+    fn key<'q>(&'q self, key: &'q str) -> FieldPath<'q> {
+        FieldPath {
+            parent: Some(self),
+            seg: Seg::Key(key),
+        }
+    }
+
+    fn index(&self, i: usize) -> FieldPath<'_> {
+        FieldPath {
+            parent: Some(self),
+            seg: Seg::Index(i),
+        }
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let mut segs = Vec::new();
+        let mut cur = Some(self);
+        while let Some(p) = cur {
+            segs.push(p.seg);
+            cur = p.parent;
+        }
+        let mut out = String::new();
+        for seg in segs.into_iter().rev() {
+            match seg {
+                Seg::Root(r) => out.push_str(r),
+                Seg::Key(k) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(k);
+                }
+                Seg::Index(i) => {
+                    out.push('[');
+                    out.push_str(&i.to_string());
+                    out.push(']');
+                }
+            }
+        }
+        out
     }
 }
 
-fn child(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
+fn invalid(path: &FieldPath<'_>, expected: &'static str, found: &Value) -> CheckError {
+    CheckError::InvalidField {
+        path: path.render(),
+        expected,
+        found: json_type(found),
     }
 }
 
@@ -152,59 +211,67 @@ fn field<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
 pub(crate) fn object<'a>(
     map: &'a Map<String, Value>,
     key: &str,
-    path: &str,
+    path: &FieldPath<'_>,
 ) -> Result<Option<&'a Map<String, Value>>, CheckError> {
     match field(map, key) {
         None => Ok(None),
         Some(Value::Object(m)) => Ok(Some(m)),
-        Some(other) => Err(invalid(&child(path, key), "object", other)),
+        Some(other) => Err(invalid(&path.key(key), "object", other)),
     }
 }
 
 fn array<'a>(
     map: &'a Map<String, Value>,
     key: &str,
-    path: &str,
+    path: &FieldPath<'_>,
 ) -> Result<&'a [Value], CheckError> {
     match field(map, key) {
         None => Ok(&[]),
         Some(Value::Array(a)) => Ok(a.as_slice()),
-        Some(other) => Err(invalid(&child(path, key), "array", other)),
+        Some(other) => Err(invalid(&path.key(key), "array", other)),
     }
 }
 
-fn boolean(map: &Map<String, Value>, key: &str, path: &str) -> Result<Option<bool>, CheckError> {
+fn boolean(
+    map: &Map<String, Value>,
+    key: &str,
+    path: &FieldPath<'_>,
+) -> Result<Option<bool>, CheckError> {
     match field(map, key) {
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(invalid(&child(path, key), "boolean", other)),
+        Some(other) => Err(invalid(&path.key(key), "boolean", other)),
     }
 }
 
-fn integer(map: &Map<String, Value>, key: &str, path: &str) -> Result<Option<i64>, CheckError> {
+fn integer(
+    map: &Map<String, Value>,
+    key: &str,
+    path: &FieldPath<'_>,
+) -> Result<Option<i64>, CheckError> {
     match field(map, key) {
         None => Ok(None),
         Some(v @ Value::Number(n)) => n
             .as_i64()
             .map(Some)
-            .ok_or_else(|| invalid(&child(path, key), "integer", v)),
-        Some(other) => Err(invalid(&child(path, key), "integer", other)),
+            .ok_or_else(|| invalid(&path.key(key), "integer", v)),
+        Some(other) => Err(invalid(&path.key(key), "integer", other)),
     }
 }
 
 fn string<'a>(
     map: &'a Map<String, Value>,
     key: &str,
-    path: &str,
+    path: &FieldPath<'_>,
 ) -> Result<Option<&'a str>, CheckError> {
     match field(map, key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
-        Some(other) => Err(invalid(&child(path, key), "string", other)),
+        Some(other) => Err(invalid(&path.key(key), "string", other)),
     }
 }
 
-fn element<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, CheckError> {
+fn element<'a>(v: &'a Value, path: &FieldPath<'_>) -> Result<&'a Map<String, Value>, CheckError> {
     match v {
         Value::Object(m) => Ok(m),
         other => Err(invalid(path, "object", other)),
@@ -214,15 +281,15 @@ fn element<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, Check
 fn string_list<'a>(
     map: &'a Map<String, Value>,
     key: &str,
-    path: &str,
+    path: &FieldPath<'_>,
 ) -> Result<Vec<&'a str>, CheckError> {
-    let list_path = child(path, key);
+    let list_path = path.key(key);
     array(map, key, path)?
         .iter()
         .enumerate()
         .map(|(i, v)| match v {
             Value::String(s) => Ok(s.as_str()),
-            other => Err(invalid(&format!("{list_path}[{i}]"), "string", other)),
+            other => Err(invalid(&list_path.index(i), "string", other)),
         })
         .collect()
 }
@@ -231,24 +298,22 @@ fn string_list<'a>(
 fn profile_type<'a>(
     map: &'a Map<String, Value>,
     key: &str,
-    path: &str,
+    path: &FieldPath<'_>,
 ) -> Result<Option<&'a str>, CheckError> {
     let Some(profile) = object(map, key, path)? else {
         return Ok(None);
     };
-    Ok(Some(
-        string(profile, "type", &child(path, key))?.unwrap_or(""),
-    ))
+    Ok(Some(string(profile, "type", &path.key(key))?.unwrap_or("")))
 }
 
 fn selinux<'a>(
     map: &'a Map<String, Value>,
-    path: &str,
+    path: &FieldPath<'_>,
 ) -> Result<Option<SeLinuxOptions<'a>>, CheckError> {
     let Some(opts) = object(map, "seLinuxOptions", path)? else {
         return Ok(None);
     };
-    let p = child(path, "seLinuxOptions");
+    let p = path.key("seLinuxOptions");
     Ok(Some(SeLinuxOptions {
         type_: string(opts, "type", &p)?.unwrap_or(""),
         user: string(opts, "user", &p)?.unwrap_or(""),
@@ -256,23 +321,23 @@ fn selinux<'a>(
     }))
 }
 
-fn host_process(map: &Map<String, Value>, path: &str) -> Result<Option<bool>, CheckError> {
+fn host_process(map: &Map<String, Value>, path: &FieldPath<'_>) -> Result<Option<bool>, CheckError> {
     match object(map, "windowsOptions", path)? {
         None => Ok(None),
-        Some(w) => boolean(w, "hostProcess", &child(path, "windowsOptions")),
+        Some(w) => boolean(w, "hostProcess", &path.key("windowsOptions")),
     }
 }
 
 fn pod_security_context<'a>(
     map: &'a Map<String, Value>,
-    path: &str,
+    path: &FieldPath<'_>,
 ) -> Result<PodSecurityContext<'a>, CheckError> {
-    let sysctl_path = child(path, "sysctls");
+    let sysctl_path = path.key("sysctls");
     let sysctls = array(map, "sysctls", path)?
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let p = format!("{sysctl_path}[{i}]");
+            let p = sysctl_path.index(i);
             let entry = element(v, &p)?;
             Ok(string(entry, "name", &p)?.unwrap_or(""))
         })
@@ -290,12 +355,12 @@ fn pod_security_context<'a>(
 
 fn container_security_context<'a>(
     map: &'a Map<String, Value>,
-    path: &str,
+    path: &FieldPath<'_>,
 ) -> Result<ContainerSecurityContext<'a>, CheckError> {
     let capabilities = match object(map, "capabilities", path)? {
         None => None,
         Some(caps) => {
-            let p = child(path, "capabilities");
+            let p = path.key("capabilities");
             Some(Capabilities {
                 add: string_list(caps, "add", &p)?,
                 drop: string_list(caps, "drop", &p)?,
@@ -319,12 +384,12 @@ fn container_security_context<'a>(
 /// Non-empty `host` of `httpGet` / `tcpSocket` in a probe or lifecycle handler.
 fn handler_hosts<'a>(
     handler: &'a Map<String, Value>,
-    path: &str,
+    path: &FieldPath<'_>,
     out: &mut Vec<&'a str>,
 ) -> Result<(), CheckError> {
     for action in ["httpGet", "tcpSocket"] {
         if let Some(a) = object(handler, action, path)?
-            && let Some(host) = string(a, "host", &child(path, action))?
+            && let Some(host) = string(a, "host", &path.key(action))?
             && !host.is_empty()
         {
             out.push(host);
@@ -335,22 +400,19 @@ fn handler_hosts<'a>(
 
 fn container<'a>(
     map: &'a Map<String, Value>,
-    path: &str,
+    path: &FieldPath<'_>,
     host_network_ports: bool,
 ) -> Result<ContainerView<'a>, CheckError> {
     let security_context = match object(map, "securityContext", path)? {
         None => None,
-        Some(sc) => Some(container_security_context(
-            sc,
-            &child(path, "securityContext"),
-        )?),
+        Some(sc) => Some(container_security_context(sc, &path.key("securityContext"))?),
     };
-    let ports_path = child(path, "ports");
+    let ports_path = path.key("ports");
     let host_ports = array(map, "ports", path)?
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let p = format!("{ports_path}[{i}]");
+            let p = ports_path.index(i);
             let port = element(v, &p)?;
             let host_port = integer(port, "hostPort", &p)?.unwrap_or(0);
             if host_port == 0 && host_network_ports {
@@ -362,14 +424,14 @@ fn container<'a>(
     let mut probe_hosts = Vec::new();
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
         if let Some(p) = object(map, probe, path)? {
-            handler_hosts(p, &child(path, probe), &mut probe_hosts)?;
+            handler_hosts(p, &path.key(probe), &mut probe_hosts)?;
         }
     }
     if let Some(lifecycle) = object(map, "lifecycle", path)? {
-        let lp = child(path, "lifecycle");
+        let lp = path.key("lifecycle");
         for hook in ["postStart", "preStop"] {
             if let Some(h) = object(lifecycle, hook, &lp)? {
-                handler_hosts(h, &child(&lp, hook), &mut probe_hosts)?;
+                handler_hosts(h, &lp.key(hook), &mut probe_hosts)?;
             }
         }
     }
@@ -400,47 +462,46 @@ pub(crate) fn pod_view<'a>(
     spec_path: &str,
     is_pod: bool,
 ) -> Result<PodView<'a>, CheckError> {
-    let host_network = boolean(spec, "hostNetwork", spec_path)?.unwrap_or(false);
+    let meta_root = FieldPath::root(meta_path);
+    let spec_root = FieldPath::root(spec_path);
+    let host_network = boolean(spec, "hostNetwork", &spec_root)?.unwrap_or(false);
     let mut annotations = BTreeMap::new();
     if let Some(meta) = metadata
-        && let Some(ann) = object(meta, "annotations", meta_path)?
+        && let Some(ann) = object(meta, "annotations", &meta_root)?
     {
-        let ann_path = child(meta_path, "annotations");
+        let ann_path = meta_root.key("annotations");
         for (k, v) in ann {
             match v {
                 Value::String(s) => {
                     annotations.insert(k.as_str(), s.as_str());
                 }
-                other => return Err(invalid(&child(&ann_path, k), "string", other)),
+                other => return Err(invalid(&ann_path.key(k), "string", other)),
             }
         }
     }
-    let security_context = match object(spec, "securityContext", spec_path)? {
+    let security_context = match object(spec, "securityContext", &spec_root)? {
         None => None,
-        Some(sc) => Some(pod_security_context(
-            sc,
-            &child(spec_path, "securityContext"),
-        )?),
+        Some(sc) => Some(pod_security_context(sc, &spec_root.key("securityContext"))?),
     };
-    let os_name = match object(spec, "os", spec_path)? {
+    let os_name = match object(spec, "os", &spec_root)? {
         None => None,
-        Some(os) => string(os, "name", &child(spec_path, "os"))?,
+        Some(os) => string(os, "name", &spec_root.key("os"))?,
     };
     let mut containers = Vec::new();
     for key in ["initContainers", "containers", "ephemeralContainers"] {
-        let list_path = child(spec_path, key);
-        for (i, c) in array(spec, key, spec_path)?.iter().enumerate() {
-            let p = format!("{list_path}[{i}]");
+        let list_path = spec_root.key(key);
+        for (i, c) in array(spec, key, &spec_root)?.iter().enumerate() {
+            let p = list_path.index(i);
             let default_ports = is_pod && host_network && key != "ephemeralContainers";
             containers.push(container(element(c, &p)?, &p, default_ports)?);
         }
     }
-    let vol_path = child(spec_path, "volumes");
-    let volumes = array(spec, "volumes", spec_path)?
+    let vol_path = spec_root.key("volumes");
+    let volumes = array(spec, "volumes", &spec_root)?
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let p = format!("{vol_path}[{i}]");
+            let p = vol_path.index(i);
             let m = element(v, &p)?;
             let mut sources: Vec<&str> = m
                 .iter()
@@ -459,9 +520,9 @@ pub(crate) fn pod_view<'a>(
     Ok(PodView {
         annotations,
         host_network,
-        host_pid: boolean(spec, "hostPID", spec_path)?.unwrap_or(false),
-        host_ipc: boolean(spec, "hostIPC", spec_path)?.unwrap_or(false),
-        host_users: boolean(spec, "hostUsers", spec_path)?,
+        host_pid: boolean(spec, "hostPID", &spec_root)?.unwrap_or(false),
+        host_ipc: boolean(spec, "hostIPC", &spec_root)?.unwrap_or(false),
+        host_users: boolean(spec, "hostUsers", &spec_root)?,
         os_name,
         security_context,
         containers,
