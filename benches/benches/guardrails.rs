@@ -14,7 +14,12 @@
 //! - `yaml_parse`, `walk`: the baselines.
 //!
 //! File reading is excluded everywhere (texts are loaded before measuring).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    missing_docs
+)]
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -39,7 +44,10 @@ fn load() -> Vec<Fixture> {
     };
     let root = corpus.join("pss/testdata");
     let mut out = Vec::new();
-    for (name, level) in [("baseline", Level::Baseline), ("restricted", Level::Restricted)] {
+    for (name, level) in [
+        ("baseline", Level::Baseline),
+        ("restricted", Level::Restricted),
+    ] {
         let Ok(versions) = std::fs::read_dir(root.join(name)) else {
             eprintln!("corpus missing at {}; set KUBESAFE_CORPUS", root.display());
             return out;
@@ -47,7 +55,8 @@ fn load() -> Vec<Fixture> {
         let mut versions: Vec<_> = versions.map(|e| e.unwrap().path()).collect();
         versions.sort();
         for vdir in versions {
-            let version: PolicyVersion = vdir.file_name().unwrap().to_str().unwrap().parse().unwrap();
+            let version: PolicyVersion =
+                vdir.file_name().unwrap().to_str().unwrap().parse().unwrap();
             for outcome in ["pass", "fail"] {
                 let mut files: Vec<_> = std::fs::read_dir(vdir.join(outcome))
                     .unwrap()
@@ -57,7 +66,12 @@ fn load() -> Vec<Fixture> {
                 for f in files {
                     let text = std::fs::read_to_string(&f).unwrap();
                     let value = yaml::from_str(&text).unwrap();
-                    out.push(Fixture { text, value, level, version });
+                    out.push(Fixture {
+                        text,
+                        value,
+                        level,
+                        version,
+                    });
                 }
             }
         }
@@ -87,7 +101,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut denied = 0usize;
             for f in &fixtures {
-                denied += usize::from(!check(black_box(&f.value), f.level, f.version).unwrap().is_empty());
+                denied += usize::from(
+                    !check(black_box(&f.value), f.level, f.version)
+                        .unwrap()
+                        .is_empty(),
+                );
             }
             denied
         })
@@ -113,7 +131,12 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("walk", |b| {
-        b.iter(|| fixtures.iter().map(|f| count_nodes(black_box(&f.value))).sum::<usize>())
+        b.iter(|| {
+            fixtures
+                .iter()
+                .map(|f| count_nodes(black_box(&f.value)))
+                .sum::<usize>()
+        })
     });
     g.finish();
 }

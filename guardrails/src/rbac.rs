@@ -377,7 +377,9 @@ pub fn generate_rbac(
             Some(RoleBinding {
                 metadata: meta(name, Some(namespace)),
                 role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".to_string()),
+                    // `String` up to k8s-openapi's v1_36, `Option<String>` in
+                    // v1_37: `into()` builds either.
+                    api_group: "rbac.authorization.k8s.io".to_string().into(),
                     kind: "Role".to_string(),
                     name: name.to_string(),
                 },
@@ -398,7 +400,9 @@ pub fn generate_rbac(
             Some(ClusterRoleBinding {
                 metadata: meta(&cluster_name, None),
                 role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".to_string()),
+                    // `String` up to k8s-openapi's v1_36, `Option<String>` in
+                    // v1_37: `into()` builds either.
+                    api_group: "rbac.authorization.k8s.io".to_string().into(),
                     kind: "ClusterRole".to_string(),
                     name: cluster_name.clone(),
                 },

@@ -1,32 +1,4 @@
-//! `harden`: the smallest change that makes a pod (or workload template)
-//! comply with a Pod Security level, plus what cannot be fixed automatically.
-//!
-//! The rule: harden fills in what is **unset**; it never overrides an explicit
-//! choice. `allowPrivilegeEscalation: true`, `runAsUser: 0`, a hostPath volume,
-//! an added capability, `seccompProfile: Unconfined` are decisions someone made
-//! for a reason (or a bug someone must look at), so they are reported as
-//! [`Unfixable`] instead of being silently rewritten. Every baseline violation
-//! is of that kind, so at the baseline level harden only reports.
-//!
-//! What it sets (only where the enforced check fails):
-//!
-//! | check | change |
-//! |---|---|
-//! | `allowPrivilegeEscalation` | `securityContext.allowPrivilegeEscalation: false` on each container that leaves it unset (not on privileged containers or ones adding `SYS_ADMIN`, where the API rejects it) |
-//! | `capabilities_restricted` | `"ALL"` appended to each container's `securityContext.capabilities.drop` |
-//! | `runAsNonRoot` | pod-level `runAsNonRoot: true`, and pod-level `runAsUser` (default 65532, [`HardenOptions::run_as_user`]) when unset, so images whose `USER` is root or a name still start |
-//! | `seccompProfile_restricted` | pod-level `seccompProfile: {type: RuntimeDefault}` |
-//!
-//! Opt-in extras ([`HardenOptions`]): `readOnlyRootFilesystem: true` with an
-//! `emptyDir` mounted at each writable path, and proxy environment variables
-//! (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY` and their lowercase forms) for
-//! workloads whose egress goes through the egress proxy.
-//!
-//! Linux-only fields are never set on a Windows pod (`spec.os.name: windows`):
-//! the API rejects them there.
-//!
-//! The output is the input object with those fields added; nothing else
-//! changes (keys are emitted in sorted order when serialised).
+//! `harden`: see [`harden`](super::harden).
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -137,7 +109,7 @@ pub struct Unfixable {
 pub struct Hardened {
     /// The hardened object.
     pub object: Value,
-    /// The fields set, in document order.
+    /// The fields set, in the order they were set.
     pub changes: Vec<Change>,
     /// What still violates the level (empty: the object now passes).
     pub unfixable: Vec<Unfixable>,
@@ -145,8 +117,35 @@ pub struct Hardened {
 
 const CONTAINER_LISTS: [&str; 3] = ["initContainers", "containers", "ephemeralContainers"];
 
-/// Makes a Pod or workload comply with `level` with the fewest changes (see
-/// the [module docs](self)) and lists what it cannot fix.
+/// Makes a Pod or workload comply with `level` with the fewest changes and
+/// lists what it cannot fix.
+///
+/// The rule: harden fills in what is **unset**; it never overrides an explicit
+/// choice. `allowPrivilegeEscalation: true`, `runAsUser: 0`, a hostPath volume,
+/// an added capability, `seccompProfile: Unconfined` are decisions someone made
+/// for a reason (or a bug someone must look at), so they are reported as
+/// [`Unfixable`] instead of being silently rewritten. Every baseline violation
+/// is of that kind, so at the baseline level harden only reports.
+///
+/// What it sets (only where the enforced check fails):
+///
+/// | check | change |
+/// |---|---|
+/// | `allowPrivilegeEscalation` | `securityContext.allowPrivilegeEscalation: false` on each container that leaves it unset (not on privileged containers or ones adding `SYS_ADMIN`, where the API rejects it) |
+/// | `capabilities_restricted` | `"ALL"` appended to each container's `securityContext.capabilities.drop` |
+/// | `runAsNonRoot` | pod-level `runAsNonRoot: true`, and pod-level `runAsUser` (default 65532, [`HardenOptions::run_as_user`]) when unset, so images whose `USER` is root or a name still start |
+/// | `seccompProfile_restricted` | pod-level `seccompProfile: {type: RuntimeDefault}` |
+///
+/// Opt-in extras ([`HardenOptions`]): `readOnlyRootFilesystem: true` with an
+/// `emptyDir` mounted at each writable path, and proxy environment variables
+/// (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY` and their lowercase forms) for
+/// workloads whose egress goes through the egress proxy.
+///
+/// Linux-only fields are never set on a Windows pod (`spec.os.name: windows`):
+/// the API rejects them there.
+///
+/// The output is the input object with those fields added; nothing else
+/// changes (keys are emitted in sorted order when serialised).
 ///
 /// Idempotent: hardening the output again changes nothing.
 ///

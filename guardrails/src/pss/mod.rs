@@ -273,7 +273,11 @@ fn active_checks(level: Level, minor: u32) -> Vec<(&'static str, checks::CheckFn
 
 /// Calls `f` with each check in force for `level` at `minor`, in evaluation
 /// order (no allocation: this runs once per checked pod).
-fn for_each_active_check(level: Level, minor: u32, mut f: impl FnMut(&'static str, checks::CheckFn)) {
+fn for_each_active_check(
+    level: Level,
+    minor: u32,
+    mut f: impl FnMut(&'static str, checks::CheckFn),
+) {
     if level == Level::Privileged {
         return;
     }

@@ -321,7 +321,10 @@ fn selinux<'a>(
     }))
 }
 
-fn host_process(map: &Map<String, Value>, path: &FieldPath<'_>) -> Result<Option<bool>, CheckError> {
+fn host_process(
+    map: &Map<String, Value>,
+    path: &FieldPath<'_>,
+) -> Result<Option<bool>, CheckError> {
     match object(map, "windowsOptions", path)? {
         None => Ok(None),
         Some(w) => boolean(w, "hostProcess", &path.key("windowsOptions")),
@@ -405,7 +408,10 @@ fn container<'a>(
 ) -> Result<ContainerView<'a>, CheckError> {
     let security_context = match object(map, "securityContext", path)? {
         None => None,
-        Some(sc) => Some(container_security_context(sc, &path.key("securityContext"))?),
+        Some(sc) => Some(container_security_context(
+            sc,
+            &path.key("securityContext"),
+        )?),
     };
     let ports_path = path.key("ports");
     let host_ports = array(map, "ports", path)?
