@@ -96,7 +96,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(fixtures.len() as u64));
     g.sample_size(20);
     g.warm_up_time(Duration::from_secs(1));
-    g.measurement_time(Duration::from_secs(4));
+    g.measurement_time(Duration::from_secs(6));
     g.bench_function("check_parsed", |b| {
         b.iter(|| {
             let mut denied = 0usize;
