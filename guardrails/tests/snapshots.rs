@@ -52,7 +52,7 @@ apiServer:
 }
 
 #[test]
-fn no_proxy_custom_dns_ipv4_only() {
+fn custom_proxy_and_dns_ipv4_all_ports() {
     insta::assert_snapshot!(bundle_yaml(
         r#"
 namespaces: [b-team, a-team]
@@ -66,4 +66,9 @@ egressProxy:
   ipv6: false
 "#
     ));
+}
+
+#[test]
+fn proxy_disabled() {
+    insta::assert_snapshot!(bundle_yaml("namespaces: [shop]\negressProxy: null\n"));
 }
