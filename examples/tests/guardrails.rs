@@ -292,6 +292,45 @@ fn pss_check_bad_input_exits_2() {
     );
 }
 
+/// `kubectl get -o yaml` prints a `kind: List`; its items are checked.
+#[test]
+fn pss_check_reads_kubectl_lists() {
+    let list = r#"apiVersion: v1
+kind: List
+metadata: {resourceVersion: ""}
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: a, namespace: shop}
+  spec: {containers: [{name: c, image: nginx}]}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: b, namespace: shop}
+  spec: {hostPID: true, containers: [{name: c, image: nginx}]}
+"#;
+    let path = scratch("list.yaml", list);
+    let o = kubesafe(&[
+        "pss",
+        "check",
+        "--level",
+        "baseline",
+        "--version",
+        "v1.33",
+        "--format",
+        "json",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let names: Vec<(&str, bool)> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["allowed"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(names, [("a", true), ("b", false)]);
+}
+
 /// The CLI agrees with the upstream fixtures, many files per invocation.
 #[test]
 fn pss_check_over_corpus_directories() {

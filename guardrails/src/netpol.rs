@@ -32,7 +32,11 @@
 //!   port: 6443
 //! ```
 //!
-//! Unknown keys are errors (a typo must not silently drop a rule).
+//! Unknown keys are errors (a typo must not silently drop a rule). Guarding
+//! the DNS, ingress-controller or monitoring namespace is an error too:
+//! default-deny there would cut that service off for every namespace (those
+//! need policies written for the deployment at hand). The egress proxy
+//! namespace may be listed; it gets its own policies either way.
 //!
 //! # What is generated
 //!
@@ -420,6 +424,17 @@ pub enum ConfigError {
         /// Why it is rejected.
         reason: String,
     },
+    /// A guarded namespace hosts a service the generated policies rely on;
+    /// default-deny there would cut it off for the whole cluster.
+    #[error(
+        "namespaces: {namespace:?} is the {role} namespace; default-deny there would cut {role} off for every namespace. Write policies for it by hand"
+    )]
+    GuardsInfrastructure {
+        /// The namespace.
+        namespace: String,
+        /// `DNS`, `ingress controller` or `monitoring`.
+        role: &'static str,
+    },
     /// A required selector is empty.
     #[error("{field}: must select at least one label (an empty selector would match every pod)")]
     EmptySelector {
@@ -764,6 +779,22 @@ pub fn generate(config: &GuardrailsConfig) -> Result<Bundle, ConfigError> {
         }
         for (i, e) in api.endpoints.iter().enumerate() {
             apiserver_cidrs.insert(parse_cidr(&format!("apiServer.endpoints[{i}]"), e)?);
+        }
+    }
+
+    let mut infrastructure = vec![(config.dns.namespace.as_str(), "DNS")];
+    if let Some(ic) = &config.ingress_controller {
+        infrastructure.push((ic.namespace.as_str(), "ingress controller"));
+    }
+    if let Some(m) = &config.monitoring {
+        infrastructure.push((m.namespace.as_str(), "monitoring"));
+    }
+    for (ns, role) in infrastructure {
+        if guarded.contains_key(ns) {
+            return Err(ConfigError::GuardsInfrastructure {
+                namespace: ns.to_string(),
+                role,
+            });
         }
     }
 

@@ -137,9 +137,23 @@ fn read_input(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The documents of a YAML stream; `kind: List` (and `*List`) documents, as
+/// `kubectl get -o yaml` prints them, are replaced by their items.
 fn read_documents(path: &Path) -> Result<Vec<Value>, String> {
     let text = read_input(path)?;
-    yaml::documents(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let docs = yaml::documents(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::with_capacity(docs.len());
+    for doc in docs {
+        let is_list = doc
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k.ends_with("List"));
+        match doc.get("items") {
+            Some(Value::Array(items)) if is_list => out.extend(items.iter().cloned()),
+            _ => out.push(doc),
+        }
+    }
+    Ok(out)
 }
 
 fn parse_level(s: &str) -> Result<Level, String> {

@@ -10,6 +10,18 @@
 //!
 //! Evaluation order is upstream's registration order: baseline checks, then
 //! restricted checks, each in the order of their `check_*.go` file names.
+//!
+//! Evidence: every revision boundary the upstream fixture corpus exercises
+//! (seccomp 1.19, capabilities 1.22, runAsUser 1.23, Windows 1.25, sysctls
+//! 1.27/1.29/1.32/1.37, probe hosts 1.34, procMount 1.35) is checked by the
+//! conformance test. Four behaviours are not in the corpus and follow the
+//! upstream sources instead (unit tests pin them): the `appArmorProfile`
+//! fields (PR #123435, Kubernetes 1.30, patched into revision 1.0), the
+//! `image` volume allowed at restricted (PR #130394, 1.33, patched into
+//! revision 1.0), `container_engine_t` (seLinuxOptions revision 1.31) and the
+//! user-namespace exemption of `runAsNonRoot`/`runAsUser` at 1.35 (PR #132157,
+//! which removed the `UserNamespacesPodSecurityStandards` gate and made the
+//! relaxation unconditional from policy v1.35).
 
 use std::collections::BTreeSet;
 
