@@ -1077,6 +1077,18 @@ mod tests {
         assert!(e.to_string().contains("strict"), "{e}");
     }
 
+    /// `version: 1.30` is a YAML float; it must still mean v1.30, not v1.3.
+    #[test]
+    fn unquoted_versions_keep_their_text() {
+        let cfg = GuardrailsConfig::from_yaml(
+            "namespaces: [a]\npodSecurity: {enforce: restricted, version: 1.30}\n",
+        )
+        .expect("parses");
+        let b = generate(&cfg).expect("valid");
+        let labels = b.namespaces[0].metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels["pod-security.kubernetes.io/enforce-version"], "v1.30");
+    }
+
     #[test]
     fn proxy_can_be_disabled() {
         let cfg =
