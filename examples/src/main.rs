@@ -24,7 +24,14 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// NetworkPolicy and Pod Security namespace-label bundles.
+    Guardrails(cmd::guardrails::GuardrailsArgs),
+    /// Offline Pod Security admission: check and harden Pods and workloads.
+    Pss(cmd::guardrails::PssArgs),
+    /// Least-privilege RBAC from the actions a tool performs.
+    Rbac(cmd::guardrails::RbacArgs),
+}
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
@@ -44,5 +51,9 @@ fn init_logging(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    match cli.command {}
+    match cli.command {
+        Command::Guardrails(args) => cmd::guardrails::run_guardrails(args),
+        Command::Pss(args) => cmd::guardrails::run_pss(args),
+        Command::Rbac(args) => cmd::guardrails::run_rbac(args),
+    }
 }
