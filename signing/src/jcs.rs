@@ -39,7 +39,6 @@
 //! ```
 
 use std::cmp::Ordering;
-use std::fmt::{self, Write as _};
 
 use serde_json::{Map, Number, Value};
 
@@ -485,23 +484,6 @@ pub(crate) fn write_u64(mut n: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(buf.get(i..).unwrap_or_default());
 }
 
-/// A `fmt::Write` into a fixed stack buffer (the `{:e}` form of a double is at most
-/// 24 bytes: 17 digits, a point, `e-324`).
-struct StackBuf {
-    buf: [u8; 40],
-    len: usize,
-}
-
-impl fmt::Write for StackBuf {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
 /// Writes a finite double exactly as ECMAScript's `Number::toString` (ECMA-262
 /// §6.1.6.1.20, the algorithm RFC 8785 §3.2.2.3 adopts). Non-finite input writes `null`
 /// (callers reject it before).
@@ -531,72 +513,10 @@ pub(crate) fn write_f64(value: f64, out: &mut Vec<u8>) {
         write_u64(value.abs() as u64, out);
         return;
     }
-    // Rust's `{:e}` writes the shortest digit string that round-trips (and, among those,
-    // the closest to the exact value) — the `s`, `k`, `n` of ECMA-262's algorithm.
-    let mut sb = StackBuf {
-        buf: [0; 40],
-        len: 0,
-    };
-    if write!(sb, "{:e}", value.abs()).is_err() {
-        out.extend_from_slice(b"null");
-        return;
-    }
-    let text = sb.buf.get(..sb.len).unwrap_or_default();
-    let (mantissa, exponent) = match text.iter().position(|&c| c == b'e') {
-        Some(p) => (
-            text.get(..p).unwrap_or_default(),
-            text.get(p + 1..).unwrap_or_default(),
-        ),
-        None => (text, &b"0"[..]),
-    };
-    let mut digits = [0u8; 24];
-    let mut k = 0usize;
-    for &c in mantissa {
-        if c.is_ascii_digit()
-            && let Some(slot) = digits.get_mut(k)
-        {
-            *slot = c;
-            k += 1;
-        }
-    }
-    let digits = digits.get(..k).unwrap_or_default();
-    let exp: i32 = std::str::from_utf8(exponent)
-        .ok()
-        .and_then(|e| e.parse().ok())
-        .unwrap_or(0);
-    // value = 0.d1d2...dk × 10^(exp+1) = s × 10^(n-k) with n = exp + 1.
-    let n = exp + 1;
-    let k_i = i32::try_from(k).unwrap_or(i32::MAX);
-    if value < 0.0 {
-        out.push(b'-');
-    }
-    if k_i <= n && n <= 21 {
-        out.extend_from_slice(digits);
-        for _ in 0..(n - k_i) {
-            out.push(b'0');
-        }
-    } else if 0 < n && n <= 21 {
-        let split = usize::try_from(n).unwrap_or(0);
-        out.extend_from_slice(digits.get(..split).unwrap_or_default());
-        out.push(b'.');
-        out.extend_from_slice(digits.get(split..).unwrap_or_default());
-    } else if -6 < n && n <= 0 {
-        out.extend_from_slice(b"0.");
-        for _ in 0..(-n) {
-            out.push(b'0');
-        }
-        out.extend_from_slice(digits);
-    } else {
-        let e = n - 1;
-        out.extend_from_slice(digits.get(..1).unwrap_or_default());
-        if k > 1 {
-            out.push(b'.');
-            out.extend_from_slice(digits.get(1..).unwrap_or_default());
-        }
-        out.push(b'e');
-        out.push(if e >= 0 { b'+' } else { b'-' });
-        write_u64(u64::from(e.unsigned_abs()), out);
-    }
+    // ryu-js implements Number::toString: the shortest digits that round-trip, the closest
+    // of those, ties to even, and ECMAScript's choice between plain and exponent notation.
+    let mut buf = ryu_js::Buffer::new();
+    out.extend_from_slice(buf.format_finite(value).as_bytes());
 }
 
 #[cfg(test)]
