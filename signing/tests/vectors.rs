@@ -3,6 +3,13 @@
 //! `Number::toString`, `JSON.stringify` and `Array.prototype.sort` (the ECMAScript
 //! behaviour RFC 8785 is defined by).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
 mod common;
 
 use common::{Rng, hex, node, unhex};

@@ -1,6 +1,13 @@
 //! Helpers shared by the integration tests: running Node and Python as independent
 //! implementations, and a small deterministic PRNG.
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
