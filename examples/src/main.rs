@@ -24,7 +24,12 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Sign an action into an envelope (HMAC-SHA256 over RFC 8785 canonical JSON).
+    Sign(cmd::sign::SignArgs),
+    /// Verify a signed envelope (or a legacy hex signature) and print the action.
+    Verify(cmd::sign::VerifyArgs),
+}
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
@@ -44,5 +49,8 @@ fn init_logging(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    match cli.command {}
+    match cli.command {
+        Command::Sign(args) => cmd::sign::run_sign(args),
+        Command::Verify(args) => cmd::sign::run_verify(args),
+    }
 }

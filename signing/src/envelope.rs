@@ -88,7 +88,7 @@ impl Algorithm {
 #[non_exhaustive]
 pub enum MalformedError {
     /// The input is not acceptable JSON (syntax, size, depth, duplicate member).
-    #[error("envelope JSON: {0}")]
+    #[error("{0}")]
     Json(#[from] ParseError),
     /// A token is not `ks1.` + base64url, or does not decode.
     #[error("token: {reason}")]

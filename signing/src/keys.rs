@@ -291,6 +291,26 @@ impl LegacySecret {
         Ok(Self::from(s))
     }
 
+    /// Reads a legacy secret from an environment variable (format as [`Secret::from_env`]),
+    /// requiring 32 bytes.
+    ///
+    /// # Errors
+    /// As [`Secret::from_env`].
+    pub fn from_env(var: &str) -> Result<Self, KeyError> {
+        Secret::from_env(var).map(Self::from)
+    }
+
+    /// Reads a legacy secret of any non-zero length from an environment variable.
+    ///
+    /// # Errors
+    /// As [`Secret::from_env`], with a minimum of one byte.
+    pub fn from_env_allow_short(var: &str) -> Result<Self, KeyError> {
+        let source = KeySource::Env(var.to_owned());
+        let s = Secret::checked(read_key_env(var)?, source.clone(), 1)?;
+        warn_short(s.len(), &source);
+        Ok(Self::from(s))
+    }
+
     pub(crate) fn expose(&self) -> &[u8] {
         &self.bytes
     }
