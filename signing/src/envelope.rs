@@ -45,9 +45,9 @@ use hmac::Mac as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::jcs::{self, Canonicalizer, JcsError, MAX_SAFE_INTEGER};
+use crate::jcs::{self, Canonicalizer, JcsError, MAX_SAFE_INTEGER, Sink};
 use crate::json::{self, Limits, ParseError};
-use crate::keys::{Key, KeyError, KeyRing, validate_kid};
+use crate::keys::{HmacSha256, Key, KeyError, KeyRing, validate_kid};
 
 /// The envelope format version this crate writes and reads.
 pub const ENVELOPE_VERSION: u64 = 1;
@@ -254,8 +254,9 @@ impl Envelope {
         &self.mac
     }
 
-    pub(crate) fn into_action(self) -> Value {
-        self.action
+    /// Moves out (kid, nonce, action) without copying.
+    pub(crate) fn into_parts(self) -> (String, String, Value) {
+        (self.kid, self.nonce, self.action)
     }
 
     /// Appends the exact MAC input (domain prefix + canonical JSON without `mac`) to `out`.
@@ -278,53 +279,52 @@ impl Envelope {
     }
 
     /// Canonical JSON of the envelope; with `mac`, the full wire form.
-    fn write_canonical(
+    fn write_canonical<S: Sink>(
         &self,
-        out: &mut Vec<u8>,
+        out: &mut S,
         mac: Option<&[u8; MAC_LEN]>,
     ) -> Result<(), MalformedError> {
         // Member names in UTF-16 order: action, alg, exp, iat, kid, mac, nonce, v.
-        out.extend_from_slice(b"{\"action\":");
+        out.put(b"{\"action\":");
         Canonicalizer::strict()
-            .write(&self.action, out)
+            .write_to(&self.action, out)
             .map_err(MalformedError::Action)?;
-        out.extend_from_slice(b",\"alg\":");
+        out.put(b",\"alg\":");
         jcs::write_string(self.alg.as_str(), out);
-        out.extend_from_slice(b",\"exp\":");
+        out.put(b",\"exp\":");
         jcs::write_u64(self.exp, out);
-        out.extend_from_slice(b",\"iat\":");
+        out.put(b",\"iat\":");
         jcs::write_u64(self.iat, out);
-        out.extend_from_slice(b",\"kid\":");
+        out.put(b",\"kid\":");
         jcs::write_string(&self.kid, out);
         if let Some(mac) = mac {
-            out.extend_from_slice(b",\"mac\":\"");
+            out.put(b",\"mac\":\"");
             let mut buf = [0u8; 44];
             let n = URL_SAFE_NO_PAD
                 .encode_slice(mac, &mut buf)
                 .unwrap_or_default();
-            out.extend_from_slice(buf.get(..n).unwrap_or_default());
-            out.push(b'"');
+            out.put(buf.get(..n).unwrap_or_default());
+            out.put_byte(b'"');
         }
-        out.extend_from_slice(b",\"nonce\":");
+        out.put(b",\"nonce\":");
         jcs::write_string(&self.nonce, out);
-        out.extend_from_slice(b",\"v\":");
+        out.put(b",\"v\":");
         jcs::write_u64(ENVELOPE_VERSION, out);
-        out.push(b'}');
+        out.put_byte(b'}');
         Ok(())
     }
 
-    /// Computes the envelope's MAC with `key`.
-    pub(crate) fn compute_mac(
-        &self,
-        key: &Key,
-        scratch: &mut Vec<u8>,
-    ) -> Result<crate::keys::HmacSha256, MalformedError> {
-        scratch.clear();
-        self.write_canonical(scratch, None)?;
-        let mut mac = key.mac();
-        mac.update(MAC_DOMAIN);
-        mac.update(scratch);
-        Ok(mac)
+    /// Computes the envelope's MAC with `key`, streaming the canonical bytes into the MAC.
+    pub(crate) fn compute_mac(&self, key: &Key) -> Result<HmacSha256, MalformedError> {
+        let mut sink = MacSink {
+            mac: key.mac(),
+            buf: [0; 256],
+            len: 0,
+        };
+        sink.put(MAC_DOMAIN);
+        self.write_canonical(&mut sink, None)?;
+        sink.flush();
+        Ok(sink.mac)
     }
 
     /// The canonical JSON wire form (RFC 8785, all fields including `mac`).
@@ -455,6 +455,50 @@ impl Envelope {
             action,
             mac,
         })
+    }
+}
+
+/// Feeds canonical bytes to an HMAC through a small buffer (fewer, larger `update`s and no
+/// heap allocation).
+struct MacSink {
+    mac: HmacSha256,
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl MacSink {
+    fn flush(&mut self) {
+        self.mac
+            .update(self.buf.get(..self.len).unwrap_or_default());
+        self.len = 0;
+    }
+}
+
+impl Sink for MacSink {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > self.buf.len() {
+            self.flush();
+        }
+        match self.buf.get_mut(self.len..self.len + bytes.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                self.len += bytes.len();
+            }
+            // Longer than the whole buffer (which is empty now): hash it directly.
+            None => self.mac.update(bytes),
+        }
+    }
+
+    #[inline]
+    fn put_byte(&mut self, byte: u8) {
+        if self.len == self.buf.len() {
+            self.flush();
+        }
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
     }
 }
 
@@ -606,8 +650,7 @@ impl KeyRing {
             action,
             mac: [0; MAC_LEN],
         };
-        let mut scratch = Vec::with_capacity(256);
-        let mac = env.compute_mac(key, &mut scratch).map_err(|e| match e {
+        let mac = env.compute_mac(key).map_err(|e| match e {
             MalformedError::Action(j) => SignError::Canonical(j),
             other => SignError::Serialize(other.to_string()),
         })?;

@@ -198,6 +198,11 @@ impl Canonicalizer {
     /// # Errors
     /// As [`Canonicalizer::to_vec`].
     pub fn write(&self, value: &Value, out: &mut Vec<u8>) -> Result<(), JcsError> {
+        self.write_to(value, out)
+    }
+
+    /// Streams the canonical form of `value` into any [`Sink`].
+    pub(crate) fn write_to<S: Sink>(&self, value: &Value, out: &mut S) -> Result<(), JcsError> {
         self.write_value(value, out, 0).map_err(Located::into_error)
     }
 
@@ -265,28 +270,33 @@ impl Canonicalizer {
         }
     }
 
-    fn write_value(&self, value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), Located> {
+    fn write_value<S: Sink>(
+        &self,
+        value: &Value,
+        out: &mut S,
+        depth: usize,
+    ) -> Result<(), Located> {
         match value {
-            Value::Null => out.extend_from_slice(b"null"),
-            Value::Bool(true) => out.extend_from_slice(b"true"),
-            Value::Bool(false) => out.extend_from_slice(b"false"),
+            Value::Null => out.put(b"null"),
+            Value::Bool(true) => out.put(b"true"),
+            Value::Bool(false) => out.put(b"false"),
             Value::Number(n) => self.write_number(n, out)?,
             Value::String(s) => write_string(s, out),
             Value::Array(items) => {
                 if depth >= self.max_depth {
                     return Err(Located::new(Kind::TooDeep(self.max_depth)));
                 }
-                out.push(b'[');
+                out.put_byte(b'[');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
-                        out.push(b',');
+                        out.put_byte(b',');
                     }
                     self.write_value(item, out, depth + 1).map_err(|mut e| {
                         e.rev_path.push(i.to_string());
                         e
                     })?;
                 }
-                out.push(b']');
+                out.put_byte(b']');
             }
             Value::Object(map) => {
                 if depth >= self.max_depth {
@@ -298,10 +308,10 @@ impl Canonicalizer {
         Ok(())
     }
 
-    fn write_object(
+    fn write_object<S: Sink>(
         &self,
         map: &Map<String, Value>,
-        out: &mut Vec<u8>,
+        out: &mut S,
         depth: usize,
     ) -> Result<(), Located> {
         // serde_json's default map is a BTreeMap ordered by code point, which differs from
@@ -318,7 +328,7 @@ impl Canonicalizer {
             }
             prev = Some(key);
         }
-        out.push(b'{');
+        out.put_byte(b'{');
         if sorted {
             for (i, (key, value)) in map.iter().enumerate() {
                 self.write_member(i, key, value, out, depth)?;
@@ -330,30 +340,30 @@ impl Canonicalizer {
                 self.write_member(i, key, value, out, depth)?;
             }
         }
-        out.push(b'}');
+        out.put_byte(b'}');
         Ok(())
     }
 
-    fn write_member(
+    fn write_member<S: Sink>(
         &self,
         index: usize,
         key: &str,
         value: &Value,
-        out: &mut Vec<u8>,
+        out: &mut S,
         depth: usize,
     ) -> Result<(), Located> {
         if index > 0 {
-            out.push(b',');
+            out.put_byte(b',');
         }
         write_string(key, out);
-        out.push(b':');
+        out.put_byte(b':');
         self.write_value(value, out, depth + 1).map_err(|mut e| {
             e.rev_path.push(key.to_owned());
             e
         })
     }
 
-    fn write_number(&self, n: &Number, out: &mut Vec<u8>) -> Result<(), Located> {
+    fn write_number<S: Sink>(&self, n: &Number, out: &mut S) -> Result<(), Located> {
         if let Some(u) = n.as_u64() {
             if u <= MAX_SAFE_INTEGER {
                 write_u64(u, out);
@@ -370,7 +380,7 @@ impl Canonicalizer {
         if let Some(i) = n.as_i64() {
             let magnitude = i.unsigned_abs();
             if magnitude <= MAX_SAFE_INTEGER {
-                out.push(b'-');
+                out.put_byte(b'-');
                 write_u64(magnitude, out);
                 return Ok(());
             }
@@ -393,6 +403,28 @@ impl Canonicalizer {
             }
             _ => Err(Located::new(Kind::NonFinite)),
         }
+    }
+}
+
+/// Where canonical bytes go: a `Vec<u8>`, or straight into a MAC.
+pub(crate) trait Sink {
+    /// Appends `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+    /// Appends one byte.
+    fn put_byte(&mut self, byte: u8) {
+        self.put(&[byte]);
+    }
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+
+    #[inline]
+    fn put_byte(&mut self, byte: u8) {
+        self.push(byte);
     }
 }
 
@@ -441,9 +473,9 @@ const ESCAPE: [u8; 256] = {
 };
 
 /// Writes `s` as a JSON string exactly as ECMAScript's `JSON.stringify` does.
-pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn write_string<S: Sink>(s: &str, out: &mut S) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
+    out.put_byte(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -451,22 +483,22 @@ pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
         if esc == 0 {
             continue;
         }
-        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+        out.put(bytes.get(start..i).unwrap_or_default());
         start = i + 1;
         if esc == b'u' {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 0xf) as usize]);
+            out.put(b"\\u00");
+            out.put_byte(HEX[(b >> 4) as usize]);
+            out.put_byte(HEX[(b & 0xf) as usize]);
         } else {
-            out.push(b'\\');
-            out.push(esc);
+            out.put_byte(b'\\');
+            out.put_byte(esc);
         }
     }
-    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
-    out.push(b'"');
+    out.put(bytes.get(start..).unwrap_or_default());
+    out.put_byte(b'"');
 }
 
-pub(crate) fn write_u64(mut n: u64, out: &mut Vec<u8>) {
+pub(crate) fn write_u64<S: Sink>(mut n: u64, out: &mut S) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {
@@ -481,7 +513,7 @@ pub(crate) fn write_u64(mut n: u64, out: &mut Vec<u8>) {
             break;
         }
     }
-    out.extend_from_slice(buf.get(i..).unwrap_or_default());
+    out.put(buf.get(i..).unwrap_or_default());
 }
 
 /// Writes a finite double exactly as ECMAScript's `Number::toString` (ECMA-262
@@ -493,21 +525,21 @@ pub fn format_f64(value: f64) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-pub(crate) fn write_f64(value: f64, out: &mut Vec<u8>) {
+pub(crate) fn write_f64<S: Sink>(value: f64, out: &mut S) {
     if !value.is_finite() {
-        out.extend_from_slice(b"null");
+        out.put(b"null");
         return;
     }
     if value == 0.0 {
         // Both +0 and -0.
-        out.push(b'0');
+        out.put_byte(b'0');
         return;
     }
     #[allow(clippy::cast_precision_loss)]
     if value.fract() == 0.0 && value.abs() <= MAX_SAFE_INTEGER as f64 {
         // Integers below 2^53: the shortest digits are the integer's own digits.
         if value < 0.0 {
-            out.push(b'-');
+            out.put_byte(b'-');
         }
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         write_u64(value.abs() as u64, out);
@@ -516,7 +548,7 @@ pub(crate) fn write_f64(value: f64, out: &mut Vec<u8>) {
     // ryu-js implements Number::toString: the shortest digits that round-trip, the closest
     // of those, ties to even, and ECMAScript's choice between plain and exponent notation.
     let mut buf = ryu_js::Buffer::new();
-    out.extend_from_slice(buf.format_finite(value).as_bytes());
+    out.put(buf.format_finite(value).as_bytes());
 }
 
 #[cfg(test)]

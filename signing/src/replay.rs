@@ -20,8 +20,9 @@
 //! envelope lifetime is throttled. Size `capacity` above (peak envelopes per second) ×
 //! (max lifetime + skew); each entry costs roughly 100 bytes plus the nonce.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 
 /// Why the replay check refused an envelope.
@@ -88,30 +89,63 @@ impl<T: ReplayStore + ?Sized> ReplayStore for &T {
 
 /// A bounded in-process replay store with expiry (see the [module docs](self) for what
 /// happens when it is full).
+///
+/// Entries are 128-bit fingerprints of `(kid, nonce)` — two SipHash-1-3 values under
+/// per-store random keys — rather than the strings, so a lookup touches one cache line and
+/// an insert allocates nothing. Two different nonces share a fingerprint with probability
+/// about n²/2¹²⁹ for n live entries; the only effect would be refusing an authentic envelope
+/// as a replay, never accepting one.
 #[derive(Debug)]
 pub struct InMemoryReplayStore {
     capacity: usize,
+    keys: (RandomState, RandomState),
     inner: Mutex<Inner>,
+}
+
+/// The fingerprints are already uniformly distributed: hash them by taking 64 of their bits.
+#[derive(Debug, Default, Clone, Copy)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u128` is used; fold anything else in for completeness.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        // Truncation intended: the low half of a random 128-bit value.
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            self.0 = n as u64;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// key → expires_at.
-    live: HashMap<Arc<str>, u64>,
-    /// (expires_at, key), soonest first, for purging.
-    by_expiry: BinaryHeap<Reverse<(u64, Arc<str>)>>,
+    /// fingerprint → expires_at.
+    live: HashMap<u128, u64, BuildHasherDefault<Prehashed>>,
+    /// expires_at → fingerprints, for purging in expiry order (one bucket per second).
+    by_expiry: BTreeMap<u64, Vec<u128>>,
 }
 
 impl Inner {
     fn purge(&mut self, now: u64) {
-        while let Some(Reverse((expires_at, _))) = self.by_expiry.peek() {
-            if *expires_at > now {
+        while let Some(bucket) = self.by_expiry.first_entry() {
+            if *bucket.key() > now {
                 break;
             }
-            if let Some(Reverse((expires_at, key))) = self.by_expiry.pop()
-                && self.live.get(&key) == Some(&expires_at)
-            {
-                self.live.remove(&key);
+            let (expires_at, keys) = bucket.remove_entry();
+            for key in keys {
+                if self.live.get(&key) == Some(&expires_at) {
+                    self.live.remove(&key);
+                }
             }
         }
     }
@@ -131,6 +165,7 @@ impl InMemoryReplayStore {
     pub fn new(capacity: usize) -> Self {
         InMemoryReplayStore {
             capacity: capacity.max(1),
+            keys: (RandomState::new(), RandomState::new()),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -167,12 +202,18 @@ impl ReplayStore for InMemoryReplayStore {
         expires_at: u64,
         now: u64,
     ) -> Result<(), ReplayError> {
-        let mut key = String::with_capacity(kid.len() + 1 + nonce.len());
-        key.push_str(kid);
-        key.push('\n'); // cannot occur in a kid
-        key.push_str(nonce);
+        let fingerprint = {
+            let half = |state: &RandomState| {
+                let mut h = state.build_hasher();
+                h.write(kid.as_bytes());
+                h.write_u8(0xff); // not UTF-8: separates kid from nonce unambiguously
+                h.write(nonce.as_bytes());
+                h.finish()
+            };
+            (u128::from(half(&self.keys.0)) << 64) | u128::from(half(&self.keys.1))
+        };
         let mut inner = self.lock();
-        if let Some(&until) = inner.live.get(key.as_str())
+        if let Some(&until) = inner.live.get(&fingerprint)
             && until > now
         {
             return Err(ReplayError::Replayed);
@@ -183,14 +224,17 @@ impl ReplayStore for InMemoryReplayStore {
         }
         inner.purge(now);
         if inner.live.len() >= self.capacity {
-            let oldest = inner.by_expiry.peek().map_or(now + 1, |Reverse((t, _))| *t);
+            let oldest = inner.by_expiry.keys().next().copied().unwrap_or(now + 1);
             return Err(ReplayError::Full {
                 retry_after_secs: oldest.saturating_sub(now).max(1),
             });
         }
-        let key: Arc<str> = Arc::from(key);
-        inner.live.insert(Arc::clone(&key), expires_at);
-        inner.by_expiry.push(Reverse((expires_at, key)));
+        inner.live.insert(fingerprint, expires_at);
+        inner
+            .by_expiry
+            .entry(expires_at)
+            .or_default()
+            .push(fingerprint);
         Ok(())
     }
 }

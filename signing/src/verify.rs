@@ -303,8 +303,18 @@ impl<S: ReplayStore> Verifier<S> {
     /// # Errors
     /// [`Rejection`].
     pub fn verify_at(&self, envelope: Envelope, now: u64) -> Result<Verified<Value>, Rejection> {
-        let provenance = self.check(&envelope, now)?;
-        Ok(Verified::new(envelope.into_action(), provenance))
+        self.check(&envelope, now)?;
+        let (iat, exp) = (envelope.iat(), envelope.exp());
+        let (kid, nonce, action) = envelope.into_parts();
+        Ok(Verified::new(
+            action,
+            Provenance::Envelope {
+                kid,
+                nonce,
+                iat,
+                exp,
+            },
+        ))
     }
 
     /// Verifies `envelope` now and deserialises its action into `T`.
@@ -327,18 +337,16 @@ impl<S: ReplayStore> Verifier<S> {
         envelope: Envelope,
         now: u64,
     ) -> Result<Verified<T>, Rejection> {
-        let provenance = self.check(&envelope, now)?;
-        let action = typed_action(envelope.into_action())?;
-        Ok(Verified::new(action, provenance))
+        let (value, provenance) = self.verify_at(envelope, now)?.into_parts();
+        Ok(Verified::new(typed_action(value)?, provenance))
     }
 
-    fn check(&self, envelope: &Envelope, now: u64) -> Result<Provenance, Rejection> {
+    fn check(&self, envelope: &Envelope, now: u64) -> Result<(), Rejection> {
         let kid = envelope.kid();
         let key = self.keys.get(kid).ok_or_else(|| Rejection::UnknownKid {
             kid: kid.to_owned(),
         })?;
-        let mut scratch = Vec::with_capacity(256);
-        let mac = envelope.compute_mac(key, &mut scratch)?;
+        let mac = envelope.compute_mac(key)?;
         if mac.verify_slice(envelope.mac()).is_err() {
             tracing::debug!(kid, "envelope MAC mismatch");
             return Err(Rejection::BadMac {
@@ -385,12 +393,7 @@ impl<S: ReplayStore> Verifier<S> {
                 return Err(Rejection::ReplayUnavailable { error });
             }
         }
-        Ok(Provenance::Envelope {
-            kid: kid.to_owned(),
-            nonce: envelope.nonce().to_owned(),
-            iat,
-            exp,
-        })
+        Ok(())
     }
 }
 
