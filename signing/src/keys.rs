@@ -402,12 +402,16 @@ pub(crate) fn decode_hex(hex: &[u8]) -> Option<Vec<u8>> {
             _ => None,
         }
     }
-    hex.chunks_exact(2)
-        .map(|p| match p {
-            [h, l] => Some(nibble(*h)? << 4 | nibble(*l)?),
-            _ => None,
-        })
-        .collect()
+    // Allocate the exact size up front: no reallocation leaves a stray copy of a secret.
+    // Zeroizing: a partial result is wiped if a later digit is invalid.
+    let mut out = Zeroizing::new(Vec::with_capacity(hex.len() / 2));
+    for pair in hex.chunks_exact(2) {
+        match pair {
+            [h, l] => out.push(nibble(*h)? << 4 | nibble(*l)?),
+            _ => return None,
+        }
+    }
+    Some(std::mem::take(&mut *out))
 }
 
 /// Checks a key id: 1–64 characters of `[A-Za-z0-9._:-]`.
