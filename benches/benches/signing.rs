@@ -132,7 +132,7 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || envelope.clone(),
             |env| black_box(no_replay.verify_at(env, START + 1).unwrap()),
-            BatchSize::SmallInput,
+            BatchSize::NumIterations(8),
         );
     });
 
@@ -154,7 +154,7 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             &fresh,
             |(env, now)| black_box(full.verify_at(env, now).unwrap()),
-            BatchSize::SmallInput,
+            BatchSize::NumIterations(8),
         );
     });
 
@@ -169,11 +169,138 @@ fn bench(c: &mut Criterion) {
                 let env = Envelope::from_json(json.as_bytes(), &limits).unwrap();
                 black_box(full.verify_at(env, now).unwrap())
             },
-            BatchSize::SmallInput,
+            BatchSize::NumIterations(8),
         );
     });
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The machines are shared and their load changes during a run, so the ratios are also
+/// measured interleaved: each round times 2 000 operations of every kind back to back, and
+/// the median over rounds of each per-round ratio is printed. Inputs are made in batches of
+/// 8 just before they are timed (as a server verifies an envelope it has just parsed), so
+/// that the figures measure the work, not cache misses on inputs built long before.
+fn interleaved_ratios(_: &mut Criterion) {
+    const N: u64 = 2_000;
+    const BATCH: u64 = 8;
+    const ROUNDS: u64 = 40;
+    let ring = ring();
+    let action = typical_action();
+    let base = ring
+        .sign_at(&action, START, Duration::from_secs(300), nonce(0))
+        .unwrap();
+    let mac_input = base.mac_input().unwrap();
+    let tag = *base.mac();
+    let keyed = Hmac::<Sha256>::new_from_slice(&KEY).unwrap();
+    let no_replay = Verifier::new(ring.clone(), AcceptAll);
+    let full =
+        Verifier::new(ring.clone(), InMemoryReplayStore::new(1_000_000)).with_skew(Duration::ZERO);
+    let limits = Limits::default();
+    let counter = Cell::new(0u64);
+    let next = || {
+        let i = counter.get();
+        counter.set(i + 1);
+        i
+    };
+    // ns per operation of `op` over N inputs made by `setup`, BATCH at a time; outputs
+    // are dropped after the clock stops (as criterion's `iter_batched` does).
+    fn batched<T, U>(mut setup: impl FnMut() -> T, mut op: impl FnMut(T) -> U) -> f64 {
+        let mut total = Duration::ZERO;
+        let mut inputs = Vec::with_capacity(BATCH as usize);
+        let mut outputs = Vec::with_capacity(BATCH as usize);
+        for _ in 0..N / BATCH {
+            inputs.extend((0..BATCH).map(|_| setup()));
+            let t = std::time::Instant::now();
+            for input in inputs.drain(..) {
+                outputs.push(op(input));
+            }
+            total += t.elapsed();
+            outputs.clear();
+        }
+        total.as_nanos() as f64 / N as f64
+    }
+    let mut rows: Vec<[f64; 6]> = Vec::new();
+    for round in 0..ROUNDS {
+        let now = START + round;
+        let fresh = || {
+            ring.sign_at(&action, now, Duration::from_secs(1), nonce(next()))
+                .unwrap()
+        };
+        let raw = batched(
+            || (),
+            |()| {
+                let mut mac = Hmac::<Sha256>::new_from_slice(black_box(&KEY)).unwrap();
+                mac.update(black_box(&mac_input));
+                mac.verify_slice(black_box(&tag)).unwrap();
+            },
+        );
+        let pre = batched(
+            || (),
+            |()| {
+                let mut mac = keyed.clone();
+                mac.update(black_box(&mac_input));
+                mac.verify_slice(black_box(&tag)).unwrap();
+            },
+        );
+        let nore = batched(
+            || base.clone(),
+            |env| black_box(no_replay.verify_at(env, START + 1).unwrap()),
+        );
+        let fullv = batched(fresh, |env| black_box(full.verify_at(env, now).unwrap()));
+        let bytes = batched(
+            || fresh().to_json(),
+            |json| {
+                let env = Envelope::from_json(json.as_bytes(), &limits).unwrap();
+                black_box(full.verify_at(env, now).unwrap())
+            },
+        );
+        let sign = batched(
+            || nonce(next()),
+            |n| {
+                black_box(
+                    ring.sign_at(&action, now, Duration::from_secs(300), n)
+                        .unwrap(),
+                )
+            },
+        );
+        rows.push([raw, pre, nore, fullv, bytes, sign]);
+    }
+    let median = |f: &dyn Fn(&[f64; 6]) -> f64| {
+        let mut v: Vec<f64> = rows.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    eprintln!("interleaved medians over {ROUNDS} rounds of {N} operations:");
+    eprintln!("  raw HMAC keyed per call   {:7.0} ns", median(&|r| r[0]));
+    eprintln!(
+        "  raw HMAC pre-keyed        {:7.0} ns  ratio to raw {:.2}x",
+        median(&|r| r[1]),
+        median(&|r| r[1] / r[0])
+    );
+    eprintln!(
+        "  verify without replay     {:7.0} ns  ratio to raw {:.2}x",
+        median(&|r| r[2]),
+        median(&|r| r[2] / r[0])
+    );
+    eprintln!(
+        "  verify (full)             {:7.0} ns  ratio to raw {:.2}x, to pre-keyed {:.2}x, {:.0}k/s",
+        median(&|r| r[3]),
+        median(&|r| r[3] / r[0]),
+        median(&|r| r[3] / r[1]),
+        1e6 / median(&|r| r[3])
+    );
+    eprintln!(
+        "  parse JSON + verify       {:7.0} ns  ratio to raw {:.2}x, {:.0}k/s",
+        median(&|r| r[4]),
+        median(&|r| r[4] / r[0]),
+        1e6 / median(&|r| r[4])
+    );
+    eprintln!(
+        "  sign                      {:7.0} ns  ratio to raw {:.2}x",
+        median(&|r| r[5]),
+        median(&|r| r[5] / r[0])
+    );
+}
+
+criterion_group!(benches, interleaved_ratios, bench);
 criterion_main!(benches);
