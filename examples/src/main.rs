@@ -31,6 +31,10 @@ enum Command {
     Pss(cmd::guardrails::PssArgs),
     /// Least-privilege RBAC from the actions a tool performs.
     Rbac(cmd::guardrails::RbacArgs),
+    /// Sign an action into an envelope (HMAC-SHA256 over RFC 8785 canonical JSON).
+    Sign(cmd::sign::SignArgs),
+    /// Verify a signed envelope (or a legacy hex signature) and print the action.
+    Verify(cmd::sign::VerifyArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -55,5 +59,7 @@ fn main() -> ExitCode {
         Command::Guardrails(args) => cmd::guardrails::run_guardrails(args),
         Command::Pss(args) => cmd::guardrails::run_pss(args),
         Command::Rbac(args) => cmd::guardrails::run_rbac(args),
+        Command::Sign(args) => cmd::sign::run_sign(args),
+        Command::Verify(args) => cmd::sign::run_verify(args),
     }
 }

@@ -3,3 +3,4 @@
 //! stderr on failure.
 
 pub(crate) mod guardrails;
+pub(crate) mod sign;
