@@ -269,6 +269,14 @@ impl Manifest {
         self.argv(container)?.get(&self.ctx(), name)
     }
 
+    /// The `kind` of the first document that has one (`Pod`, `KubeletConfiguration`, ...).
+    pub fn kind(&self) -> Option<&str> {
+        self.tree
+            .docs
+            .iter()
+            .find_map(|d| d.root.get("kind").and_then(yaml::Node::scalar))
+    }
+
     /// The name of the container flag operations act on by default.
     pub fn default_container(&self) -> Result<String> {
         let ctx = self.ctx();

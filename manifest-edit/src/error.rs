@@ -121,6 +121,24 @@ pub enum Error {
         shell: String,
     },
 
+    /// The flag cannot be combined with another flag the container already has (the
+    /// component would refuse to start, e.g. kube-apiserver's `--admission-control` with
+    /// `--enable-admission-plugins`).
+    #[error(
+        "{location}: `{flag}` cannot be used together with `{other}`, which container \
+         `{container}` already has (the component refuses to start with both)"
+    )]
+    ConflictingFlag {
+        /// The conflicting flag already present.
+        location: Location,
+        /// The flag being set.
+        flag: String,
+        /// The flag already present.
+        other: String,
+        /// The container.
+        container: String,
+    },
+
     /// The flag appears more than once in the container's command and args.
     #[error(
         "{location}: flag `{flag}` appears more than once in container `{container}` \
@@ -309,6 +327,7 @@ impl Error {
             | Error::AmbiguousContainer { location, .. }
             | Error::ShellScript { location, .. }
             | Error::DuplicateFlag { location, .. }
+            | Error::ConflictingFlag { location, .. }
             | Error::AmbiguousFlagValue { location, .. }
             | Error::AnchorOrAlias { location, .. }
             | Error::NoArgv { location, .. }

@@ -425,6 +425,7 @@ impl ManifestFile {
             ops: applied.ops.clone(),
             changed: applied.changed,
             data_changed: applied.data_changed,
+            kind: applied.manifest.kind().map(str::to_owned),
             written,
             before_sha256: report::sha256_hex(before),
             after_sha256: report::sha256_hex(new.as_bytes()),

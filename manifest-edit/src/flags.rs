@@ -21,6 +21,17 @@ const COMPONENTS: &[&str] = &[
     "kube-proxy",
 ];
 
+/// Flags a component refuses to start with together (kube-apiserver: "admission-control
+/// and enable-admission-plugins/disable-admission-plugins flags are mutually exclusive").
+const EXCLUSIVE: &[(&str, &[&str])] = &[
+    (
+        "admission-control",
+        &["enable-admission-plugins", "disable-admission-plugins"],
+    ),
+    ("enable-admission-plugins", &["admission-control"]),
+    ("disable-admission-plugins", &["admission-control"]),
+];
+
 /// Shells whose `-c` script is not edited.
 const SHELLS: &[&str] = &["sh", "bash", "dash", "ash", "ksh", "zsh", "busybox"];
 
@@ -118,6 +129,9 @@ pub(crate) fn find_pod<'t>(ctx: &Ctx<'_>, tree: &'t Tree) -> Result<&'t Node> {
                 .map_or_else(
                     || "the file holds no YAML document".to_owned(),
                     |r| match r.get("kind").and_then(Node::scalar) {
+                        Some(kind @ "KubeletConfiguration") => format!(
+                            "kind: {kind}; its fields are set by key path (set-path), not as flags"
+                        ),
                         Some(kind) => format!("kind: {kind}"),
                         None if matches!(r.kind, Kind::Map { .. }) => {
                             "a mapping without `kind`".to_owned()
@@ -599,8 +613,37 @@ impl<'t> Argv<'t> {
         })
     }
 
+    /// Refuses to add `--name` when the container has a flag the component will not
+    /// start together with.
+    fn refuse_exclusive(&self, ctx: &Ctx<'_>, name: &str) -> Result<()> {
+        let others = EXCLUSIVE
+            .iter()
+            .find(|(flag, _)| *flag == name)
+            .map_or(&[][..], |(_, others)| *others);
+        for other in others {
+            if let Some(hit) = self.lookup(ctx, other)? {
+                let pos = self
+                    .list(hit.list)
+                    .and_then(|l| l.items.get(hit.item))
+                    .map_or(0, |n| n.start);
+                return Err(Error::ConflictingFlag {
+                    location: ctx.loc(pos),
+                    flag: format!("--{name}"),
+                    other: format!("--{other}"),
+                    container: self.container.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// `set`: replace the value of `--name`, or append `--name=value`.
     pub(crate) fn set(&self, ctx: &Ctx<'_>, name: &str, value: &str) -> Result<Vec<Splice>> {
+        self.refuse_exclusive(ctx, name)?;
+        self.set_unchecked(ctx, name, value)
+    }
+
+    fn set_unchecked(&self, ctx: &Ctx<'_>, name: &str, value: &str) -> Result<Vec<Splice>> {
         let joined = format!("--{name}={value}");
         match self.lookup(ctx, name)? {
             None => self.append(ctx, &joined),
@@ -671,7 +714,11 @@ impl<'t> Argv<'t> {
         if items.is_empty() {
             return if add { Ok(Vec::new()) } else { self.remove(ctx, name) };
         }
-        self.set(ctx, name, &items.join(","))
+        if add {
+            self.set(ctx, name, &items.join(","))
+        } else {
+            self.set_unchecked(ctx, name, &items.join(","))
+        }
     }
 }
 

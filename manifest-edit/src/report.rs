@@ -113,6 +113,10 @@ pub struct Report {
     /// Whether the decoded data changed; `false` for comment/whitespace/quoting-only
     /// changes, after which the kubelet will not restart the static pod.
     pub data_changed: bool,
+    /// The `kind` of the (first) document: `Pod` for a static pod, whose decoded change
+    /// makes the kubelet restart it; `KubeletConfiguration` takes effect when the kubelet
+    /// itself restarts.
+    pub kind: Option<String>,
     /// Whether the new content was written (false for a dry run or no change).
     pub written: bool,
     /// SHA-256 (hex) of the content before.

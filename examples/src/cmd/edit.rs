@@ -141,7 +141,10 @@ enum Action {
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
-    let one_line = message.to_string().replace(['\n', '\r'], " ");
+    let mut one_line = message.to_string().replace(['\n', '\r'], " ");
+    if one_line.contains("is a symbolic link to") {
+        one_line.push_str(" (--allow-symlink)");
+    }
     eprintln!("kubesafe: error: {one_line}");
     ExitCode::FAILURE
 }
@@ -201,10 +204,13 @@ fn summary(report: &Report) -> String {
             report.path.display()
         );
     }
-    let restart = if report.data_changed {
-        "the kubelet will restart the static pod"
-    } else {
-        "comments/whitespace only: the kubelet will not restart the pod"
+    let restart = match (report.data_changed, report.kind.as_deref()) {
+        (true, Some("Pod")) => "the kubelet will restart the static pod",
+        (true, Some("KubeletConfiguration")) => {
+            "takes effect when the kubelet restarts (systemctl restart kubelet)"
+        }
+        (true, _) => "the decoded content changed",
+        (false, _) => "comments/whitespace only: nothing will restart",
     };
     let head = if report.written {
         format!("{}: written", report.path.display())
