@@ -95,7 +95,7 @@ pub enum Error {
     /// binary, or the only container) cannot be chosen.
     #[error(
         "{location}: cannot choose a container ({reason}); containers: {available}; \
-         name one with --container"
+         select one by name (CLI: --container)"
     )]
     AmbiguousContainer {
         /// The Pod's `containers` list.

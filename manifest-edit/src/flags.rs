@@ -110,6 +110,17 @@ impl Ctx<'_> {
     }
 }
 
+/// Whether a mapping has a block scalar value that looks like a Pod manifest.
+fn holds_pod_text(node: &Node) -> bool {
+    match &node.kind {
+        Kind::Map { entries, .. } => entries.iter().any(|(_, v)| {
+            matches!(v.style(), Some(ScalarStyle::Literal | ScalarStyle::Folded))
+                && v.scalar().is_some_and(|s| s.contains("kind: Pod"))
+        }),
+        _ => false,
+    }
+}
+
 /// The single `kind: Pod` document of the stream.
 pub(crate) fn find_pod<'t>(ctx: &Ctx<'_>, tree: &'t Tree) -> Result<&'t Node> {
     let pods: Vec<&Node> = tree
@@ -133,6 +144,10 @@ pub(crate) fn find_pod<'t>(ctx: &Ctx<'_>, tree: &'t Tree) -> Result<&'t Node> {
                             "kind: {kind}; its fields are set by key path (set-path), not as flags"
                         ),
                         Some(kind) => format!("kind: {kind}"),
+                        None if holds_pod_text(r) => "a mapping without `kind` whose block \
+                            scalar holds a Pod manifest as text (e.g. a kops `contents: |` \
+                            task); text inside a string is not edited"
+                            .to_owned(),
                         None if matches!(r.kind, Kind::Map { .. }) => {
                             "a mapping without `kind`".to_owned()
                         }
