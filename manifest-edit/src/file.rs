@@ -383,15 +383,25 @@ impl ManifestFile {
 
     fn lock(&self) -> Result<Lock> {
         let path = self.lock_path();
-        let file = OpenOptions::new()
+        // `flock` needs no write access: open an existing lock file read-only, create it
+        // (0600) only when missing.
+        let open_existing = OpenOptions::new()
             .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(io_err(&path, "open lock file"))?;
+            .open(&path);
+        let file = match open_existing {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(io_err(&path, "create lock file"))?,
+            Err(e) => return Err(io_err(&path, "open lock file")(e)),
+        };
         let start = Instant::now();
         let mut wait = Duration::from_millis(1);
         loop {
