@@ -287,8 +287,7 @@ impl Manifest {
     /// The text of the scalar at `path` of the mapping document, if present.
     pub fn get_path(&self, path: &KeyPath) -> Result<Option<String>> {
         let ctx = self.ctx();
-        Ok(path::lookup(&ctx, &self.tree, path)?
-            .and_then(|n| n.scalar().map(str::to_owned)))
+        Ok(path::lookup(&ctx, &self.tree, path)?.and_then(|n| n.scalar().map(str::to_owned)))
     }
 
     /// Whether two manifests hold the same decoded data (comments, whitespace, quoting

@@ -244,12 +244,11 @@ struct TempFile {
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if !self.committed {
-            if let Err(e) = fs::remove_file(&self.path) {
-                if e.kind() != io::ErrorKind::NotFound {
-                    tracing::warn!(path = %self.path.display(), error = %e, "cannot remove temp file");
-                }
-            }
+        if !self.committed
+            && let Err(e) = fs::remove_file(&self.path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove temp file");
         }
     }
 }
@@ -426,7 +425,13 @@ impl ManifestFile {
         Manifest::from_bytes(self.path.clone(), bytes.to_vec())?.apply(edit)
     }
 
-    fn report(&self, before: &[u8], applied: &Applied, written: bool, backup: Option<PathBuf>) -> Report {
+    fn report(
+        &self,
+        before: &[u8],
+        applied: &Applied,
+        written: bool,
+        backup: Option<PathBuf>,
+    ) -> Report {
         let new = applied.manifest.text();
         let old = String::from_utf8_lossy(before);
         let name = self.path.display().to_string();
@@ -471,14 +476,14 @@ impl ManifestFile {
     fn apply_inner(&self, edit: &Edit, expected: Option<&str>) -> Result<Report> {
         let (bytes, _) = self.read_current()?;
         let sha = report::sha256_hex(&bytes);
-        if let Some(exp) = expected {
-            if !exp.eq_ignore_ascii_case(&sha) {
-                return Err(Error::Changed {
-                    path: self.path.clone(),
-                    expected: exp.to_owned(),
-                    found: sha,
-                });
-            }
+        if let Some(exp) = expected
+            && !exp.eq_ignore_ascii_case(&sha)
+        {
+            return Err(Error::Changed {
+                path: self.path.clone(),
+                expected: exp.to_owned(),
+                found: sha,
+            });
         }
         // Compute before taking the lock: bad input fails without touching anything.
         let mut applied = self.compute(&bytes, edit)?;
@@ -617,7 +622,10 @@ impl ManifestFile {
                 .and_then(|rest| rest.strip_suffix(TEMP_SUFFIX))
                 .is_some_and(|hex| hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
             if is_ours {
-                tracing::info!(file = name, "removing stale temp file of an interrupted write");
+                tracing::info!(
+                    file = name,
+                    "removing stale temp file of an interrupted write"
+                );
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -625,7 +633,13 @@ impl ManifestFile {
 
     /// Writes `bytes` to a new hidden temp file in `dir` with the manifest's owner and
     /// mode, fsynced. The returned guard removes it unless committed.
-    fn write_temp(&self, dir: &Path, base: &OsString, meta: &fs::Metadata, bytes: &[u8]) -> Result<TempFile> {
+    fn write_temp(
+        &self,
+        dir: &Path,
+        base: &OsString,
+        meta: &fs::Metadata,
+        bytes: &[u8],
+    ) -> Result<TempFile> {
         let mut file = None;
         let mut guard = None;
         for _ in 0..16 {
@@ -668,11 +682,16 @@ impl ManifestFile {
             .and_then(|()| file.write_all(bytes))
             .map_err(io_err(&p, "write temporary file"))?;
         let (uid, gid) = (meta.uid(), meta.gid());
-        let tmeta = file.metadata().map_err(io_err(&p, "inspect temporary file"))?;
+        let tmeta = file
+            .metadata()
+            .map_err(io_err(&p, "inspect temporary file"))?;
         if (tmeta.uid(), tmeta.gid()) != (uid, gid) {
             self.hook(Step::PreserveOwner)
                 .and_then(|()| std::os::unix::fs::fchown(&file, Some(uid), Some(gid)))
-                .map_err(io_err(&p, "give the temporary file the manifest's owner and group"))?;
+                .map_err(io_err(
+                    &p,
+                    "give the temporary file the manifest's owner and group",
+                ))?;
         }
         // After chown, which may clear set-id bits.
         self.hook(Step::PreserveMode)
@@ -705,11 +724,17 @@ impl ManifestFile {
 
     /// Writes a backup of `bytes` (same owner and mode as the manifest) into the backup
     /// directory: `NAME.TIMESTAMP.SHA256PREFIX{suffix}`, atomically, fsynced.
-    fn write_backup(&self, bytes: &[u8], meta: &fs::Metadata, suffix: &str) -> Result<Option<PathBuf>> {
+    fn write_backup(
+        &self,
+        bytes: &[u8],
+        meta: &fs::Metadata,
+        suffix: &str,
+    ) -> Result<Option<PathBuf>> {
         let Some(dir) = self.backup_dir()? else {
             return Ok(None);
         };
-        self.hook(Step::Backup).map_err(io_err(&dir, "write backup"))?;
+        self.hook(Step::Backup)
+            .map_err(io_err(&dir, "write backup"))?;
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -812,7 +837,8 @@ mod tests {
                 let err = file.apply(&Edit::new().set_flag("--a", "2")).unwrap_err();
                 assert!(matches!(err, Error::Io { .. }), "{step:?}: {err}");
                 assert!(
-                    err.to_string().contains(&io::Error::from_raw_os_error(errno).to_string()),
+                    err.to_string()
+                        .contains(&io::Error::from_raw_os_error(errno).to_string()),
                     "{err}"
                 );
                 assert_eq!(fs::read_to_string(&path).unwrap(), POD, "{step:?}");
@@ -829,7 +855,11 @@ mod tests {
                 // And no backup of a change that did not happen (nor a backup temp).
                 let backups = root.path().join("kubesafe-backups");
                 if backups.exists() {
-                    assert!(listing(&backups).is_empty(), "{step:?}: {:?}", listing(&backups));
+                    assert!(
+                        listing(&backups).is_empty(),
+                        "{step:?}: {:?}",
+                        listing(&backups)
+                    );
                 }
             }
         }

@@ -170,10 +170,12 @@ pub(crate) fn find_pod<'t>(ctx: &Ctx<'_>, tree: &'t Tree) -> Result<&'t Node> {
 /// The Pod's `spec`, which must be a mapping.
 pub(crate) fn pod_spec<'t>(ctx: &Ctx<'_>, pod: &'t Node) -> Result<&'t Node> {
     match pod.get("spec") {
-        Some(spec @ Node {
-            kind: Kind::Map { .. },
-            ..
-        }) => Ok(spec),
+        Some(
+            spec @ Node {
+                kind: Kind::Map { .. },
+                ..
+            },
+        ) => Ok(spec),
         Some(other) => Err(ctx.unsupported(
             other.start,
             format!("`spec` is {}, not a mapping", other.describe()),
@@ -224,10 +226,9 @@ fn container_list<'t>(ctx: &Ctx<'_>, spec: &'t Node, key: &str) -> Result<Vec<&'
             })
             .collect(),
         Some(n) if n.is_empty_null() => Ok(Vec::new()),
-        Some(n) => Err(ctx.unsupported(
-            n.start,
-            format!("`{key}` is {}, not a list", n.describe()),
-        )),
+        Some(n) => {
+            Err(ctx.unsupported(n.start, format!("`{key}` is {}, not a list", n.describe())))
+        }
     }
 }
 
@@ -425,9 +426,7 @@ impl<'t> Argv<'t> {
                     Form::Joined(v.to_owned())
                 } else if word == bare {
                     match list.items.get(ii + 1) {
-                        Some(next)
-                            if next.scalar().is_some_and(|s| !s.starts_with('-')) =>
-                        {
+                        Some(next) if next.scalar().is_some_and(|s| !s.starts_with('-')) => {
                             let next_word = next.scalar().unwrap_or_default();
                             if self.split_style() {
                                 Form::Split(ii + 1, next_word.to_owned())
@@ -490,7 +489,11 @@ impl<'t> Argv<'t> {
                 Kind::Seq { .. } | Kind::Map { .. } => {
                     return Err(ctx.unsupported(
                         item.start,
-                        format!("an item of `{}` is {}, not a string", list.kind.key(), item.describe()),
+                        format!(
+                            "an item of `{}` is {}, not a string",
+                            list.kind.key(),
+                            item.describe()
+                        ),
                     ));
                 }
                 _ => None,
@@ -532,14 +535,22 @@ impl<'t> Argv<'t> {
     }
 
     /// Replaces one item's text, keeping its quoting style where it can hold the text.
-    fn replace_item(&self, ctx: &Ctx<'_>, list: &List<'_>, item: usize, new: &str) -> Result<Vec<Splice>> {
+    fn replace_item(
+        &self,
+        ctx: &Ctx<'_>,
+        list: &List<'_>,
+        item: usize,
+        new: &str,
+    ) -> Result<Vec<Splice>> {
         self.check_editable(ctx, list)?;
         let node = list
             .items
             .get(item)
             .ok_or_else(|| ctx.unsupported(list.seq.start, "internal error: item out of range"))?;
         let hint = match node.style() {
-            Some(s @ (ScalarStyle::Plain | ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted)) => s,
+            Some(
+                s @ (ScalarStyle::Plain | ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted),
+            ) => s,
             _ => ScalarStyle::DoubleQuoted,
         };
         let rendered = yaml::render_str(new, hint, list.flow);
@@ -568,14 +579,19 @@ impl<'t> Argv<'t> {
         }
         let mut out = Vec::new();
         for &i in idx {
-            let node = list
-                .items
-                .get(i)
-                .ok_or_else(|| ctx.unsupported(list.seq.start, "internal error: item out of range"))?;
+            let node = list.items.get(i).ok_or_else(|| {
+                ctx.unsupported(list.seq.start, "internal error: item out of range")
+            })?;
             if layout::block_item_prefix(ctx.text, node).is_none() {
-                return Err(ctx.unsupported(node.start, "list item does not start its own `- ` line"));
+                return Err(
+                    ctx.unsupported(node.start, "list item does not start its own `- ` line")
+                );
             }
-            out.push(layout::remove_lines(ctx.text, node.prop_start(), node.last_byte()));
+            out.push(layout::remove_lines(
+                ctx.text,
+                node.prop_start(),
+                node.last_byte(),
+            ));
         }
         // Adjacent line removals touch (end == start): merge into one range.
         out.sort_by_key(|s| s.at.start);
@@ -609,7 +625,12 @@ impl<'t> Argv<'t> {
             .find(|n| n.scalar().is_some_and(|s| s.starts_with('-')))
             .or_else(|| list.items.last())
             .and_then(Node::style)
-            .filter(|s| matches!(s, ScalarStyle::Plain | ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted))
+            .filter(|s| {
+                matches!(
+                    s,
+                    ScalarStyle::Plain | ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted
+                )
+            })
             .unwrap_or(ScalarStyle::Plain);
         let rendered = yaml::render_str(word, hint, list.flow);
         let splice = if list.flow {
@@ -663,7 +684,9 @@ impl<'t> Argv<'t> {
         match self.lookup(ctx, name)? {
             None => self.append(ctx, &joined),
             Some(hit) => {
-                let list = self.list(hit.list).ok_or_else(|| ctx.unsupported(0, "internal error"))?;
+                let list = self
+                    .list(hit.list)
+                    .ok_or_else(|| ctx.unsupported(0, "internal error"))?;
                 match hit.form {
                     Form::Joined(old) if old == value => Ok(Vec::new()),
                     Form::Joined(_) | Form::Bare => self.replace_item(ctx, list, hit.item, &joined),
@@ -679,7 +702,9 @@ impl<'t> Argv<'t> {
         let Some(hit) = self.lookup(ctx, name)? else {
             return Ok(Vec::new());
         };
-        let list = self.list(hit.list).ok_or_else(|| ctx.unsupported(0, "internal error"))?;
+        let list = self
+            .list(hit.list)
+            .ok_or_else(|| ctx.unsupported(0, "internal error"))?;
         match hit.form {
             Form::Split(vi, _) => self.remove_items(ctx, list, &[hit.item, vi]),
             _ => self.remove_items(ctx, list, &[hit.item]),
@@ -727,7 +752,11 @@ impl<'t> Argv<'t> {
             return Ok(Vec::new());
         }
         if items.is_empty() {
-            return if add { Ok(Vec::new()) } else { self.remove(ctx, name) };
+            return if add {
+                Ok(Vec::new())
+            } else {
+                self.remove(ctx, name)
+            };
         }
         if add {
             self.set(ctx, name, &items.join(","))
@@ -757,7 +786,10 @@ mod tests {
     #[test]
     fn lookup_forms() {
         with_argv(POD, |ctx, argv| {
-            assert_eq!(argv.lookup(ctx, "a").unwrap().unwrap().form, Form::Joined("1".into()));
+            assert_eq!(
+                argv.lookup(ctx, "a").unwrap().unwrap().form,
+                Form::Joined("1".into())
+            );
             assert_eq!(argv.lookup(ctx, "b").unwrap().unwrap().form, Form::Bare);
             assert!(argv.lookup(ctx, "d").unwrap().is_none());
             // the binary is never a flag
@@ -767,7 +799,8 @@ mod tests {
 
     #[test]
     fn split_pairs_only_in_split_style_lists() {
-        let split = "kind: Pod\nspec:\n  containers:\n  - command:\n    - etcd\n    - --name\n    - n1\n";
+        let split =
+            "kind: Pod\nspec:\n  containers:\n  - command:\n    - etcd\n    - --name\n    - n1\n";
         with_argv(split, |ctx, argv| {
             assert_eq!(
                 argv.lookup(ctx, "name").unwrap().unwrap().form,
@@ -784,7 +817,8 @@ mod tests {
 
     #[test]
     fn duplicates_are_reported_with_both_lines() {
-        let dup = "kind: Pod\nspec:\n  containers:\n  - command:\n    - x\n    - --a=1\n    - --a=2\n";
+        let dup =
+            "kind: Pod\nspec:\n  containers:\n  - command:\n    - x\n    - --a=1\n    - --a=2\n";
         with_argv(dup, |ctx, argv| {
             let err = argv.lookup(ctx, "a").unwrap_err();
             assert_eq!(

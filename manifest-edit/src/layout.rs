@@ -144,20 +144,22 @@ pub(crate) fn column(text: &str, pos: usize) -> usize {
 pub(crate) fn indent_step(text: &str, root: &Node) -> usize {
     fn walk(text: &str, node: &Node) -> Option<usize> {
         match &node.kind {
-            Kind::Map { flow: false, entries } => {
+            Kind::Map {
+                flow: false,
+                entries,
+            } => {
                 for (k, v) in entries {
                     if let Kind::Map {
                         flow: false,
                         entries: child,
                     } = &v.kind
+                        && let Some((ck, _)) = child.first()
                     {
-                        if let Some((ck, _)) = child.first() {
-                            let step = column(text, ck.prop_start())
-                                .checked_sub(column(text, k.prop_start()))
-                                .filter(|s| *s > 0);
-                            if step.is_some() {
-                                return step;
-                            }
+                        let step = column(text, ck.prop_start())
+                            .checked_sub(column(text, k.prop_start()))
+                            .filter(|s| *s > 0);
+                        if step.is_some() {
+                            return step;
                         }
                     }
                     if let Some(s) = walk(text, v) {
@@ -178,16 +180,18 @@ pub(crate) fn indent_step(text: &str, root: &Node) -> usize {
 pub(crate) fn seq_dash_offset(text: &str, root: &Node) -> usize {
     fn walk(text: &str, node: &Node) -> Option<usize> {
         match &node.kind {
-            Kind::Map { flow: false, entries } => {
+            Kind::Map {
+                flow: false,
+                entries,
+            } => {
                 for (k, v) in entries {
-                    if let Kind::Seq { flow: false, items } = &v.kind {
-                        if let Some(first) = items.first() {
-                            if let Some(prefix) = block_item_prefix(text, first) {
-                                let dash = prefix.len() - prefix.trim_start().len();
-                                if let Some(off) = dash.checked_sub(column(text, k.prop_start())) {
-                                    return Some(off);
-                                }
-                            }
+                    if let Kind::Seq { flow: false, items } = &v.kind
+                        && let Some(first) = items.first()
+                        && let Some(prefix) = block_item_prefix(text, first)
+                    {
+                        let dash = prefix.len() - prefix.trim_start().len();
+                        if let Some(off) = dash.checked_sub(column(text, k.prop_start())) {
+                            return Some(off);
                         }
                     }
                     if let Some(s) = walk(text, v) {
@@ -249,14 +253,14 @@ pub(crate) fn insert_into_block_map(
     let lines = entry_lines(indent, key, value);
 
     let keys: Vec<Option<&str>> = entries.iter().map(|(k, _)| k.scalar()).collect();
-    let sorted = keys.iter().all(Option::is_some) && keys.windows(2).all(|w| w[0] <= w[1]);
-    if sorted {
-        if let Some((next_key, _)) = entries.iter().find(|(k, _)| k.scalar() > Some(key)) {
-            if text::only_spaces_before(text, next_key.prop_start()) {
-                let pos = text::line_start(text, next_key.prop_start());
-                return Some(insert_lines(text, pos, &lines));
-            }
-        }
+    let sorted =
+        keys.iter().all(Option::is_some) && keys.windows(2).all(|w| matches!(w, [a, b] if a <= b));
+    if sorted
+        && let Some((next_key, _)) = entries.iter().find(|(k, _)| k.scalar() > Some(key))
+        && text::only_spaces_before(text, next_key.prop_start())
+    {
+        let pos = text::line_start(text, next_key.prop_start());
+        return Some(insert_lines(text, pos, &lines));
     }
     let (last_key, last_value) = entries.last()?;
     let last = if last_value.is_empty_null() {
@@ -342,7 +346,10 @@ mod tests {
             panic!()
         };
         let s = append_block_item(t, items, &["z".into()]).unwrap();
-        assert_eq!(apply(t, vec![s], Path::new("t")).unwrap(), "a:\r\n- x\r\n- y\r\n- z");
+        assert_eq!(
+            apply(t, vec![s], Path::new("t")).unwrap(),
+            "a:\r\n- x\r\n- y\r\n- z"
+        );
     }
 
     #[test]
@@ -357,11 +364,17 @@ mod tests {
         let t = "a: 1\nc: 3\n";
         let r = root(t);
         let s = insert_into_block_map(t, &r, "b", &NewValue::Inline("2".into())).unwrap();
-        assert_eq!(apply(t, vec![s], Path::new("t")).unwrap(), "a: 1\nb: 2\nc: 3\n");
+        assert_eq!(
+            apply(t, vec![s], Path::new("t")).unwrap(),
+            "a: 1\nb: 2\nc: 3\n"
+        );
         let t = "c: 3\na: 1\n";
         let r = root(t);
         let s = insert_into_block_map(t, &r, "b", &NewValue::Inline("2".into())).unwrap();
-        assert_eq!(apply(t, vec![s], Path::new("t")).unwrap(), "c: 3\na: 1\nb: 2\n");
+        assert_eq!(
+            apply(t, vec![s], Path::new("t")).unwrap(),
+            "c: 3\na: 1\nb: 2\n"
+        );
     }
 
     #[test]
@@ -370,7 +383,10 @@ mod tests {
         let r = root(t);
         let s1 = insert_into_flow(t, r.get("a").unwrap(), "z").unwrap();
         let s2 = insert_into_flow(t, r.get("b").unwrap(), "w").unwrap();
-        assert_eq!(apply(t, vec![s1, s2], Path::new("t")).unwrap(), "a: [x,  y,  z]\nb: [w]\n");
+        assert_eq!(
+            apply(t, vec![s1, s2], Path::new("t")).unwrap(),
+            "a: [x,  y,  z]\nb: [w]\n"
+        );
     }
 
     #[test]

@@ -86,9 +86,8 @@ impl FromStr for KeyPath {
             )));
         }
         segs.push(cur);
-        KeyPath::new(segs).map_err(|_| {
-            Error::InvalidArgument(format!("key path `{s}` has an empty segment"))
-        })
+        KeyPath::new(segs)
+            .map_err(|_| Error::InvalidArgument(format!("key path `{s}` has an empty segment")))
     }
 }
 
@@ -203,7 +202,11 @@ fn refuse_aliasing(ctx: &Ctx<'_>, node: &Node, path: &str) -> Result<()> {
 }
 
 /// The scalar at `path`, if present.
-pub(crate) fn lookup<'t>(ctx: &Ctx<'_>, tree: &'t Tree, path: &KeyPath) -> Result<Option<&'t Node>> {
+pub(crate) fn lookup<'t>(
+    ctx: &Ctx<'_>,
+    tree: &'t Tree,
+    path: &KeyPath,
+) -> Result<Option<&'t Node>> {
     let mut node = mapping_doc(ctx, tree)?;
     for seg in path.segments() {
         match node.get(seg) {
@@ -276,7 +279,12 @@ fn flow_entry(segs: &[String], value: &ScalarValue) -> String {
 }
 
 /// The splices that set `path` to `value`.
-pub(crate) fn set(ctx: &Ctx<'_>, tree: &Tree, path: &KeyPath, value: &ScalarValue) -> Result<Vec<Splice>> {
+pub(crate) fn set(
+    ctx: &Ctx<'_>,
+    tree: &Tree,
+    path: &KeyPath,
+    value: &ScalarValue,
+) -> Result<Vec<Splice>> {
     let root = mapping_doc(ctx, tree)?;
     let step = layout::indent_step(ctx.text, root);
     let segs = path.segments();
@@ -305,7 +313,13 @@ pub(crate) fn set(ctx: &Ctx<'_>, tree: &Tree, path: &KeyPath, value: &ScalarValu
                 layout::insert_into_block_map(ctx.text, node, seg, &nv)
             };
             return splice.map(|s| vec![s]).ok_or_else(|| {
-                ctx.unsupported(node.start, format!("cannot insert `{}` here", dotted(segs.get(..=i).unwrap_or_default())))
+                ctx.unsupported(
+                    node.start,
+                    format!(
+                        "cannot insert `{}` here",
+                        dotted(segs.get(..=i).unwrap_or_default())
+                    ),
+                )
             });
         };
         let full = dotted(segs.get(..=i).unwrap_or_default());
@@ -363,8 +377,13 @@ fn replace_scalar(
         let colon = after_key
             .find(':')
             .filter(|i| after_key.get(..*i).is_some_and(|s| s.trim().is_empty()))
-            .ok_or_else(|| ctx.unsupported(key.start, format!("cannot find the `:` of `{path}`")))?;
-        return Ok(vec![Splice::insert(key.end + colon + 1, format!(" {rendered}"))]);
+            .ok_or_else(|| {
+                ctx.unsupported(key.start, format!("cannot find the `:` of `{path}`"))
+            })?;
+        return Ok(vec![Splice::insert(
+            key.end + colon + 1,
+            format!(" {rendered}"),
+        )]);
     }
     Ok(vec![Splice::replace(val.start..val.end, rendered)])
 }
@@ -392,7 +411,10 @@ mod tests {
         assert_eq!(ScalarValue::infer("false"), ScalarValue::Bool(false));
         assert_eq!(ScalarValue::infer("0"), ScalarValue::Int(0));
         assert_eq!(ScalarValue::infer("007"), ScalarValue::Str("007".into()));
-        assert_eq!(ScalarValue::infer("cluster.local"), ScalarValue::Str("cluster.local".into()));
+        assert_eq!(
+            ScalarValue::infer("cluster.local"),
+            ScalarValue::Str("cluster.local".into())
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! What an edit did: line changes, a unified diff, content hashes.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -13,13 +14,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     let mut out = String::with_capacity(64);
     for b in digest.iter() {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        let _ = write!(out, "{b:02x}");
     }
     out
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// One changed line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,8 +76,12 @@ pub fn line_changes(old: &str, new: &str) -> Vec<LineChange> {
                     let (o, n) = (old_index + k, new_index + k);
                     out.push(LineChange {
                         line: if k < new_len { n + 1 } else { o + 1 },
-                        old: (k < old_len).then(|| old_lines.get(o).map(|s| strip_break(s))).flatten(),
-                        new: (k < new_len).then(|| new_lines.get(n).map(|s| strip_break(s))).flatten(),
+                        old: (k < old_len)
+                            .then(|| old_lines.get(o).map(|s| strip_break(s)))
+                            .flatten(),
+                        new: (k < new_len)
+                            .then(|| new_lines.get(n).map(|s| strip_break(s)))
+                            .flatten(),
                     });
                 }
             }

@@ -72,7 +72,9 @@ fn items<'t>(ctx: &Ctx<'_>, list: Option<&'t Node>, what: &str) -> Result<&'t [N
             ..
         }) => Ok(items),
         Some(n) if n.is_empty_null() => Ok(&[]),
-        Some(n) => Err(ctx.unsupported(n.start, format!("`{what}` is {}, not a list", n.describe()))),
+        Some(n) => {
+            Err(ctx.unsupported(n.start, format!("`{what}` is {}, not a list", n.describe())))
+        }
     }
 }
 
@@ -161,7 +163,10 @@ fn add_item(
                 });
             }
             layout::append_block_item(ctx.text, items, lines).ok_or_else(|| {
-                ctx.unsupported(seq.start, format!("cannot add to `{key}`: unusual item layout"))
+                ctx.unsupported(
+                    seq.start,
+                    format!("cannot add to `{key}`: unusual item layout"),
+                )
             })
         }
         Some((k, v)) if v.is_empty_null() => {
@@ -170,11 +175,22 @@ fn add_item(
                 .into_iter()
                 .map(|(i, l)| format!("{}{l}", " ".repeat(i)))
                 .collect();
-            Ok(layout::insert_lines(ctx.text, layout::after_node_line(ctx.text, k), &block))
+            Ok(layout::insert_lines(
+                ctx.text,
+                layout::after_node_line(ctx.text, k),
+                &block,
+            ))
         }
         Some((_, v)) => Err(ctx.unsupported(
             v.start,
-            format!("`{key}` is {} (only block lists are edited)", if matches!(v.kind, Kind::Seq { .. }) { "a flow-style list" } else { v.describe() }),
+            format!(
+                "`{key}` is {} (only block lists are edited)",
+                if matches!(v.kind, Kind::Seq { .. }) {
+                    "a flow-style list"
+                } else {
+                    v.describe()
+                }
+            ),
         )),
         None => {
             if parent.has_merge_key() {
@@ -229,7 +245,10 @@ pub(crate) fn ensure(
                 "`{}` is already mounted in container `{}` from volume `{vol_name}` ({}), not from hostPath `{}`",
                 m.mount_path,
                 c.name,
-                from.map_or_else(|| "not a hostPath volume".to_owned(), |p| format!("hostPath `{p}`")),
+                from.map_or_else(
+                    || "not a hostPath volume".to_owned(),
+                    |p| format!("hostPath `{p}`")
+                ),
                 m.host_path
             ),
         });
@@ -248,13 +267,19 @@ pub(crate) fn ensure(
                 message: format!(
                     "a volume named `{}` already exists with {}, not hostPath `{}`; choose another name",
                     m.name,
-                    host_path_of(v).map_or_else(|| "another source".to_owned(), |p| format!("hostPath `{p}`")),
+                    host_path_of(v).map_or_else(
+                        || "another source".to_owned(),
+                        |p| format!("hostPath `{p}`")
+                    ),
                     m.host_path
                 ),
             });
         }
         (None, Some(v)) => (
-            v.get("name").and_then(Node::scalar).unwrap_or(&m.name).to_owned(),
+            v.get("name")
+                .and_then(Node::scalar)
+                .unwrap_or(&m.name)
+                .to_owned(),
             false,
         ),
         (None, None) => (m.name.clone(), true),
@@ -265,9 +290,12 @@ pub(crate) fn ensure(
         .first()
         .and_then(|v| {
             let (hk, hv) = v.entry("hostPath")?;
-            let Kind::Map { entries, .. } = &hv.kind else { return None };
+            let Kind::Map { entries, .. } = &hv.kind else {
+                return None;
+            };
             let (ck, _) = entries.first()?;
-            layout::column(ctx.text, ck.prop_start()).checked_sub(layout::column(ctx.text, hk.prop_start()))
+            layout::column(ctx.text, ck.prop_start())
+                .checked_sub(layout::column(ctx.text, hk.prop_start()))
         })
         .filter(|s| *s > 0)
         .unwrap_or_else(|| layout::indent_step(ctx.text, root));

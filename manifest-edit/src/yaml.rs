@@ -39,7 +39,10 @@ pub(crate) enum Kind {
     /// A sequence.
     Seq { flow: bool, items: Vec<Node> },
     /// A mapping, entries in source order.
-    Map { flow: bool, entries: Vec<(Node, Node)> },
+    Map {
+        flow: bool,
+        entries: Vec<(Node, Node)>,
+    },
     /// An alias (`*name`) to the node with this anchor id.
     Alias(usize),
 }
@@ -68,7 +71,13 @@ impl Node {
 
     /// True for the implicit null of `key:` with nothing after it.
     pub(crate) fn is_empty_null(&self) -> bool {
-        matches!(&self.kind, Kind::Scalar { style: ScalarStyle::Plain, .. }) && self.start == self.end
+        matches!(
+            &self.kind,
+            Kind::Scalar {
+                style: ScalarStyle::Plain,
+                ..
+            }
+        ) && self.start == self.end
     }
 
     /// The mapping value for `key` (compared with the decoded key text).
@@ -90,9 +99,9 @@ impl Node {
     /// Whether a mapping node has a YAML merge key (`<<`).
     pub(crate) fn has_merge_key(&self) -> bool {
         match &self.kind {
-            Kind::Map { entries, .. } => entries.iter().any(|(k, _)| {
-                k.scalar() == Some("<<") && k.style() == Some(ScalarStyle::Plain)
-            }),
+            Kind::Map { entries, .. } => entries
+                .iter()
+                .any(|(k, _)| k.scalar() == Some("<<") && k.style() == Some(ScalarStyle::Plain)),
             _ => false,
         }
     }
@@ -179,12 +188,10 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Tree> {
 
     for next in Parser::new_from_str(text) {
         let (event, span) = next.map_err(|e| syntax_error(text, file, &e))?;
-        let range = span
-            .byte_range()
-            .ok_or_else(|| Error::Syntax {
-                location: location(text, file, 0),
-                message: "parser reported no byte offsets".to_owned(),
-            })?;
+        let range = span.byte_range().ok_or_else(|| Error::Syntax {
+            location: location(text, file, 0),
+            message: "parser reported no byte offsets".to_owned(),
+        })?;
         let tag_start = span.tag_start().and_then(|m| m.byte_offset());
         let complete = match event {
             Event::DocumentStart(..) => {
@@ -419,7 +426,9 @@ pub(crate) fn decode(node: &Node, anchors: &HashMap<usize, &Node>, depth: usize)
 
 fn with_tag(node: &Node, data: Data) -> Data {
     match &node.tag {
-        Some(tag) if !tag.starts_with("tag:yaml.org,2002:") => Data::Tagged(tag.clone(), Box::new(data)),
+        Some(tag) if !tag.starts_with("tag:yaml.org,2002:") => {
+            Data::Tagged(tag.clone(), Box::new(data))
+        }
         _ => data,
     }
 }
@@ -466,7 +475,11 @@ pub(crate) fn resolve_plain(s: &str) -> Data {
         return Data::Int(i);
     }
     if let Some(f) = parse_float(s) {
-        return Data::Float(if f.is_nan() { f64::NAN.to_bits() } else { f.to_bits() });
+        return Data::Float(if f.is_nan() {
+            f64::NAN.to_bits()
+        } else {
+            f.to_bits()
+        });
     }
     Data::Str(s.to_owned())
 }
@@ -488,7 +501,7 @@ fn parse_int(s: &str) -> Option<i128> {
     } else if let Some(o) = clean.strip_prefix("0o") {
         i128::from_str_radix(o, 8).ok()?
     } else if clean.len() > 1 && clean.starts_with('0') {
-        i128::from_str_radix(&clean[1..], 8).ok()?
+        i128::from_str_radix(clean.get(1..)?, 8).ok()?
     } else if clean.bytes().all(|c| c.is_ascii_digit()) {
         clean.parse::<i128>().ok()?
     } else {
@@ -571,13 +584,13 @@ pub(crate) fn plain_safe(s: &str, flow: bool) -> bool {
         return false;
     }
     if s.chars().any(|c| {
-        (c < ' ' && c != '\t')
-            || c == '\t'
-            || c == '\u{7f}'
-            || c == '\u{85}'
-            || c == '\u{2028}'
-            || c == '\u{2029}'
-            || c == '\u{feff}'
+        // Control characters (tab included: it cannot start or end a plain scalar, and
+        // quoting it is clearer), DEL, and the YAML 1.1 line breaks and the BOM.
+        c < ' '
+            || matches!(
+                c,
+                '\u{7f}' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}'
+            )
     }) {
         return false;
     }
@@ -631,7 +644,12 @@ pub(crate) fn double_quoted(s: &str) -> String {
 
 fn single_quotable(s: &str) -> bool {
     !s.chars().any(|c| {
-        c < ' ' || c == '\u{7f}' || c == '\u{85}' || c == '\u{2028}' || c == '\u{2029}' || c == '\u{feff}'
+        c < ' '
+            || c == '\u{7f}'
+            || c == '\u{85}'
+            || c == '\u{2028}'
+            || c == '\u{2029}'
+            || c == '\u{feff}'
     })
 }
 
@@ -744,7 +762,11 @@ mod tests {
             "x,y",
             "é ж",
         ] {
-            for hint in [ScalarStyle::Plain, ScalarStyle::SingleQuoted, ScalarStyle::DoubleQuoted] {
+            for hint in [
+                ScalarStyle::Plain,
+                ScalarStyle::SingleQuoted,
+                ScalarStyle::DoubleQuoted,
+            ] {
                 for flow in [false, true] {
                     let r = render_str(s, hint, flow);
                     let doc = if flow {

@@ -3,7 +3,12 @@
 //! write must be backed up, and nothing but the manifest is ever visible to the kubelet.
 //!
 //! The writers are this test binary re-executed with `--ignored --exact concurrency_child`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::fs;
 use std::path::PathBuf;
@@ -71,7 +76,12 @@ fn concurrent_writers_lose_no_update() {
     let children: Vec<_> = (0..WRITERS)
         .map(|id| {
             Command::new(&exe)
-                .args(["--ignored", "--exact", "concurrency_child", "--test-threads=1"])
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "concurrency_child",
+                    "--test-threads=1",
+                ])
                 .env(PATH_ENV, &path)
                 .env(ID_ENV, id.to_string())
                 .env(GO_ENV, &go)

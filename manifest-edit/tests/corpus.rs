@@ -2,7 +2,12 @@
 //! `../shared/corpus/manifests/`, as unified diffs (or the error when the edit must be
 //! refused). Beside the snapshot, every successful edit is checked to be idempotent and to
 //! touch only lines that mention what it edits.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 mod common;
 
@@ -109,7 +114,12 @@ fn path(p: &str) -> KeyPath {
 /// The edits for a file: (title, edit).
 fn edits(file: &str, text: &str) -> Vec<(String, Edit)> {
     let one = |e: Edit| {
-        let ops = e.ops.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        let ops = e
+            .ops
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
         match &e.container {
             Some(c) => (format!("[container {c}] {ops}"), e),
             None => (ops, e),
@@ -156,11 +166,9 @@ fn edits(file: &str, text: &str) -> Vec<(String, Edit)> {
         Profile::Other => match file {
             "k8s-docs-ha-podmaster-two-containers.yaml" => vec![
                 one(Edit::new().set_flag("--etcd-servers", "https://127.0.0.1:2379")),
-                one(
-                    Edit::new()
-                        .container("controller-manager-elector")
-                        .set_flag("--etcd-servers", "https://127.0.0.1:2379"),
-                ),
+                one(Edit::new()
+                    .container("controller-manager-elector")
+                    .set_flag("--etcd-servers", "https://127.0.0.1:2379")),
                 one(Edit::new().container("kube-apiserver").set_flag("--v", "2")),
             ],
             "kops-etcd-manager-main.yaml" => vec![
@@ -170,12 +178,10 @@ fn edits(file: &str, text: &str) -> Vec<(String, Edit)> {
             ],
             "static-pod-kms-plugin-no-final-newline.yaml" => vec![
                 one(Edit::new().set_flag("--v", "2")),
-                one(
-                    Edit::new().ensure_host_path_mount(
-                        HostPathMount::new("kms", "/var/run/kmsplugin", "/var/run/kmsplugin")
-                            .path_type("DirectoryOrCreate"),
-                    ),
-                ),
+                one(Edit::new().ensure_host_path_mount(
+                    HostPathMount::new("kms", "/var/run/kmsplugin", "/var/run/kmsplugin")
+                        .path_type("DirectoryOrCreate"),
+                )),
             ],
             other => panic!("no edits for {other}"),
         },

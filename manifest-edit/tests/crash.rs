@@ -6,7 +6,12 @@
 //!
 //! The child is this test binary re-executed with `--ignored --exact crash_child` and the
 //! manifest path in `KUBESAFE_CRASH_CHILD`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -62,7 +67,11 @@ fn crash_child() {
     let file = ManifestFile::open(&path, FileOptions::new().backup(Backup::Dir(backups))).unwrap();
     loop {
         let current = file.read().unwrap();
-        let next = match current.get_flag(None, TOGGLE).unwrap().and_then(|f| f.value) {
+        let next = match current
+            .get_flag(None, TOGGLE)
+            .unwrap()
+            .and_then(|f| f.value)
+        {
             Some(v) if v == "a" => "b",
             _ => "a",
         };
@@ -124,7 +133,11 @@ fn crash_test_sigkill_at_random_moments() {
         })
     };
 
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
     eprintln!("crash test seed {seed}");
     let mut rng = XorShift(seed);
     let exe = std::env::current_exe().unwrap();
@@ -132,7 +145,13 @@ fn crash_test_sigkill_at_random_moments() {
     let started = Instant::now();
     for trial in 0..TRIALS {
         let mut child = Command::new(&exe)
-            .args(["--ignored", "--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, &path)
             .env(BACKUP_ENV, &backups)
             .stdout(Stdio::null())
@@ -142,7 +161,10 @@ fn crash_test_sigkill_at_random_moments() {
         std::thread::sleep(Duration::from_micros(rng.next() % 60_000));
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
-        assert!(status.code().is_none(), "trial {trial}: child exited by itself: {status:?}");
+        assert!(
+            status.code().is_none(),
+            "trial {trial}: child exited by itself: {status:?}"
+        );
 
         let now = fs::read_to_string(&path).unwrap();
         if now == a {
@@ -155,7 +177,14 @@ fn crash_test_sigkill_at_random_moments() {
         assert_eq!(kubelet_view(&dir), ["kube-apiserver.yaml"], "trial {trial}");
         leftovers += fs::read_dir(&dir)
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_str().unwrap().ends_with(".kubesafe-tmp"))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_str()
+                    .unwrap()
+                    .ends_with(".kubesafe-tmp")
+            })
             .count();
         // Every backup that is visible under its final name is complete.
         if backups.exists() {
@@ -166,7 +195,10 @@ fn crash_test_sigkill_at_random_moments() {
                     continue;
                 }
                 let content = fs::read_to_string(e.path()).unwrap();
-                assert!(content == a || content == b, "trial {trial}: torn backup {name}");
+                assert!(
+                    content == a || content == b,
+                    "trial {trial}: torn backup {name}"
+                );
                 fs::remove_file(e.path()).unwrap();
             }
         }
@@ -183,13 +215,23 @@ fn crash_test_sigkill_at_random_moments() {
         reads.load(Ordering::Relaxed),
     );
     // The children did write: both states were observed.
-    assert!(states_after_kill[0] > 0 && states_after_kill[1] > 0, "children never wrote");
+    assert!(
+        states_after_kill[0] > 0 && states_after_kill[1] > 0,
+        "children never wrote"
+    );
     assert!(seen_a > 0 && seen_b > 0);
 
     // The lock is not left held by a killed child: a normal write goes through.
     let file = ManifestFile::open(&path, FileOptions::new().backup(Backup::Disabled)).unwrap();
     file.apply(&Edit::new().set_flag(TOGGLE, "c")).unwrap();
-    assert!(!fs::read_dir(&dir).unwrap().any(|e| {
-        e.unwrap().file_name().to_str().unwrap().ends_with(".kubesafe-tmp")
-    }), "stale temp files are cleaned up by the next writer");
+    assert!(
+        !fs::read_dir(&dir).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .ends_with(".kubesafe-tmp")
+        }),
+        "stale temp files are cleaned up by the next writer"
+    );
 }

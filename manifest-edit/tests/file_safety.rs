@@ -1,7 +1,12 @@
 //! The safe write against a real filesystem: mode/owner/group, backups outside the
 //! manifest directory, the stable hidden lock, the optimistic check, refusals of
 //! symlinks/directories/FIFOs, restore for rollback, and real ENOSPC/EROFS on tmpfs.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -96,7 +101,10 @@ fn write_keeps_mode_owner_and_comments_and_backs_up_outside() {
     assert!(report.written && report.changed && report.data_changed);
     assert_eq!(report.kind.as_deref(), Some("Pod"));
     let after_text = fs::read_to_string(&n.path).unwrap();
-    assert_eq!(after_text, POD.replace("--profiling=true", "--profiling=false"));
+    assert_eq!(
+        after_text,
+        POD.replace("--profiling=true", "--profiling=false")
+    );
     assert_eq!(report.before_sha256, sha256_hex(POD.as_bytes()));
     assert_eq!(report.after_sha256, sha256_hex(after_text.as_bytes()));
     assert_eq!(report.new_content, after_text.as_bytes());
@@ -109,11 +117,18 @@ fn write_keeps_mode_owner_and_comments_and_backs_up_outside() {
     if chowned {
         assert_eq!((after.uid(), after.gid()), (1234, 2345));
     }
-    assert_ne!(after.ino(), before.ino(), "replaced by rename, not rewritten in place");
+    assert_ne!(
+        after.ino(),
+        before.ino(),
+        "replaced by rename, not rewritten in place"
+    );
 
     // The backup: a sibling of the manifest directory, named with timestamp and hash.
     let backup = report.backup.clone().unwrap();
-    assert_eq!(backup.parent().unwrap(), fs::canonicalize(&n.root).unwrap().join("kubesafe-backups"));
+    assert_eq!(
+        backup.parent().unwrap(),
+        fs::canonicalize(&n.root).unwrap().join("kubesafe-backups")
+    );
     let name = backup.file_name().unwrap().to_str().unwrap().to_owned();
     assert!(name.starts_with("kube-apiserver.yaml.20"), "{name}");
     assert!(name.ends_with(&report.before_sha256[..16]), "{name}");
@@ -121,31 +136,52 @@ fn write_keeps_mode_owner_and_comments_and_backs_up_outside() {
     let bmeta = fs::metadata(&backup).unwrap();
     assert_eq!(bmeta.mode() & 0o7777, 0o640);
     assert_eq!((bmeta.uid(), bmeta.gid()), (after.uid(), after.gid()));
-    assert_eq!(fs::metadata(backup.parent().unwrap()).unwrap().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(backup.parent().unwrap()).unwrap().mode() & 0o777,
+        0o700
+    );
 
     // Nothing the kubelet could load appeared; the lock file is hidden and stays.
     assert_eq!(kubelet_view(&n.manifests), ["kube-apiserver.yaml"]);
-    assert_eq!(names(&n.manifests), [".kube-apiserver.yaml.lock", "kube-apiserver.yaml"]);
+    assert_eq!(
+        names(&n.manifests),
+        [".kube-apiserver.yaml.lock", "kube-apiserver.yaml"]
+    );
     let lock_inode = fs::metadata(file.lock_path()).unwrap().ino();
 
     // Idempotent: nothing written, no new backup, same lock file.
     let again = file.apply(&profiling_false()).unwrap();
     assert!(!again.changed && !again.written && again.backup.is_none());
     file.apply(&Edit::new().set_flag("--v", "2")).unwrap();
-    assert_eq!(fs::metadata(file.lock_path()).unwrap().ino(), lock_inode, "lock file never replaced");
+    assert_eq!(
+        fs::metadata(file.lock_path()).unwrap().ino(),
+        lock_inode,
+        "lock file never replaced"
+    );
     assert_eq!(names(backup.parent().unwrap()).len(), 2);
 }
 
 #[test]
 fn comment_only_edit_is_not_a_data_change() {
     let n = node();
-    fs::write(&n.path, POD.replace("--profiling=true", "\"--profiling=true\"")).unwrap();
+    fs::write(
+        &n.path,
+        POD.replace("--profiling=true", "\"--profiling=true\""),
+    )
+    .unwrap();
     let file = ManifestFile::open(&n.path, FileOptions::new().backup(Backup::Disabled)).unwrap();
     // Re-quoting through a set to the same value is no change at all...
-    assert!(!file.apply(&Edit::new().set_flag("--profiling", "true")).unwrap().changed);
+    assert!(
+        !file
+            .apply(&Edit::new().set_flag("--profiling", "true"))
+            .unwrap()
+            .changed
+    );
     // ...while restoring the unquoted spelling changes bytes but not data.
     let quoted = fs::read(&n.path).unwrap();
-    let r = file.restore(POD.as_bytes(), &sha256_hex(&quoted), false).unwrap();
+    let r = file
+        .restore(POD.as_bytes(), &sha256_hex(&quoted), false)
+        .unwrap();
     assert!(r.written && !r.data_changed);
 }
 
@@ -153,14 +189,30 @@ fn comment_only_edit_is_not_a_data_change() {
 fn backup_dir_is_configurable_and_never_the_manifest_dir() {
     let n = node();
     let elsewhere = n.root.join("my-backups");
-    let file = ManifestFile::open(&n.path, FileOptions::new().backup(Backup::Dir(elsewhere.clone()))).unwrap();
+    let file = ManifestFile::open(
+        &n.path,
+        FileOptions::new().backup(Backup::Dir(elsewhere.clone())),
+    )
+    .unwrap();
     let r = file.apply(&profiling_false()).unwrap();
-    assert!(r.backup.unwrap().starts_with(fs::canonicalize(&elsewhere).unwrap()));
+    assert!(
+        r.backup
+            .unwrap()
+            .starts_with(fs::canonicalize(&elsewhere).unwrap())
+    );
 
     let n = node();
-    let file = ManifestFile::open(&n.path, FileOptions::new().backup(Backup::Dir(n.manifests.clone()))).unwrap();
+    let file = ManifestFile::open(
+        &n.path,
+        FileOptions::new().backup(Backup::Dir(n.manifests.clone())),
+    )
+    .unwrap();
     let err = file.apply(&profiling_false()).unwrap_err();
-    assert!(err.to_string().contains("the kubelet would load the backups"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("the kubelet would load the backups"),
+        "{err}"
+    );
     assert_eq!(fs::read_to_string(&n.path).unwrap(), POD);
     assert_eq!(kubelet_view(&n.manifests), ["kube-apiserver.yaml"]);
 }
@@ -172,24 +224,67 @@ fn refuses_symlinks_directories_fifos_and_missing_files() {
     std::os::unix::fs::symlink("kube-apiserver.yaml", &link).unwrap();
     let err = ManifestFile::open(&link, FileOptions::default()).unwrap_err();
     assert!(matches!(err, Error::Symlink { .. }), "{err}");
-    assert!(err.to_string().contains("link.yaml: is a symbolic link to kube-apiserver.yaml"));
+    assert!(
+        err.to_string()
+            .contains("link.yaml: is a symbolic link to kube-apiserver.yaml")
+    );
 
     // Allowed: the target is edited, the link stays a link.
-    let file = ManifestFile::open(&link, FileOptions::new().allow_symlink(true).backup(Backup::Disabled)).unwrap();
+    let file = ManifestFile::open(
+        &link,
+        FileOptions::new()
+            .allow_symlink(true)
+            .backup(Backup::Disabled),
+    )
+    .unwrap();
     file.apply(&profiling_false()).unwrap();
-    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
-    assert!(fs::read_to_string(&n.path).unwrap().contains("--profiling=false"));
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        fs::read_to_string(&n.path)
+            .unwrap()
+            .contains("--profiling=false")
+    );
 
     let err = ManifestFile::open(&n.manifests, FileOptions::default()).unwrap_err();
-    assert!(matches!(err, Error::NotAFile { kind: "a directory", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::NotAFile {
+                kind: "a directory",
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     let fifo = n.manifests.join("fifo.yaml");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let err = ManifestFile::open(&fifo, FileOptions::default()).unwrap_err();
     assert!(matches!(err, Error::NotAFile { .. }), "{err}");
 
-    let err = ManifestFile::open(n.manifests.join("missing.yaml"), FileOptions::default()).unwrap_err();
-    assert!(matches!(err, Error::Io { action: "inspect", .. }), "{err}");
+    let err =
+        ManifestFile::open(n.manifests.join("missing.yaml"), FileOptions::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Io {
+                action: "inspect",
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     // A symlink planted after open is not followed either.
     let n = node();
@@ -209,14 +304,21 @@ fn bad_input_fails_before_anything_is_touched() {
     let file = ManifestFile::open(&n.path, FileOptions::default()).unwrap();
     let err = file.apply(&profiling_false()).unwrap_err();
     assert!(err.to_string().contains("YAML syntax error"), "{err}");
-    assert_eq!(names(&n.manifests), ["kube-apiserver.yaml"], "not even a lock file");
+    assert_eq!(
+        names(&n.manifests),
+        ["kube-apiserver.yaml"],
+        "not even a lock file"
+    );
     assert!(!n.root.join("kubesafe-backups").exists());
 
     fs::write(&n.path, b"kind: Pod\n\xff\xfe").unwrap();
     let err = file.apply(&profiling_false()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("{}: not UTF-8 text (invalid byte at offset 10)", n.path.display())
+        format!(
+            "{}: not UTF-8 text (invalid byte at offset 10)",
+            n.path.display()
+        )
     );
 }
 
@@ -226,9 +328,15 @@ fn optimistic_check_refuses_a_changed_file() {
     let file = ManifestFile::open(&n.path, FileOptions::default()).unwrap();
     let seen = file.sha256().unwrap();
     fs::write(&n.path, POD.replace("# CIS 1.2.18", "# edited by hand")).unwrap();
-    let err = file.apply_if_unchanged(&profiling_false(), &seen).unwrap_err();
+    let err = file
+        .apply_if_unchanged(&profiling_false(), &seen)
+        .unwrap_err();
     assert!(matches!(err, Error::Changed { .. }), "{err}");
-    assert!(fs::read_to_string(&n.path).unwrap().contains("--profiling=true # edited by hand"));
+    assert!(
+        fs::read_to_string(&n.path)
+            .unwrap()
+            .contains("--profiling=true # edited by hand")
+    );
     assert!(!n.root.join("kubesafe-backups").exists());
     // With the current hash it goes through.
     let now = file.sha256().unwrap();
@@ -241,8 +349,13 @@ fn a_change_made_while_waiting_for_the_lock_is_not_lost() {
     let n = node();
     let file = ManifestFile::open(&n.path, FileOptions::new().backup(Backup::Disabled)).unwrap();
     // Another writer holds the lock...
-    let lock = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false)
-        .open(file.lock_path()).unwrap();
+    let lock = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(file.lock_path())
+        .unwrap();
     lock.lock().unwrap();
     let f2 = file.clone();
     let writer = std::thread::spawn(move || f2.apply(&Edit::new().set_flag("--v", "2")));
@@ -254,7 +367,10 @@ fn a_change_made_while_waiting_for_the_lock_is_not_lost() {
     let report = writer.join().unwrap().unwrap();
     assert!(report.written);
     let text = fs::read_to_string(&n.path).unwrap();
-    assert!(text.contains("--profiling=false") && text.contains("--v=2"), "{text}");
+    assert!(
+        text.contains("--profiling=false") && text.contains("--v=2"),
+        "{text}"
+    );
     assert_eq!(report.before_sha256, sha256_hex(theirs.as_bytes()));
 }
 
@@ -266,8 +382,13 @@ fn lock_timeout_is_an_error_and_writes_nothing() {
         FileOptions::new().lock_timeout(Duration::from_millis(100)),
     )
     .unwrap();
-    let lock = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false)
-        .open(file.lock_path()).unwrap();
+    let lock = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(file.lock_path())
+        .unwrap();
     lock.lock().unwrap();
     let err = file.apply(&profiling_false()).unwrap_err();
     assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
@@ -282,9 +403,15 @@ fn restore_puts_bytes_back_only_over_what_we_wrote() {
     let original = fs::read(report.backup.as_ref().unwrap()).unwrap();
 
     // Someone changed the file since: refuse.
-    let err = file.restore(&original, &sha256_hex(b"something else"), true).unwrap_err();
+    let err = file
+        .restore(&original, &sha256_hex(b"something else"), true)
+        .unwrap_err();
     assert!(matches!(err, Error::Changed { .. }), "{err}");
-    assert!(fs::read_to_string(&n.path).unwrap().contains("--profiling=false"));
+    assert!(
+        fs::read_to_string(&n.path)
+            .unwrap()
+            .contains("--profiling=false")
+    );
 
     // Still what we wrote: put the original back, keeping the replaced bytes outside.
     fs::set_permissions(&n.path, fs::Permissions::from_mode(0o600)).unwrap();
@@ -303,7 +430,9 @@ fn restore_puts_bytes_back_only_over_what_we_wrote() {
     let r = file.restore(b"not: [yaml", &now, false).unwrap();
     assert!(r.written && r.data_changed && r.kept.is_none());
     // Restoring what is already there writes nothing.
-    let r = file.restore(b"not: [yaml", &sha256_hex(b"not: [yaml"), false).unwrap();
+    let r = file
+        .restore(b"not: [yaml", &sha256_hex(b"not: [yaml"), false)
+        .unwrap();
     assert!(!r.written);
 }
 
@@ -316,12 +445,20 @@ impl Tmpfs {
     fn mount(size: &str) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
             .arg(dir.path())
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            eprintln!("NOTICE: cannot mount tmpfs (not root?); real ENOSPC/EROFS test skipped, fault injection covers these paths");
+            eprintln!(
+                "NOTICE: cannot mount tmpfs (not root?); real ENOSPC/EROFS test skipped, fault injection covers these paths"
+            );
             return None;
         }
         Some(Tmpfs { dir })
@@ -332,7 +469,11 @@ impl Tmpfs {
     }
 
     fn remount_ro(&self) {
-        let s = Command::new("mount").args(["-o", "remount,ro"]).arg(self.path()).status().unwrap();
+        let s = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(self.path())
+            .status()
+            .unwrap();
         assert!(s.success());
     }
 }
@@ -345,12 +486,15 @@ impl Drop for Tmpfs {
 
 #[test]
 fn real_enospc_leaves_the_original_and_no_temp_file() {
-    let Some(fs_) = Tmpfs::mount("64k") else { return };
+    let Some(fs_) = Tmpfs::mount("64k") else {
+        return;
+    };
     let dir = fs_.path().join("manifests");
     fs::create_dir(&dir).unwrap();
     let path = dir.join("kube-apiserver.yaml");
     // A manifest big enough that its copy cannot fit once the filler took the rest.
-    let big = POD.to_owned() + &"# padding padding padding padding padding padding padding\n".repeat(300);
+    let big =
+        POD.to_owned() + &"# padding padding padding padding padding padding padding\n".repeat(300);
     fs::write(&path, &big).unwrap();
     let file = ManifestFile::open(&path, FileOptions::new().backup(Backup::Disabled)).unwrap();
     fs::write(file.lock_path(), b"").unwrap();
@@ -364,15 +508,33 @@ fn real_enospc_leaves_the_original_and_no_temp_file() {
     let err = file.apply(&profiling_false()).unwrap_err();
     let msg = err.to_string();
     eprintln!("ENOSPC: {msg}");
-    assert!(msg.contains("No space left on device") && msg.contains("temporary file"), "{msg}");
+    assert!(
+        msg.contains("No space left on device") && msg.contains("temporary file"),
+        "{msg}"
+    );
     assert_eq!(fs::read_to_string(&path).unwrap(), big);
-    assert_eq!(names(&dir), [".kube-apiserver.yaml.lock", "kube-apiserver.yaml"]);
+    assert_eq!(
+        names(&dir),
+        [".kube-apiserver.yaml.lock", "kube-apiserver.yaml"]
+    );
 
     // Backups to the full filesystem fail first, with the same guarantees.
-    let file = ManifestFile::open(&path, FileOptions::new().backup(Backup::Dir(fs_.path().join("b")))).unwrap();
-    assert!(file.apply(&profiling_false()).unwrap_err().to_string().contains("No space left"));
+    let file = ManifestFile::open(
+        &path,
+        FileOptions::new().backup(Backup::Dir(fs_.path().join("b"))),
+    )
+    .unwrap();
+    assert!(
+        file.apply(&profiling_false())
+            .unwrap_err()
+            .to_string()
+            .contains("No space left")
+    );
     assert_eq!(fs::read_to_string(&path).unwrap(), big);
-    assert_eq!(names(&dir), [".kube-apiserver.yaml.lock", "kube-apiserver.yaml"]);
+    assert_eq!(
+        names(&dir),
+        [".kube-apiserver.yaml.lock", "kube-apiserver.yaml"]
+    );
 
     // Freeing space makes the same edit go through.
     fs::remove_file(&filler).unwrap();
@@ -381,7 +543,9 @@ fn real_enospc_leaves_the_original_and_no_temp_file() {
 
 #[test]
 fn real_erofs_leaves_the_original_and_no_temp_file() {
-    let Some(fs_) = Tmpfs::mount("1m") else { return };
+    let Some(fs_) = Tmpfs::mount("1m") else {
+        return;
+    };
     let dir = fs_.path().join("manifests");
     fs::create_dir(&dir).unwrap();
     let path = dir.join("kube-apiserver.yaml");
@@ -392,7 +556,13 @@ fn real_erofs_leaves_the_original_and_no_temp_file() {
     let err = file.apply(&profiling_false()).unwrap_err();
     eprintln!("EROFS: {err}");
     assert!(err.to_string().contains("Read-only file system"), "{err}");
-    assert!(err.to_string().contains("cannot create temporary file"), "{err}");
+    assert!(
+        err.to_string().contains("cannot create temporary file"),
+        "{err}"
+    );
     assert_eq!(fs::read_to_string(&path).unwrap(), POD);
-    assert_eq!(names(&dir), [".kube-apiserver.yaml.lock", "kube-apiserver.yaml"]);
+    assert_eq!(
+        names(&dir),
+        [".kube-apiserver.yaml.lock", "kube-apiserver.yaml"]
+    );
 }

@@ -6,7 +6,14 @@
 use kubesafe_manifest_edit::{Edit, KeyPath, Manifest, ScalarValue, line_changes};
 use proptest::prelude::*;
 
-const NAMES: &[&str] = &["a", "bind-address", "profiling", "feature-gates", "v", "enable-admission-plugins"];
+const NAMES: &[&str] = &[
+    "a",
+    "bind-address",
+    "profiling",
+    "feature-gates",
+    "v",
+    "enable-admission-plugins",
+];
 const LIST: &str = "enable-admission-plugins";
 const VALUES: &[&str] = &[
     "false",
@@ -52,12 +59,15 @@ struct Doc {
 }
 
 fn quote(s: &str, q: Quote, flow: bool) -> String {
-    let plain_ok = !s.is_empty()
-        && !s.contains(": ")
-        && !s.contains(" #")
-        && !s.ends_with(':')
-        && !(flow && s.contains(','))
-        && !s.starts_with(['\'', '"', '#', '[', '{', '&', '*', '!', '|', '>', '%', '@', '`']);
+    let needs_quotes = s.is_empty()
+        || s.contains(": ")
+        || s.contains(" #")
+        || s.ends_with(':')
+        || (flow && s.contains(','))
+        || s.starts_with([
+            '\'', '"', '#', '[', '{', '&', '*', '!', '|', '>', '%', '@', '`',
+        ]);
+    let plain_ok = !needs_quotes;
     match q {
         Quote::Plain if plain_ok => s.to_owned(),
         Quote::Single | Quote::Plain => format!("'{}'", s.replace('\'', "''")),
@@ -97,7 +107,10 @@ impl Doc {
             lines.push(format!("{k}{d}- kube-apiserver"));
             for i in &self.items {
                 lines.extend(i.gap.iter().cloned());
-                let mut l = format!("{k}{d}- {}", quote(&format!("--{}={}", i.name, i.value), i.quote, false));
+                let mut l = format!(
+                    "{k}{d}- {}",
+                    quote(&format!("--{}={}", i.name, i.value), i.quote, false)
+                );
                 if let Some(c) = &i.comment {
                     l.push_str("   # ");
                     l.push_str(c);
@@ -138,7 +151,10 @@ impl Doc {
     }
 
     fn value(&self, name: &str) -> Option<&str> {
-        self.items.iter().find(|i| i.name == name).map(|i| i.value.as_str())
+        self.items
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.value.as_str())
     }
 }
 
@@ -184,7 +200,8 @@ impl TestOp {
             TestOp::Remove(n) => doc.items.retain(|i| &i.name != n),
             TestOp::ListAdd(p) => match doc.items.iter_mut().find(|i| i.name == LIST) {
                 Some(i) => {
-                    let mut list: Vec<&str> = i.value.split(',').filter(|s| !s.is_empty()).collect();
+                    let mut list: Vec<&str> =
+                        i.value.split(',').filter(|s| !s.is_empty()).collect();
                     if !list.contains(&p.as_str()) {
                         list.push(p);
                     }
@@ -225,12 +242,17 @@ fn item(name: &'static str) -> impl Strategy<Value = Item> {
             .prop_map(|v| v.join(","))
             .boxed()
     } else {
-        prop::sample::select(VALUES.to_vec()).prop_map(str::to_owned).boxed()
+        prop::sample::select(VALUES.to_vec())
+            .prop_map(str::to_owned)
+            .boxed()
     };
     (
         value,
         prop_oneof![Just(Quote::Plain), Just(Quote::Single), Just(Quote::Double)],
-        prop::option::weighted(0.3, prop_oneof![Just("note".to_owned()), Just("ж — ok".to_owned())]),
+        prop::option::weighted(
+            0.3,
+            prop_oneof![Just("note".to_owned()), Just("ж — ok".to_owned())],
+        ),
         prop::collection::vec(gap_line(), 0..2),
     )
         .prop_map(move |(value, quote, comment, gap)| Item {
@@ -257,7 +279,8 @@ fn doc() -> impl Strategy<Value = Doc> {
 }
 
 fn test_op() -> impl Strategy<Value = TestOp> {
-    let name = prop::sample::select(NAMES.to_vec()).prop_filter("list flag via list ops", |n| *n != LIST);
+    let name =
+        prop::sample::select(NAMES.to_vec()).prop_filter("list flag via list ops", |n| *n != LIST);
     prop_oneof![
         (name.clone(), prop::sample::select(VALUES.to_vec()))
             .prop_map(|(n, v)| TestOp::Set(n.to_owned(), v.to_owned())),
@@ -269,10 +292,20 @@ fn test_op() -> impl Strategy<Value = TestOp> {
 
 /// Layout invariants that must survive any edit.
 fn assert_layout_kept(before: &str, after: &str) {
-    assert_eq!(before.starts_with('\u{feff}'), after.starts_with('\u{feff}'), "BOM");
-    assert_eq!(before.ends_with('\n'), after.ends_with('\n'), "final newline");
+    assert_eq!(
+        before.starts_with('\u{feff}'),
+        after.starts_with('\u{feff}'),
+        "BOM"
+    );
+    assert_eq!(
+        before.ends_with('\n'),
+        after.ends_with('\n'),
+        "final newline"
+    );
     if before.contains("\r\n") {
-        let bare_lf = after.match_indices('\n').any(|(i, _)| i == 0 || !after[..i].ends_with('\r'));
+        let bare_lf = after
+            .match_indices('\n')
+            .any(|(i, _)| i == 0 || !after[..i].ends_with('\r'));
         assert!(!bare_lf, "CRLF file got a bare LF:\n{after:?}");
     } else {
         assert!(!after.contains('\r'), "LF file got a CR");

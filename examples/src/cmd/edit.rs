@@ -16,12 +16,10 @@ use kubesafe_manifest_edit::{
 /// fsync, rename) and backed up outside the manifest directory. Options may come before
 /// or after the action: `kubesafe edit FILE --dry-run set --profiling false`.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:\n  \
+#[command(after_help = "Examples:\n  \
     kubesafe edit /etc/kubernetes/manifests/kube-apiserver.yaml --dry-run set --profiling false\n  \
     kubesafe edit kube-apiserver.yaml list-add --enable-admission-plugins AlwaysPullImages\n  \
-    kubesafe edit /var/lib/kubelet/config.yaml set-path authentication.anonymous.enabled false"
-)]
+    kubesafe edit /var/lib/kubelet/config.yaml set-path authentication.anonymous.enabled false")]
 pub(crate) struct EditArgs {
     /// The manifest (e.g. /etc/kubernetes/manifests/kube-apiserver.yaml) or kubelet config.
     file: PathBuf,
