@@ -293,7 +293,7 @@ impl Manifest {
     /// Whether two manifests hold the same decoded data (comments, whitespace, quoting
     /// style and mapping order aside).
     pub fn data_eq(&self, other: &Manifest) -> bool {
-        self.tree.data() == other.tree.data()
+        self.tree.same_data(&other.tree)
     }
 
     fn splices(&self, container: Option<&str>, op: &Op) -> Result<Vec<Splice>> {
@@ -380,9 +380,10 @@ impl Manifest {
     /// Errors leave `self` untouched (it is not modified in any case).
     pub fn apply(&self, edit: &Edit) -> Result<Applied> {
         let container = edit.container.as_deref();
-        let mut current = self.clone();
+        let mut edited: Option<Manifest> = None;
         let mut outcomes = Vec::with_capacity(edit.ops.len());
         for op in &edit.ops {
+            let current = edited.as_ref().unwrap_or(self);
             let splices = current.splices(container, op)?;
             let changed = !splices.is_empty();
             if changed {
@@ -394,7 +395,7 @@ impl Manifest {
                     }
                 })?;
                 next.verify(container, op)?;
-                current = next;
+                edited = Some(next);
             }
             tracing::debug!(op = %op, changed, "applied");
             outcomes.push(OpOutcome {
@@ -402,10 +403,11 @@ impl Manifest {
                 changed,
             });
         }
-        let changed = current.text != self.text;
-        let data_changed = changed && !self.data_eq(&current);
+        let manifest = edited.unwrap_or_else(|| self.clone());
+        let changed = manifest.text != self.text;
+        let data_changed = changed && !self.data_eq(&manifest);
         Ok(Applied {
-            manifest: current,
+            manifest,
             ops: outcomes,
             changed,
             data_changed,

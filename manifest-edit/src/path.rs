@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::flags::Ctx;
 use crate::layout::{self, NewValue, Splice};
-use crate::yaml::{self, Data, Kind, Node, Tree};
+use crate::yaml::{self, Kind, Node, Scalar, Tree};
 
 /// A dotted key path such as `authentication.anonymous.enabled`.
 ///
@@ -134,11 +134,11 @@ impl ScalarValue {
         }
     }
 
-    pub(crate) fn data(&self) -> Data {
+    pub(crate) fn data(&self) -> Scalar<'_> {
         match self {
-            ScalarValue::Bool(b) => Data::Bool(*b),
-            ScalarValue::Int(i) => Data::Int(i128::from(*i)),
-            ScalarValue::Str(s) => Data::Str(s.clone()),
+            ScalarValue::Bool(b) => Scalar::Bool(*b),
+            ScalarValue::Int(i) => Scalar::Int(i128::from(*i)),
+            ScalarValue::Str(s) => Scalar::Str(s),
         }
     }
 
@@ -227,7 +227,7 @@ fn string_style(map: &Node) -> ScalarStyle {
         match (v.style(), yaml::decode_scalar(v)) {
             (Some(ScalarStyle::DoubleQuoted), _) => double += 1,
             (Some(ScalarStyle::SingleQuoted), _) => single += 1,
-            (Some(ScalarStyle::Plain), Data::Str(_)) => plain += 1,
+            (Some(ScalarStyle::Plain), Scalar::Str(_)) => plain += 1,
             _ => {}
         }
     }

@@ -186,7 +186,9 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Tree> {
     let mut root: Option<Node> = None;
     let mut doc_open = false;
 
-    for next in Parser::new_from_str(text) {
+    // Comments are found by scanning the source between spans, not as events.
+    let options = granit_parser::options! { emit_comments: false };
+    for next in Parser::new_from_str_with_options(text, options) {
         let (event, span) = next.map_err(|e| syntax_error(text, file, &e))?;
         let range = span.byte_range().ok_or_else(|| Error::Syntax {
             location: location(text, file, 0),
@@ -354,39 +356,26 @@ fn check_duplicate(text: &str, file: &Path, entries: &[(Node, Node)], key: &Node
 // Decoded data: what the kubelet sees after parsing.
 // ---------------------------------------------------------------------------------------
 
-/// The decoded value of a node, with YAML 1.1 scalar resolution as done by Go's yaml.v2
-/// (what `sigs.k8s.io/yaml`, and so the kubelet, uses). Mappings compare regardless of
-/// entry order.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Data {
+/// The decoded value of a scalar, with YAML 1.1 resolution as done by Go's yaml.v2 (what
+/// `sigs.k8s.io/yaml`, and so the kubelet, uses). Borrows the text: comparing two
+/// documents allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Scalar<'a> {
     Null,
     Bool(bool),
     Int(i128),
     /// `f64::to_bits` of the value (NaN normalised).
     Float(u64),
-    Str(String),
-    Seq(Vec<Data>),
-    Map(Vec<(Data, Data)>),
-    Tagged(String, Box<Data>),
+    Str(&'a str),
+    /// A scalar with a non-core tag: (tag, text).
+    Tagged(&'a str, &'a str),
 }
 
 const MAX_ALIAS_DEPTH: usize = 64;
 
-impl Tree {
-    /// The decoded data of every document.
-    pub(crate) fn data(&self) -> Vec<Data> {
-        self.docs
-            .iter()
-            .map(|d| {
-                let mut anchors = HashMap::new();
-                collect_anchors(&d.root, &mut anchors);
-                decode(&d.root, &anchors, 0)
-            })
-            .collect()
-    }
-}
+type Anchors<'a> = HashMap<usize, &'a Node>;
 
-fn collect_anchors<'a>(node: &'a Node, anchors: &mut HashMap<usize, &'a Node>) {
+fn collect_anchors<'a>(node: &'a Node, anchors: &mut Anchors<'a>) {
     if node.anchor != 0 {
         anchors.insert(node.anchor, node);
     }
@@ -400,88 +389,143 @@ fn collect_anchors<'a>(node: &'a Node, anchors: &mut HashMap<usize, &'a Node>) {
     }
 }
 
-pub(crate) fn decode(node: &Node, anchors: &HashMap<usize, &Node>, depth: usize) -> Data {
-    if depth > MAX_ALIAS_DEPTH {
-        return Data::Str("<alias recursion>".to_owned());
-    }
-    match &node.kind {
-        Kind::Scalar { .. } => decode_scalar(node),
-        Kind::Alias(id) => anchors
-            .get(id)
-            .map_or(Data::Null, |n| decode(n, anchors, depth + 1)),
-        Kind::Seq { items, .. } => with_tag(
-            node,
-            Data::Seq(items.iter().map(|n| decode(n, anchors, depth)).collect()),
-        ),
-        Kind::Map { entries, .. } => {
-            let mut out: Vec<(Data, Data)> = entries
-                .iter()
-                .map(|(k, v)| (decode(k, anchors, depth), decode(v, anchors, depth)))
-                .collect();
-            out.sort_by_cached_key(|(k, _)| format!("{k:?}"));
-            with_tag(node, Data::Map(out))
+fn anchors_of(node: &Node) -> Anchors<'_> {
+    let mut anchors = HashMap::new();
+    collect_anchors(node, &mut anchors);
+    anchors
+}
+
+/// Follows aliases to the node they stand for.
+fn resolve<'a>(mut node: &'a Node, anchors: &Anchors<'a>) -> Option<&'a Node> {
+    for _ in 0..MAX_ALIAS_DEPTH {
+        match node.kind {
+            Kind::Alias(id) => node = anchors.get(&id)?,
+            _ => return Some(node),
         }
+    }
+    None
+}
+
+fn collection_tag(node: &Node) -> Option<&str> {
+    node.tag
+        .as_deref()
+        .filter(|t| !t.starts_with("tag:yaml.org,2002:"))
+}
+
+/// Whether two nodes decode to the same data. Mapping order does not matter.
+fn same(a: &Node, aa: &Anchors<'_>, b: &Node, ba: &Anchors<'_>, depth: usize) -> bool {
+    let (Some(a), Some(b)) = (resolve(a, aa), resolve(b, ba)) else {
+        return false;
+    };
+    if depth > MAX_ALIAS_DEPTH {
+        return false;
+    }
+    match (&a.kind, &b.kind) {
+        (Kind::Scalar { .. }, Kind::Scalar { .. }) => decode_scalar(a) == decode_scalar(b),
+        (Kind::Seq { items: x, .. }, Kind::Seq { items: y, .. }) => {
+            collection_tag(a) == collection_tag(b)
+                && x.len() == y.len()
+                && x.iter().zip(y).all(|(p, q)| same(p, aa, q, ba, depth + 1))
+        }
+        (Kind::Map { entries: x, .. }, Kind::Map { entries: y, .. }) => {
+            if collection_tag(a) != collection_tag(b) || x.len() != y.len() {
+                return false;
+            }
+            // Keys are unique (duplicates are refused), so each key of `x` must match
+            // exactly one of `y`; try the same position first.
+            x.iter().enumerate().all(|(i, (xk, xv))| {
+                let found = y
+                    .get(i)
+                    .filter(|(yk, _)| same(xk, aa, yk, ba, depth + 1))
+                    .or_else(|| y.iter().find(|(yk, _)| same(xk, aa, yk, ba, depth + 1)));
+                found.is_some_and(|(_, yv)| same(xv, aa, yv, ba, depth + 1))
+            })
+        }
+        _ => false,
     }
 }
 
-fn with_tag(node: &Node, data: Data) -> Data {
-    match &node.tag {
-        Some(tag) if !tag.starts_with("tag:yaml.org,2002:") => {
-            Data::Tagged(tag.clone(), Box::new(data))
-        }
-        _ => data,
+impl Tree {
+    /// Whether both streams hold the same decoded documents.
+    pub(crate) fn same_data(&self, other: &Tree) -> bool {
+        self.docs.len() == other.docs.len()
+            && self.docs.iter().zip(&other.docs).all(|(a, b)| {
+                same(
+                    &a.root,
+                    &anchors_of(&a.root),
+                    &b.root,
+                    &anchors_of(&b.root),
+                    0,
+                )
+            })
     }
 }
 
 /// Decodes one scalar node.
-pub(crate) fn decode_scalar(node: &Node) -> Data {
+pub(crate) fn decode_scalar(node: &Node) -> Scalar<'_> {
     let Kind::Scalar { value, style } = &node.kind else {
-        return Data::Null;
+        return Scalar::Null;
     };
     if let Some(tag) = &node.tag {
         return match tag.strip_prefix("tag:yaml.org,2002:") {
-            Some("str") => Data::Str(value.clone()),
+            Some("str") => Scalar::Str(value),
             Some(_) => resolve_plain(value),
-            None => Data::Tagged(tag.clone(), Box::new(Data::Str(value.clone()))),
+            None => Scalar::Tagged(tag, value),
         };
     }
     if node.is_empty_null() {
-        return Data::Null;
+        return Scalar::Null;
     }
     match style {
         ScalarStyle::Plain => resolve_plain(value),
-        _ => Data::Str(value.clone()),
+        _ => Scalar::Str(value),
     }
 }
 
 /// Resolves a plain scalar the way yaml.v2 does (YAML 1.1 booleans included).
-pub(crate) fn resolve_plain(s: &str) -> Data {
+pub(crate) fn resolve_plain(s: &str) -> Scalar<'_> {
     match s {
-        "" | "~" | "null" | "Null" | "NULL" => return Data::Null,
+        "" | "~" | "null" | "Null" | "NULL" => return Scalar::Null,
         "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True" | "TRUE" => {
-            return Data::Bool(true);
+            return Scalar::Bool(true);
         }
         "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "false" | "False" | "FALSE" => {
-            return Data::Bool(false);
+            return Scalar::Bool(false);
         }
         ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
-            return Data::Float(f64::INFINITY.to_bits());
+            return Scalar::Float(f64::INFINITY.to_bits());
         }
-        "-.inf" | "-.Inf" | "-.INF" => return Data::Float(f64::NEG_INFINITY.to_bits()),
-        ".nan" | ".NaN" | ".NAN" => return Data::Float(f64::NAN.to_bits()),
+        "-.inf" | "-.Inf" | "-.INF" => return Scalar::Float(f64::NEG_INFINITY.to_bits()),
+        ".nan" | ".NaN" | ".NAN" => return Scalar::Float(f64::NAN.to_bits()),
         _ => {}
     }
-    if let Some(i) = parse_int(s) {
-        return Data::Int(i);
+    // Only text starting like a number can be one (most scalars stop here).
+    let numeric_start = s
+        .bytes()
+        .next()
+        .is_some_and(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.'));
+    if numeric_start {
+        if let Some(i) = parse_int(s) {
+            return Scalar::Int(i);
+        }
+        if let Some(f) = parse_float(s) {
+            return Scalar::Float(if f.is_nan() {
+                f64::NAN.to_bits()
+            } else {
+                f.to_bits()
+            });
+        }
     }
-    if let Some(f) = parse_float(s) {
-        return Data::Float(if f.is_nan() {
-            f64::NAN.to_bits()
-        } else {
-            f.to_bits()
-        });
+    Scalar::Str(s)
+}
+
+/// `s` without `_` digit separators (borrowed when it has none).
+fn without_underscores(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('_') {
+        std::borrow::Cow::Owned(s.replace('_', ""))
+    } else {
+        std::borrow::Cow::Borrowed(s)
     }
-    Data::Str(s.to_owned())
 }
 
 fn parse_int(s: &str) -> Option<i128> {
@@ -493,7 +537,7 @@ fn parse_int(s: &str) -> Option<i128> {
     if body.is_empty() || body.starts_with('_') {
         return None;
     }
-    let clean: String = body.chars().filter(|&c| c != '_').collect();
+    let clean = without_underscores(body);
     let value = if let Some(h) = clean.strip_prefix("0x") {
         i128::from_str_radix(h, 16).ok()?
     } else if let Some(b) = clean.strip_prefix("0b") {
@@ -550,14 +594,13 @@ fn parse_float(s: &str) -> Option<f64> {
     if i != b.len() {
         return None;
     }
-    let clean: String = s.chars().filter(|&c| c != '_').collect();
-    clean.parse::<f64>().ok()
+    without_underscores(s).parse::<f64>().ok()
 }
 
 /// True when a plain scalar with this text would decode as a string in every YAML
 /// flavour a Kubernetes tool may use (YAML 1.1 and 1.2 core schemas, timestamps).
 pub(crate) fn plain_is_string(s: &str) -> bool {
-    matches!(resolve_plain(s), Data::Str(_)) && !looks_like_timestamp(s) && s != "<<" && s != "="
+    matches!(resolve_plain(s), Scalar::Str(_)) && !looks_like_timestamp(s) && s != "<<" && s != "="
 }
 
 fn looks_like_timestamp(s: &str) -> bool {
@@ -718,22 +761,22 @@ mod tests {
     fn data_ignores_comments_quotes_and_order() {
         let a = tree("a: 'x' # c\nb: [1, 2]\n");
         let b = tree("b:\n- 1\n- 2\n\n# other\na: x\n");
-        assert_eq!(a.data(), b.data());
+        assert!(a.same_data(&b));
         let c = tree("a: x\nb: [1, \"2\"]\n");
-        assert_ne!(a.data(), c.data());
+        assert!(!a.same_data(&c));
     }
 
     #[test]
     fn yaml11_resolution() {
-        assert_eq!(resolve_plain("yes"), Data::Bool(true));
-        assert_eq!(resolve_plain("Off"), Data::Bool(false));
-        assert_eq!(resolve_plain("0x1F"), Data::Int(31));
-        assert_eq!(resolve_plain("017"), Data::Int(15));
-        assert_eq!(resolve_plain("1_000"), Data::Int(1000));
-        assert_eq!(resolve_plain("1.5"), Data::Float(1.5f64.to_bits()));
-        assert_eq!(resolve_plain("~"), Data::Null);
-        assert_eq!(resolve_plain("--v=2"), Data::Str("--v=2".into()));
-        assert_eq!(resolve_plain("."), Data::Str(".".into()));
+        assert_eq!(resolve_plain("yes"), Scalar::Bool(true));
+        assert_eq!(resolve_plain("Off"), Scalar::Bool(false));
+        assert_eq!(resolve_plain("0x1F"), Scalar::Int(31));
+        assert_eq!(resolve_plain("017"), Scalar::Int(15));
+        assert_eq!(resolve_plain("1_000"), Scalar::Int(1000));
+        assert_eq!(resolve_plain("1.5"), Scalar::Float(1.5f64.to_bits()));
+        assert_eq!(resolve_plain("~"), Scalar::Null);
+        assert_eq!(resolve_plain("--v=2"), Scalar::Str("--v=2"));
+        assert_eq!(resolve_plain("."), Scalar::Str("."));
         assert!(!plain_is_string("2001-12-14"));
         assert!(plain_is_string("/var/log"));
     }
@@ -742,7 +785,9 @@ mod tests {
     fn aliases_decode_to_their_anchor() {
         let a = tree("x: &a [1, 2]\ny: *a\n");
         let b = tree("x: [1, 2]\ny: [1, 2]\n");
-        assert_eq!(a.data(), b.data());
+        assert!(a.same_data(&b));
+        let c = tree("x: [1, 2]\ny: [1, 3]\n");
+        assert!(!a.same_data(&c));
     }
 
     #[test]
@@ -775,12 +820,12 @@ mod tests {
                         format!("k:\n- {r}\n")
                     };
                     let t = tree(&doc);
+                    let Kind::Seq { items, .. } = &t.docs[0].root.get("k").unwrap().kind else {
+                        panic!("{doc}")
+                    };
                     assert_eq!(
-                        t.data()[0],
-                        Data::Map(vec![(
-                            Data::Str("k".into()),
-                            Data::Seq(vec![Data::Str(s.into())])
-                        )]),
+                        items.iter().map(decode_scalar).collect::<Vec<_>>(),
+                        vec![Scalar::Str(s)],
                         "{s:?} {hint:?} {flow} -> {r}"
                     );
                 }
