@@ -241,7 +241,9 @@ pub(crate) fn select_container<'t>(
 ) -> Result<Container<'t>> {
     let spec = pod_spec(ctx, pod)?;
     let containers = container_list(ctx, spec, "containers")?;
-    let list_pos = spec.entry("containers").map_or(spec.start, |(k, _)| k.start);
+    let list_pos = spec
+        .entry("containers")
+        .map_or(spec.start, |(k, _)| k.start);
     let names = |cs: &[&Node]| {
         if cs.is_empty() {
             "(none)".to_owned()
