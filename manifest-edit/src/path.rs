@@ -363,7 +363,7 @@ fn replace_scalar(
     };
     if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
         return Err(ctx.unsupported(
-            val.start,
+            key.start,
             format!("`{path}` is a block scalar (`|` or `>`); set-path does not rewrite those"),
         ));
     }
