@@ -435,6 +435,7 @@ impl ManifestFile {
         let new = applied.manifest.text();
         let old = String::from_utf8_lossy(before);
         let name = self.path.display().to_string();
+        let (changes, diff) = report::changes_and_diff(name.trim_start_matches('/'), &old, new);
         Report {
             path: self.path.clone(),
             ops: applied.ops.clone(),
@@ -445,8 +446,8 @@ impl ManifestFile {
             before_sha256: report::sha256_hex(before),
             after_sha256: report::sha256_hex(new.as_bytes()),
             backup,
-            changes: report::line_changes(&old, new),
-            diff: report::unified_diff(name.trim_start_matches('/'), &old, new),
+            changes,
+            diff,
             new_content: new.as_bytes().to_vec(),
         }
     }
@@ -517,8 +518,8 @@ impl ManifestFile {
             }
             return Err(e);
         }
-        // Re-read and verify: the exact bytes, and that they parse (the intended values
-        // were verified on these bytes before writing).
+        // Re-read and verify: the exact bytes that were parsed and checked (every operation's
+        // intended state) before writing.
         let (written, _) = self.read_current()?;
         if written != new {
             return Err(Error::VerifyFailed {
@@ -529,7 +530,6 @@ impl ManifestFile {
                 ),
             });
         }
-        Manifest::from_bytes(self.path.clone(), written)?;
         tracing::info!(path = %self.path.display(), backup = ?backup, "manifest written");
         Ok(self.report(&current, &applied, true, backup))
     }

@@ -37,9 +37,13 @@ fn strip_break(s: &str) -> String {
 
 /// The changed lines between `old` and `new`.
 pub fn line_changes(old: &str, new: &str) -> Vec<LineChange> {
-    let diff = TextDiff::from_lines(old, new);
-    let old_lines: Vec<&str> = diff.old_slices().to_vec();
-    let new_lines: Vec<&str> = diff.new_slices().to_vec();
+    changes_of(&TextDiff::from_lines(old, new))
+}
+
+fn changes_of(diff: &TextDiff<'_, '_, '_, str>) -> Vec<LineChange> {
+    let old_lines = diff.old_slices();
+    let new_lines = diff.new_slices();
+    let line = |lines: &[&str], i: usize| lines.get(i).map(|s| strip_break(s));
     let mut out = Vec::new();
     for op in diff.ops() {
         match *op {
@@ -50,7 +54,7 @@ pub fn line_changes(old: &str, new: &str) -> Vec<LineChange> {
                 for i in old_index..old_index + old_len {
                     out.push(LineChange {
                         line: i + 1,
-                        old: old_lines.get(i).map(|s| strip_break(s)),
+                        old: line(old_lines, i),
                         new: None,
                     });
                 }
@@ -62,7 +66,7 @@ pub fn line_changes(old: &str, new: &str) -> Vec<LineChange> {
                     out.push(LineChange {
                         line: i + 1,
                         old: None,
-                        new: new_lines.get(i).map(|s| strip_break(s)),
+                        new: line(new_lines, i),
                     });
                 }
             }
@@ -76,12 +80,16 @@ pub fn line_changes(old: &str, new: &str) -> Vec<LineChange> {
                     let (o, n) = (old_index + k, new_index + k);
                     out.push(LineChange {
                         line: if k < new_len { n + 1 } else { o + 1 },
-                        old: (k < old_len)
-                            .then(|| old_lines.get(o).map(|s| strip_break(s)))
-                            .flatten(),
-                        new: (k < new_len)
-                            .then(|| new_lines.get(n).map(|s| strip_break(s)))
-                            .flatten(),
+                        old: if k < old_len {
+                            line(old_lines, o)
+                        } else {
+                            None
+                        },
+                        new: if k < new_len {
+                            line(new_lines, n)
+                        } else {
+                            None
+                        },
                     });
                 }
             }
@@ -90,16 +98,28 @@ pub fn line_changes(old: &str, new: &str) -> Vec<LineChange> {
     out
 }
 
+fn unified_of<'a>(diff: &'a TextDiff<'a, 'a, 'a, str>, name: &str) -> String {
+    diff.unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{name}"), &format!("b/{name}"))
+        .to_string()
+}
+
 /// A unified diff (`--- a/NAME`, `+++ b/NAME`, 3 lines of context); empty when equal.
 pub fn unified_diff(name: &str, old: &str, new: &str) -> String {
     if old == new {
         return String::new();
     }
-    TextDiff::from_lines(old, new)
-        .unified_diff()
-        .context_radius(3)
-        .header(&format!("a/{name}"), &format!("b/{name}"))
-        .to_string()
+    unified_of(&TextDiff::from_lines(old, new), name)
+}
+
+/// Line changes and unified diff from one diff computation.
+pub(crate) fn changes_and_diff(name: &str, old: &str, new: &str) -> (Vec<LineChange>, String) {
+    if old == new {
+        return (Vec::new(), String::new());
+    }
+    let diff = TextDiff::from_lines(old, new);
+    (changes_of(&diff), unified_of(&diff, name))
 }
 
 /// The report of an edit of a file (or of a dry run).
