@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::flags::{self, Argv, Ctx, FlagValue};
+use crate::flags::{self, Argv, FlagValue};
 use crate::layout::{self, Splice};
 use crate::path::{self, KeyPath, ScalarValue};
 use crate::volumes::{self, HostPathMount};
-use crate::yaml::{self, Tree};
+use crate::yaml::{self, Ctx, Tree};
 
 /// One change to a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -576,9 +576,10 @@ impl ManifestFile {
         self.remove_stale_temps();
         let kept = if keep_replaced {
             if self.backup_dir()?.is_none() {
-                return Err(Error::NoBackupDir {
-                    path: self.path.clone(),
-                });
+                return Err(Error::InvalidArgument(
+                    "keeping the replaced content needs a backup directory, but backups are disabled"
+                        .to_owned(),
+                ));
             }
             self.write_backup(&current, &meta, ".replaced")?
         } else {

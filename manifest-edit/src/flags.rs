@@ -1,14 +1,12 @@
 //! Finding the Pod, its container and the container's flags, and the flag operations
 //! (`set`, `remove`, `get`, `list_add`, `list_remove`) as splices.
 
-use std::path::Path;
-
 use granit_parser::ScalarStyle;
 use serde::Serialize;
 
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, Result};
 use crate::layout::{self, Splice};
-use crate::yaml::{self, Kind, Node, Tree};
+use crate::yaml::{self, Ctx, Kind, Node, Tree};
 
 /// Binaries of the control-plane components: the default container is the one whose
 /// command (or args) starts one of these.
@@ -85,28 +83,6 @@ pub(crate) fn flag_name(flag: &str) -> Result<&str> {
         Err(Error::InvalidArgument(format!(
             "`{flag}` is not a flag name (expected `--name` with letters, digits, `-`, `_`, `.`)"
         )))
-    }
-}
-
-pub(crate) struct Ctx<'t> {
-    pub(crate) text: &'t str,
-    pub(crate) file: &'t Path,
-}
-
-impl Ctx<'_> {
-    pub(crate) fn loc(&self, pos: usize) -> Location {
-        yaml::location(self.text, self.file, pos)
-    }
-
-    pub(crate) fn line(&self, pos: usize) -> usize {
-        crate::text::line_col(self.text, pos).0
-    }
-
-    pub(crate) fn unsupported(&self, pos: usize, message: impl Into<String>) -> Error {
-        Error::Unsupported {
-            location: self.loc(pos),
-            message: message.into(),
-        }
     }
 }
 
@@ -770,6 +746,8 @@ impl<'t> Argv<'t> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::yaml::parse;
 

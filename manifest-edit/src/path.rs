@@ -9,9 +9,8 @@ use granit_parser::ScalarStyle;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::flags::Ctx;
 use crate::layout::{self, NewValue, Splice};
-use crate::yaml::{self, Kind, Node, Scalar, Tree};
+use crate::yaml::{self, Ctx, Kind, Node, Scalar, Tree};
 
 /// A dotted key path such as `authentication.anonymous.enabled`.
 ///

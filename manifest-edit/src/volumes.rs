@@ -5,9 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::flags::{self, Ctx};
+use crate::flags;
 use crate::layout::{self, NewValue, Splice};
-use crate::yaml::{self, Kind, Node, Tree};
+use crate::yaml::{self, Ctx, Kind, Node, Tree};
 
 /// A `hostPath` volume and its mount in the container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

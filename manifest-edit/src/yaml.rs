@@ -169,6 +169,29 @@ fn syntax_error(text: &str, file: &Path, err: &granit_parser::ScanError) -> Erro
     }
 }
 
+/// The source being edited and its name, for building locations and errors.
+pub(crate) struct Ctx<'t> {
+    pub(crate) text: &'t str,
+    pub(crate) file: &'t Path,
+}
+
+impl Ctx<'_> {
+    pub(crate) fn loc(&self, pos: usize) -> Location {
+        location(self.text, self.file, pos)
+    }
+
+    pub(crate) fn line(&self, pos: usize) -> usize {
+        text::line_col(self.text, pos).0
+    }
+
+    pub(crate) fn unsupported(&self, pos: usize, message: impl Into<String>) -> Error {
+        Error::Unsupported {
+            location: self.loc(pos),
+            message: message.into(),
+        }
+    }
+}
+
 /// Builds a location for a byte offset.
 pub(crate) fn location(text: &str, file: &Path, pos: usize) -> Location {
     let (line, column) = text::line_col(text, pos);
