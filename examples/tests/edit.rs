@@ -393,3 +393,54 @@ fn expect_sha256_guards_against_a_changed_file() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(fs::read_dir(&b).unwrap().count(), 1);
 }
+
+/// Runs the binary as `nobody` (root only, with util-linux `setpriv`).
+fn run_as_nobody(dir: &Path, args: &[&str]) -> Option<Output> {
+    let root = fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !root || Command::new("setpriv").arg("--help").output().is_err() {
+        eprintln!("NOTICE: not root or no setpriv; unreadable-file test skipped");
+        return None;
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+    Some(cmd.current_dir(dir).args(args).output().unwrap())
+}
+
+#[test]
+fn unreadable_and_unwritable_files_are_clear_errors() {
+    let (tmp, path) = node();
+    for d in [
+        tmp.path().to_path_buf(),
+        path.parent().unwrap().to_path_buf(),
+    ] {
+        let mut p = d.as_path();
+        while p.starts_with(tmp.path()) {
+            fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+            p = p.parent().unwrap();
+        }
+    }
+    let p = path.to_str().unwrap();
+    let before = fs::read(&path).unwrap();
+    // 0600 root: nobody cannot read it.
+    let Some(o) = run_as_nobody(tmp.path(), &["edit", p, "set", "--profiling", "false"]) else {
+        return;
+    };
+    assert_one_line_error(&o, "cannot open: Permission denied");
+    // Readable but in a directory nobody cannot write: refused before anything changes.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    let o = run_as_nobody(
+        tmp.path(),
+        &["edit", p, "--no-backup", "set", "--profiling", "false"],
+    )
+    .unwrap();
+    assert_one_line_error(&o, "cannot create lock file: Permission denied");
+    assert_eq!(fs::read(&path).unwrap(), before);
+    let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["kube-apiserver.yaml"]);
+}

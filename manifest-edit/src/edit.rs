@@ -414,3 +414,63 @@ impl Manifest {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edits_round_trip_through_json() {
+        let edit = Edit::new()
+            .container("kube-apiserver")
+            .set_flag("--profiling", "false")
+            .remove_flag("--insecure-port")
+            .list_add("--enable-admission-plugins", "AlwaysPullImages")
+            .list_remove("--disable-admission-plugins", "PodSecurity")
+            .set_path(
+                "authentication.anonymous.enabled".parse().unwrap(),
+                ScalarValue::Bool(false),
+            )
+            .ensure_host_path_mount(
+                HostPathMount::new(
+                    "audit",
+                    "/etc/kubernetes/audit.yaml",
+                    "/etc/kubernetes/audit.yaml",
+                )
+                .path_type("File")
+                .read_only(true),
+            );
+        let json = serde_json::to_string(&edit).unwrap();
+        assert!(
+            json.contains(r#"{"op":"set-flag","flag":"--profiling","value":"false"}"#),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""path":["authentication","anonymous","enabled"],"value":false"#),
+            "{json}"
+        );
+        let back: Edit = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, edit);
+        // An empty key path is rejected on the way in too.
+        let bad = r#"{"ops":[{"op":"set-path","path":[],"value":1}]}"#;
+        assert!(serde_json::from_str::<Edit>(bad).is_err());
+    }
+
+    #[test]
+    fn op_descriptions() {
+        let ops: Vec<String> = Edit::new()
+            .set_flag("profiling", "false")
+            .list_add("--feature-gates", "KMSv2=true")
+            .ops
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                "set --profiling=false",
+                "list-add --feature-gates KMSv2=true"
+            ]
+        );
+    }
+}
