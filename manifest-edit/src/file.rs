@@ -603,16 +603,24 @@ impl ManifestFile {
         })
     }
 
-    /// Removes temp files a killed writer left (only ours: `.NAME.XXXXXXXX.kubesafe-tmp`).
-    /// Called under the lock, so no live writer owns them.
+    /// Removes temp files a killed writer left in the manifest directory and in the backup
+    /// directory (only ours: `.NAME.XXXXXXXX.kubesafe-tmp`). Called under the lock, so no
+    /// live writer owns them.
     fn remove_stale_temps(&self) {
+        self.remove_stale_temps_in(&self.dir);
+        if let Ok(Some(backups)) = self.backup_dir() {
+            self.remove_stale_temps_in(&backups);
+        }
+    }
+
+    fn remove_stale_temps_in(&self, dir: &Path) {
         let mut prefix = OsString::from(".");
         prefix.push(&self.file_name);
         prefix.push(".");
         let Some(prefix) = prefix.to_str().map(str::to_owned) else {
             return;
         };
-        let Ok(entries) = fs::read_dir(&self.dir) else {
+        let Ok(entries) = fs::read_dir(dir) else {
             return;
         };
         for entry in entries.flatten() {
@@ -885,15 +893,20 @@ mod tests {
 
     #[test]
     fn stale_temp_files_are_removed_under_the_lock() {
-        let (_root, path) = setup();
+        let (root, path) = setup();
         let dir = path.parent().unwrap();
         let stale = dir.join(".kube-apiserver.yaml.0123abcd.kubesafe-tmp");
         let foreign = dir.join(".kube-apiserver.yaml.swp");
         fs::write(&stale, "partial").unwrap();
         fs::write(&foreign, "vim").unwrap();
-        let file = ManifestFile::open(&path, FileOptions::new().backup(Backup::Disabled)).unwrap();
+        let backups = root.path().join("kubesafe-backups");
+        fs::create_dir(&backups).unwrap();
+        let stale_backup = backups.join(".kube-apiserver.yaml.89abcdef.kubesafe-tmp");
+        fs::write(&stale_backup, "partial backup").unwrap();
+        let file = ManifestFile::open(&path, FileOptions::default()).unwrap();
         file.apply(&Edit::new().set_flag("--a", "2")).unwrap();
         assert!(!stale.exists());
+        assert!(!stale_backup.exists());
         assert!(foreign.exists(), "only our own temp files are removed");
     }
 }
