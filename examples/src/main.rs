@@ -35,6 +35,8 @@ enum Command {
     Sign(cmd::sign::SignArgs),
     /// Verify a signed envelope (or a legacy hex signature) and print the action.
     Verify(cmd::sign::VerifyArgs),
+    /// Edit a static-pod manifest or kubelet config: lossless, atomic, locked.
+    Edit(cmd::edit::EditArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -61,5 +63,6 @@ fn main() -> ExitCode {
         Command::Rbac(args) => cmd::guardrails::run_rbac(args),
         Command::Sign(args) => cmd::sign::run_sign(args),
         Command::Verify(args) => cmd::sign::run_verify(args),
+        Command::Edit(args) => cmd::edit::run(args),
     }
 }

@@ -4,3 +4,4 @@
 
 pub(crate) mod guardrails;
 pub(crate) mod sign;
+pub(crate) mod edit;

@@ -1,0 +1,912 @@
+//! Safe writes of a manifest file: lock, optimistic check, backup outside the manifest
+//! directory, hidden temp file, fsync, rename, directory fsync, re-read and verify.
+//!
+//! The kubelet loads every non-hidden regular file of its manifest directory
+//! (`filepath.Glob(dir + "/[^.]*")` in `pkg/kubelet/config/file.go`), whatever its
+//! extension. So everything this module creates in that directory is hidden: the lock file
+//! `.NAME.lock` and the temp files `.NAME.XXXXXXXX.kubesafe-tmp`. Backups go to a sibling
+//! directory outside it.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::edit::{Applied, Edit, Manifest};
+use crate::error::{Error, Result};
+use crate::report::{self, Report};
+
+/// Where backups go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Backup {
+    /// `kubesafe-backups/` beside the manifest directory: for
+    /// `/etc/kubernetes/manifests/kube-apiserver.yaml`, `/etc/kubernetes/kubesafe-backups/`.
+    /// Outside the directory the kubelet reads, on the same filesystem in the usual layout,
+    /// and visible (not hidden) so an operator finds it with `ls /etc/kubernetes`.
+    #[default]
+    Sibling,
+    /// This directory (created with mode 0700 when missing). It must not be the manifest
+    /// directory.
+    Dir(PathBuf),
+    /// No backup.
+    Disabled,
+}
+
+/// Options of a [`ManifestFile`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FileOptions {
+    /// Backup policy (default: [`Backup::Sibling`]).
+    pub backup: Backup,
+    /// Edit the target of a symbolic link instead of refusing (default: `false`). The link
+    /// itself is kept; the target is replaced atomically in its own directory.
+    pub allow_symlink: bool,
+    /// How long to wait for another writer's lock (default: 30 s).
+    pub lock_timeout: Duration,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        FileOptions {
+            backup: Backup::Sibling,
+            allow_symlink: false,
+            lock_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl FileOptions {
+    /// Default options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the backup policy.
+    #[must_use]
+    pub fn backup(mut self, backup: Backup) -> Self {
+        self.backup = backup;
+        self
+    }
+
+    /// Allows editing through a symbolic link.
+    #[must_use]
+    pub fn allow_symlink(mut self, allow: bool) -> Self {
+        self.allow_symlink = allow;
+        self
+    }
+
+    /// Sets the lock timeout.
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+}
+
+/// The report of [`ManifestFile::restore`].
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct RestoreReport {
+    /// The file.
+    pub path: PathBuf,
+    /// Whether the bytes were written (false when the file already held them).
+    pub written: bool,
+    /// SHA-256 (hex) of the content that was replaced.
+    pub before_sha256: String,
+    /// SHA-256 (hex) of the content now in place.
+    pub after_sha256: String,
+    /// Where the replaced content was kept, when asked.
+    pub kept: Option<PathBuf>,
+    /// Whether the decoded data changed (`true` when either side does not parse): when
+    /// `false`, the kubelet will not restart the static pod.
+    pub data_changed: bool,
+}
+
+/// A step of the write, for fault-injection tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    Backup,
+    CreateTemp,
+    WriteTemp,
+    PreserveOwner,
+    PreserveMode,
+    SyncTemp,
+    Rename,
+    SyncDir,
+}
+
+#[cfg(test)]
+pub(crate) type Hook = std::sync::Arc<dyn Fn(Step) -> io::Result<()> + Send + Sync>;
+
+/// A manifest on disk, edited safely.
+///
+/// ```no_run
+/// use kubesafe_manifest_edit::{Edit, FileOptions, ManifestFile};
+/// let file = ManifestFile::open(
+///     "/etc/kubernetes/manifests/kube-apiserver.yaml",
+///     FileOptions::default(),
+/// )?;
+/// let report = file.apply(&Edit::new().set_flag("--profiling", "false"))?;
+/// println!("{}", report.diff);
+/// # Ok::<(), kubesafe_manifest_edit::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ManifestFile {
+    /// The path as given.
+    path: PathBuf,
+    /// The regular file edited (the symlink's target when allowed).
+    target: PathBuf,
+    /// Its directory (canonical).
+    dir: PathBuf,
+    /// Its file name.
+    file_name: OsString,
+    options: FileOptions,
+    #[cfg(test)]
+    pub(crate) hook: Option<Hook>,
+}
+
+impl std::fmt::Debug for ManifestFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManifestFile")
+            .field("path", &self.path)
+            .field("target", &self.target)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_err(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> Error + use<> {
+    let path = path.to_path_buf();
+    move |source| Error::Io {
+        path,
+        action,
+        source,
+    }
+}
+
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_symlink() {
+        "a symbolic link"
+    } else if ft.is_file() {
+        "a regular file"
+    } else {
+        "a device, socket or fifo"
+    }
+}
+
+/// Opens `path` read-only without following a final symlink.
+fn open_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// 8 hex digits that differ between processes, calls and moments.
+fn random_suffix() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = format!(
+        "{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    report::sha256_hex(seed.as_bytes())
+        .get(..8)
+        .unwrap_or("00000000")
+        .to_owned()
+}
+
+const TEMP_SUFFIX: &str = ".kubesafe-tmp";
+
+/// `YYYYMMDDTHHMMSS.nnnnnnnnnZ` (UTC) for `t`.
+fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:09}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// A temp file that removes itself unless committed.
+struct TempFile {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed
+            && let Err(e) = fs::remove_file(&self.path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove temp file");
+        }
+    }
+}
+
+/// The exclusive lock; released when dropped (closing the descriptor releases `flock`).
+struct Lock {
+    _file: File,
+}
+
+impl ManifestFile {
+    /// Opens `path` for editing. Refuses a directory or other non-regular file, and a
+    /// symbolic link unless [`FileOptions::allow_symlink`] is set. Nothing is read yet.
+    pub fn open(path: impl AsRef<Path>, options: FileOptions) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let meta = fs::symlink_metadata(&path).map_err(io_err(&path, "inspect"))?;
+        let target = if meta.file_type().is_symlink() {
+            if !options.allow_symlink {
+                return Err(Error::Symlink {
+                    target: fs::read_link(&path).unwrap_or_default(),
+                    path,
+                });
+            }
+            fs::canonicalize(&path).map_err(io_err(&path, "resolve symbolic link"))?
+        } else {
+            path.clone()
+        };
+        let tmeta = fs::symlink_metadata(&target).map_err(io_err(&target, "inspect"))?;
+        if !tmeta.file_type().is_file() {
+            return Err(Error::NotAFile {
+                path: target,
+                kind: kind_of(&tmeta),
+            });
+        }
+        let file_name = target
+            .file_name()
+            .map(OsString::from)
+            .ok_or_else(|| Error::NotAFile {
+                path: target.clone(),
+                kind: "a path without a file name",
+            })?;
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let dir = fs::canonicalize(&parent).map_err(io_err(&parent, "resolve directory"))?;
+        Ok(ManifestFile {
+            target: dir.join(&file_name),
+            path,
+            dir,
+            file_name,
+            options,
+            #[cfg(test)]
+            hook: None,
+        })
+    }
+
+    /// The path as given to [`ManifestFile::open`].
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The lock file: `.NAME.lock` in the manifest directory. Hidden, so the kubelet skips
+    /// it; in the same directory, so every tool that edits the file finds the same lock
+    /// without configuration; never deleted (deleting it would let two writers lock two
+    /// different inodes).
+    pub fn lock_path(&self) -> PathBuf {
+        let mut name = OsString::from(".");
+        name.push(&self.file_name);
+        name.push(".lock");
+        self.dir.join(name)
+    }
+
+    /// The backup directory in effect, if backups are enabled.
+    pub fn backup_dir(&self) -> Result<Option<PathBuf>> {
+        match &self.options.backup {
+            Backup::Disabled => Ok(None),
+            Backup::Dir(d) => Ok(Some(d.clone())),
+            Backup::Sibling => match self.dir.parent() {
+                Some(p) => Ok(Some(p.join("kubesafe-backups"))),
+                None => Err(Error::NoBackupDir {
+                    path: self.path.clone(),
+                }),
+            },
+        }
+    }
+
+    #[allow(clippy::unused_self)]
+    fn hook(&self, _step: Step) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(h) = &self.hook {
+            return h(_step);
+        }
+        Ok(())
+    }
+
+    /// Reads the current bytes and metadata (from the open descriptor).
+    fn read_current(&self) -> Result<(Vec<u8>, fs::Metadata)> {
+        let mut f = open_nofollow(&self.target).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                Error::Symlink {
+                    target: fs::read_link(&self.target).unwrap_or_default(),
+                    path: self.target.clone(),
+                }
+            } else {
+                io_err(&self.target, "open")(e)
+            }
+        })?;
+        let meta = f.metadata().map_err(io_err(&self.target, "inspect"))?;
+        if !meta.file_type().is_file() {
+            return Err(Error::NotAFile {
+                path: self.target.clone(),
+                kind: kind_of(&meta),
+            });
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        f.read_to_end(&mut bytes)
+            .map_err(io_err(&self.target, "read"))?;
+        Ok((bytes, meta))
+    }
+
+    /// Reads and parses the file as it is now.
+    pub fn read(&self) -> Result<Manifest> {
+        let (bytes, _) = self.read_current()?;
+        Manifest::from_bytes(self.path.clone(), bytes)
+    }
+
+    /// The SHA-256 (hex) of the file's current content.
+    pub fn sha256(&self) -> Result<String> {
+        Ok(report::sha256_hex(&self.read_current()?.0))
+    }
+
+    fn lock(&self) -> Result<Lock> {
+        let path = self.lock_path();
+        // `flock` needs no write access: open an existing lock file read-only, create it
+        // (0600) only when missing.
+        let open_existing = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path);
+        let file = match open_existing {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(io_err(&path, "create lock file"))?,
+            Err(e) => return Err(io_err(&path, "open lock file")(e)),
+        };
+        let start = Instant::now();
+        let mut wait = Duration::from_millis(1);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Lock { _file: file }),
+                Err(fs::TryLockError::WouldBlock) => {
+                    if start.elapsed() >= self.options.lock_timeout {
+                        return Err(Error::LockTimeout {
+                            lock: path,
+                            waited_ms: start.elapsed().as_millis(),
+                        });
+                    }
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_millis(50));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io_err(&path, "lock")(e)),
+            }
+        }
+    }
+
+    fn compute(&self, bytes: &[u8], edit: &Edit) -> Result<Applied> {
+        Manifest::from_bytes(self.path.clone(), bytes.to_vec())?.apply(edit)
+    }
+
+    fn report(
+        &self,
+        before: &[u8],
+        applied: &Applied,
+        written: bool,
+        backup: Option<PathBuf>,
+    ) -> Report {
+        let new = applied.manifest.text();
+        let old = String::from_utf8_lossy(before);
+        let name = self.path.display().to_string();
+        let (changes, diff) = report::changes_and_diff(name.trim_start_matches('/'), &old, new);
+        Report {
+            path: self.path.clone(),
+            ops: applied.ops.clone(),
+            changed: applied.changed,
+            data_changed: applied.data_changed,
+            kind: applied.manifest.kind().map(str::to_owned),
+            written,
+            before_sha256: report::sha256_hex(before),
+            after_sha256: report::sha256_hex(new.as_bytes()),
+            backup,
+            changes,
+            diff,
+            new_content: new.as_bytes().to_vec(),
+        }
+    }
+
+    /// Computes the edit and returns its report without writing anything (no lock, no
+    /// backup).
+    pub fn dry_run(&self, edit: &Edit) -> Result<Report> {
+        let (bytes, _) = self.read_current()?;
+        let applied = self.compute(&bytes, edit)?;
+        Ok(self.report(&bytes, &applied, false, None))
+    }
+
+    /// Applies `edit` and writes the result safely. Under the lock the file is re-read;
+    /// if another writer changed it since the first read, the edit is recomputed on the
+    /// fresh content (no lost update). Nothing is written when nothing changes.
+    pub fn apply(&self, edit: &Edit) -> Result<Report> {
+        self.apply_inner(edit, None)
+    }
+
+    /// Like [`ManifestFile::apply`], but refuses with [`Error::Changed`] unless the file's
+    /// content (read under the lock) still has the SHA-256 `expected_sha256` — the hash a
+    /// caller saw when it planned or showed the change.
+    pub fn apply_if_unchanged(&self, edit: &Edit, expected_sha256: &str) -> Result<Report> {
+        self.apply_inner(edit, Some(expected_sha256))
+    }
+
+    fn apply_inner(&self, edit: &Edit, expected: Option<&str>) -> Result<Report> {
+        let (bytes, _) = self.read_current()?;
+        let sha = report::sha256_hex(&bytes);
+        if let Some(exp) = expected
+            && !exp.eq_ignore_ascii_case(&sha)
+        {
+            return Err(Error::Changed {
+                path: self.path.clone(),
+                expected: exp.to_owned(),
+                found: sha,
+            });
+        }
+        // Compute before taking the lock: bad input fails without touching anything.
+        let mut applied = self.compute(&bytes, edit)?;
+        if !applied.changed {
+            return Ok(self.report(&bytes, &applied, false, None));
+        }
+
+        let _lock = self.lock()?;
+        let (current, meta) = self.read_current()?;
+        let current_sha = report::sha256_hex(&current);
+        if current_sha != sha {
+            if let Some(exp) = expected {
+                return Err(Error::Changed {
+                    path: self.path.clone(),
+                    expected: exp.to_owned(),
+                    found: current_sha,
+                });
+            }
+            tracing::info!(path = %self.path.display(), "changed by another writer; recomputing under the lock");
+            applied = self.compute(&current, edit)?;
+            if !applied.changed {
+                return Ok(self.report(&current, &applied, false, None));
+            }
+        }
+        self.remove_stale_temps();
+        let new = applied.manifest.text().as_bytes();
+        let backup = self.write_backup(&current, &meta, "")?;
+        if let Err(e) = self.replace_contents(&meta, new) {
+            if let (Some(b), false) = (&backup, matches!(e, Error::NotDurable { .. })) {
+                let _ = fs::remove_file(b);
+            }
+            return Err(e);
+        }
+        // Re-read and verify: the exact bytes that were parsed and checked (every operation's
+        // intended state) before writing.
+        let (written, _) = self.read_current()?;
+        if written != new {
+            return Err(Error::VerifyFailed {
+                path: self.path.clone(),
+                reason: format!(
+                    "re-read content differs from what was written (sha256 {})",
+                    report::sha256_hex(&written)
+                ),
+            });
+        }
+        tracing::info!(path = %self.path.display(), backup = ?backup, "manifest written");
+        Ok(self.report(&current, &applied, true, backup))
+    }
+
+    /// Atomically replaces the file's content with `bytes` — for rollback: "put back these
+    /// original bytes, but only if the file is still what we wrote". Under the lock, refuses
+    /// with [`Error::Changed`] unless the current content has the SHA-256
+    /// `expected_current_sha256`. With `keep_replaced`, the replaced content is first saved
+    /// in the backup directory (`NAME.TIMESTAMP.HASH.replaced`, outside the manifest
+    /// directory). Mode, owner and group are kept. `bytes` need not parse.
+    pub fn restore(
+        &self,
+        bytes: &[u8],
+        expected_current_sha256: &str,
+        keep_replaced: bool,
+    ) -> Result<RestoreReport> {
+        let _lock = self.lock()?;
+        let (current, meta) = self.read_current()?;
+        let before = report::sha256_hex(&current);
+        if !expected_current_sha256.eq_ignore_ascii_case(&before) {
+            return Err(Error::Changed {
+                path: self.path.clone(),
+                expected: expected_current_sha256.to_owned(),
+                found: before,
+            });
+        }
+        let data_changed = match (
+            Manifest::from_bytes(self.path.clone(), current.clone()),
+            Manifest::from_bytes(self.path.clone(), bytes.to_vec()),
+        ) {
+            (Ok(a), Ok(b)) => !a.data_eq(&b),
+            _ => current != bytes,
+        };
+        if current == bytes {
+            return Ok(RestoreReport {
+                path: self.path.clone(),
+                written: false,
+                after_sha256: before.clone(),
+                before_sha256: before,
+                kept: None,
+                data_changed: false,
+            });
+        }
+        self.remove_stale_temps();
+        let kept = if keep_replaced {
+            if self.backup_dir()?.is_none() {
+                return Err(Error::InvalidArgument(
+                    "keeping the replaced content needs a backup directory, but backups are disabled"
+                        .to_owned(),
+                ));
+            }
+            self.write_backup(&current, &meta, ".replaced")?
+        } else {
+            None
+        };
+        self.replace_contents(&meta, bytes)?;
+        let (written, _) = self.read_current()?;
+        if written != bytes {
+            return Err(Error::VerifyFailed {
+                path: self.path.clone(),
+                reason: "re-read content differs from the restored bytes".to_owned(),
+            });
+        }
+        Ok(RestoreReport {
+            path: self.path.clone(),
+            written: true,
+            before_sha256: before,
+            after_sha256: report::sha256_hex(bytes),
+            kept,
+            data_changed,
+        })
+    }
+
+    /// Removes temp files a killed writer left in the manifest directory and in the backup
+    /// directory (only ours: `.NAME.XXXXXXXX.kubesafe-tmp`). Called under the lock, so no
+    /// live writer owns them.
+    fn remove_stale_temps(&self) {
+        self.remove_stale_temps_in(&self.dir);
+        if let Ok(Some(backups)) = self.backup_dir() {
+            self.remove_stale_temps_in(&backups);
+        }
+    }
+
+    fn remove_stale_temps_in(&self, dir: &Path) {
+        let mut prefix = OsString::from(".");
+        prefix.push(&self.file_name);
+        prefix.push(".");
+        let Some(prefix) = prefix.to_str().map(str::to_owned) else {
+            return;
+        };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let is_ours = name
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(TEMP_SUFFIX))
+                .is_some_and(|hex| hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+            if is_ours {
+                tracing::info!(
+                    file = name,
+                    "removing stale temp file of an interrupted write"
+                );
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Writes `bytes` to a new hidden temp file in `dir` with the manifest's owner and
+    /// mode, fsynced. The returned guard removes it unless committed.
+    fn write_temp(
+        &self,
+        dir: &Path,
+        base: &OsString,
+        meta: &fs::Metadata,
+        bytes: &[u8],
+    ) -> Result<TempFile> {
+        let mut file = None;
+        let mut guard = None;
+        for _ in 0..16 {
+            let mut name = OsString::from(".");
+            name.push(base);
+            name.push(".");
+            name.push(random_suffix());
+            name.push(TEMP_SUFFIX);
+            let path = dir.join(name);
+            let opened = self.hook(Step::CreateTemp).and_then(|()| {
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&path)
+            });
+            match opened {
+                Ok(f) => {
+                    file = Some(f);
+                    guard = Some(TempFile {
+                        path,
+                        committed: false,
+                    });
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err(&path, "create temporary file")(e)),
+            }
+        }
+        let (Some(mut file), Some(guard)) = (file, guard) else {
+            return Err(Error::Io {
+                path: dir.to_path_buf(),
+                action: "create temporary file",
+                source: io::Error::from(io::ErrorKind::AlreadyExists),
+            });
+        };
+        let p = guard.path.clone();
+        self.hook(Step::WriteTemp)
+            .and_then(|()| file.write_all(bytes))
+            .map_err(io_err(&p, "write temporary file"))?;
+        let (uid, gid) = (meta.uid(), meta.gid());
+        let tmeta = file
+            .metadata()
+            .map_err(io_err(&p, "inspect temporary file"))?;
+        if (tmeta.uid(), tmeta.gid()) != (uid, gid) {
+            self.hook(Step::PreserveOwner)
+                .and_then(|()| std::os::unix::fs::fchown(&file, Some(uid), Some(gid)))
+                .map_err(io_err(
+                    &p,
+                    "give the temporary file the manifest's owner and group",
+                ))?;
+        }
+        // After chown, which may clear set-id bits.
+        self.hook(Step::PreserveMode)
+            .and_then(|()| file.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777)))
+            .map_err(io_err(&p, "give the temporary file the manifest's mode"))?;
+        self.hook(Step::SyncTemp)
+            .and_then(|()| file.sync_all())
+            .map_err(io_err(&p, "fsync temporary file"))?;
+        Ok(guard)
+    }
+
+    /// Replaces the manifest's bytes: temp file in the same directory, rename, directory
+    /// fsync. On any error before the rename the original is untouched and the temp file
+    /// is gone.
+    fn replace_contents(&self, meta: &fs::Metadata, bytes: &[u8]) -> Result<()> {
+        if meta.nlink() > 1 {
+            tracing::warn!(path = %self.target.display(), links = meta.nlink(),
+                "the manifest has other hard links; they keep the old content");
+        }
+        let mut temp = self.write_temp(&self.dir, &self.file_name, meta, bytes)?;
+        self.hook(Step::Rename)
+            .and_then(|()| fs::rename(&temp.path, &self.target))
+            .map_err(io_err(&self.target, "rename the temporary file over"))?;
+        temp.committed = true;
+        sync_dir(&self.dir, || self.hook(Step::SyncDir)).map_err(|source| Error::NotDurable {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Writes a backup of `bytes` (same owner and mode as the manifest) into the backup
+    /// directory: `NAME.TIMESTAMP.SHA256PREFIX{suffix}`, atomically, fsynced.
+    fn write_backup(
+        &self,
+        bytes: &[u8],
+        meta: &fs::Metadata,
+        suffix: &str,
+    ) -> Result<Option<PathBuf>> {
+        let Some(dir) = self.backup_dir()? else {
+            return Ok(None);
+        };
+        self.hook(Step::Backup)
+            .map_err(io_err(&dir, "write backup"))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_err(&dir, "create backup directory"))?;
+        let canonical = fs::canonicalize(&dir).map_err(io_err(&dir, "resolve backup directory"))?;
+        if canonical == self.dir {
+            return Err(Error::InvalidArgument(format!(
+                "backup directory {} is the manifest directory; the kubelet would load the backups",
+                dir.display()
+            )));
+        }
+        let hash = report::sha256_hex(bytes);
+        let mut name = self.file_name.clone();
+        name.push(format!(
+            ".{}.{}{suffix}",
+            timestamp(SystemTime::now()),
+            hash.get(..16).unwrap_or(&hash)
+        ));
+        let mut path = canonical.join(&name);
+        let mut n = 1;
+        while path.exists() {
+            let mut alt = name.clone();
+            alt.push(format!("-{n}"));
+            path = canonical.join(alt);
+            n += 1;
+        }
+        let mut temp = self.write_temp(&canonical, &self.file_name, meta, bytes)?;
+        fs::rename(&temp.path, &path).map_err(io_err(&path, "rename backup into place"))?;
+        temp.committed = true;
+        sync_dir(&canonical, || Ok(())).map_err(io_err(&canonical, "fsync backup directory"))?;
+        Ok(Some(path))
+    }
+}
+
+fn sync_dir(dir: &Path, hook: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+    hook()?;
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --a=1\n    name: kube-apiserver\n";
+
+    fn setup() -> (tempfile::TempDir, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("manifests");
+        fs::create_dir(&dir).unwrap();
+        let path = dir.join("kube-apiserver.yaml");
+        fs::write(&path, POD).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        (root, path)
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn timestamps_are_utc_civil_dates() {
+        let t = UNIX_EPOCH + Duration::new(951_782_400 + 3_723, 5); // 2000-02-29 01:02:03
+        assert_eq!(timestamp(t), "20000229T010203.000000005Z");
+        assert_eq!(timestamp(UNIX_EPOCH), "19700101T000000.000000000Z");
+    }
+
+    #[test]
+    fn every_failing_step_leaves_the_original_and_no_temp_file() {
+        let steps = [
+            Step::Backup,
+            Step::CreateTemp,
+            Step::WriteTemp,
+            Step::PreserveMode,
+            Step::SyncTemp,
+            Step::Rename,
+        ];
+        for (step, backup) in steps
+            .iter()
+            .flat_map(|s| [(*s, Backup::Sibling), (*s, Backup::Disabled)])
+            .filter(|(s, b)| !(*s == Step::Backup && *b == Backup::Disabled))
+        {
+            for errno in [libc::ENOSPC, libc::EROFS, libc::EIO] {
+                let (root, path) = setup();
+                let mut file =
+                    ManifestFile::open(&path, FileOptions::new().backup(backup.clone())).unwrap();
+                file.hook = Some(Arc::new(move |s| {
+                    if s == step {
+                        Err(io::Error::from_raw_os_error(errno))
+                    } else {
+                        Ok(())
+                    }
+                }));
+                let err = file.apply(&Edit::new().set_flag("--a", "2")).unwrap_err();
+                assert!(matches!(err, Error::Io { .. }), "{step:?}: {err}");
+                assert!(
+                    err.to_string()
+                        .contains(&io::Error::from_raw_os_error(errno).to_string()),
+                    "{err}"
+                );
+                assert_eq!(fs::read_to_string(&path).unwrap(), POD, "{step:?}");
+                let meta = fs::metadata(&path).unwrap();
+                assert_eq!(meta.mode() & 0o7777, 0o600);
+                // Only the manifest and the (hidden, permanent) lock file remain.
+                let dir = path.parent().unwrap();
+                let names = listing(dir);
+                assert!(
+                    names == ["kube-apiserver.yaml"]
+                        || names == [".kube-apiserver.yaml.lock", "kube-apiserver.yaml"],
+                    "{step:?}: {names:?}"
+                );
+                // And no backup of a change that did not happen (nor a backup temp).
+                let backups = root.path().join("kubesafe-backups");
+                if backups.exists() {
+                    assert!(
+                        listing(&backups).is_empty(),
+                        "{step:?}: {:?}",
+                        listing(&backups)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn directory_fsync_failure_is_reported_as_not_durable() {
+        let (_root, path) = setup();
+        let mut file = ManifestFile::open(&path, FileOptions::default()).unwrap();
+        file.hook = Some(Arc::new(|s| {
+            if s == Step::SyncDir {
+                Err(io::Error::from_raw_os_error(libc::EIO))
+            } else {
+                Ok(())
+            }
+        }));
+        let err = file.apply(&Edit::new().set_flag("--a", "2")).unwrap_err();
+        assert!(matches!(err, Error::NotDurable { .. }), "{err}");
+        // The rename happened: the new content is visible, and the error says so.
+        assert!(fs::read_to_string(&path).unwrap().contains("--a=2"));
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_under_the_lock() {
+        let (root, path) = setup();
+        let dir = path.parent().unwrap();
+        let stale = dir.join(".kube-apiserver.yaml.0123abcd.kubesafe-tmp");
+        let foreign = dir.join(".kube-apiserver.yaml.swp");
+        fs::write(&stale, "partial").unwrap();
+        fs::write(&foreign, "vim").unwrap();
+        let backups = root.path().join("kubesafe-backups");
+        fs::create_dir(&backups).unwrap();
+        let stale_backup = backups.join(".kube-apiserver.yaml.89abcdef.kubesafe-tmp");
+        fs::write(&stale_backup, "partial backup").unwrap();
+        let file = ManifestFile::open(&path, FileOptions::default()).unwrap();
+        file.apply(&Edit::new().set_flag("--a", "2")).unwrap();
+        assert!(!stale.exists());
+        assert!(!stale_backup.exists());
+        assert!(foreign.exists(), "only our own temp files are removed");
+    }
+}

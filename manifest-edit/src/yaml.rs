@@ -1,0 +1,858 @@
+//! A span tree built from `granit-parser` events, the decoded data of that tree (to tell a
+//! data change from a comment/whitespace change), and scalar rendering.
+//!
+//! The tree keeps, for every node, its byte range in the source; the editor splices only
+//! inside or between those ranges. Comments and blank lines are not nodes: they live in the
+//! bytes between nodes and are found by scanning the source ([`crate::text`]).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use granit_parser::{Event, Parser, ScalarStyle, StructureStyle};
+
+use crate::error::{Error, Location, Result};
+use crate::text;
+
+/// One node of the span tree.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    /// Byte offset where the node's content starts (after any tag/anchor).
+    pub(crate) start: usize,
+    /// Byte offset just after the node's content. For block collections: the end of the
+    /// last child; for flow collections: just after the closing bracket.
+    pub(crate) end: usize,
+    /// Byte offset of the explicit tag, when the node has one (it precedes `start`).
+    pub(crate) tag_start: Option<usize>,
+    /// The anchor id defined on this node (0: none).
+    pub(crate) anchor: usize,
+    /// The node's tag, as written after resolution (`tag:yaml.org,2002:str`), if any.
+    pub(crate) tag: Option<String>,
+    /// What the node is.
+    pub(crate) kind: Kind,
+}
+
+/// The kinds of node.
+#[derive(Debug, Clone)]
+pub(crate) enum Kind {
+    /// A scalar with its decoded (escape-processed) text.
+    Scalar { value: String, style: ScalarStyle },
+    /// A sequence.
+    Seq { flow: bool, items: Vec<Node> },
+    /// A mapping, entries in source order.
+    Map {
+        flow: bool,
+        entries: Vec<(Node, Node)>,
+    },
+    /// An alias (`*name`) to the node with this anchor id.
+    Alias(usize),
+}
+
+impl Node {
+    /// Where the node's source starts, including its tag.
+    pub(crate) fn prop_start(&self) -> usize {
+        self.tag_start.map_or(self.start, |t| t.min(self.start))
+    }
+
+    /// The scalar's decoded text, if the node is a scalar.
+    pub(crate) fn scalar(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Scalar { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The scalar's style, if the node is a scalar.
+    pub(crate) fn style(&self) -> Option<ScalarStyle> {
+        match &self.kind {
+            Kind::Scalar { style, .. } => Some(*style),
+            _ => None,
+        }
+    }
+
+    /// True for the implicit null of `key:` with nothing after it.
+    pub(crate) fn is_empty_null(&self) -> bool {
+        matches!(
+            &self.kind,
+            Kind::Scalar {
+                style: ScalarStyle::Plain,
+                ..
+            }
+        ) && self.start == self.end
+    }
+
+    /// The mapping value for `key` (compared with the decoded key text).
+    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
+        self.entry(key).map(|(_, v)| v)
+    }
+
+    /// The mapping entry for `key`.
+    pub(crate) fn entry(&self, key: &str) -> Option<(&Node, &Node)> {
+        match &self.kind {
+            Kind::Map { entries, .. } => entries
+                .iter()
+                .find(|(k, _)| k.scalar() == Some(key))
+                .map(|(k, v)| (k, v)),
+            _ => None,
+        }
+    }
+
+    /// Whether a mapping node has a YAML merge key (`<<`).
+    pub(crate) fn has_merge_key(&self) -> bool {
+        match &self.kind {
+            Kind::Map { entries, .. } => entries
+                .iter()
+                .any(|(k, _)| k.scalar() == Some("<<") && k.style() == Some(ScalarStyle::Plain)),
+            _ => false,
+        }
+    }
+
+    /// A short description of the node kind for messages.
+    pub(crate) fn describe(&self) -> &'static str {
+        match &self.kind {
+            Kind::Scalar { .. } if self.is_empty_null() => "empty (null)",
+            Kind::Scalar { .. } => "a scalar",
+            Kind::Seq { .. } => "a list",
+            Kind::Map { .. } => "a mapping",
+            Kind::Alias(_) => "an alias",
+        }
+    }
+
+    /// Byte offset of the last byte of the node's content (for line computations).
+    pub(crate) fn last_byte(&self) -> usize {
+        if self.end > self.start {
+            self.end - 1
+        } else {
+            self.start
+        }
+    }
+}
+
+/// One YAML document of the stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Doc {
+    /// The root node (an empty null scalar for a document holding only comments).
+    pub(crate) root: Node,
+}
+
+/// The parsed stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Tree {
+    pub(crate) docs: Vec<Doc>,
+}
+
+enum Frame {
+    Seq {
+        node: Node,
+        items: Vec<Node>,
+    },
+    Map {
+        node: Node,
+        entries: Vec<(Node, Node)>,
+        pending_key: Option<Node>,
+    },
+}
+
+/// Converts a parser error into [`Error::Syntax`].
+fn syntax_error(text: &str, file: &Path, err: &granit_parser::ScanError) -> Error {
+    let marker = err.marker();
+    let (line, column) = match marker.byte_offset() {
+        Some(b) => text::line_col(text, b),
+        None => (marker.line(), marker.col() + 1),
+    };
+    Error::Syntax {
+        location: Location {
+            file: file.to_path_buf(),
+            line,
+            column,
+        },
+        message: err.info(),
+    }
+}
+
+/// The source being edited and its name, for building locations and errors.
+pub(crate) struct Ctx<'t> {
+    pub(crate) text: &'t str,
+    pub(crate) file: &'t Path,
+}
+
+impl Ctx<'_> {
+    pub(crate) fn loc(&self, pos: usize) -> Location {
+        location(self.text, self.file, pos)
+    }
+
+    pub(crate) fn line(&self, pos: usize) -> usize {
+        text::line_col(self.text, pos).0
+    }
+
+    pub(crate) fn unsupported(&self, pos: usize, message: impl Into<String>) -> Error {
+        Error::Unsupported {
+            location: self.loc(pos),
+            message: message.into(),
+        }
+    }
+}
+
+/// Builds a location for a byte offset.
+pub(crate) fn location(text: &str, file: &Path, pos: usize) -> Location {
+    let (line, column) = text::line_col(text, pos);
+    Location {
+        file: file.to_path_buf(),
+        line,
+        column,
+    }
+}
+
+/// Parses `text` into a span tree. Refuses duplicate mapping keys.
+pub(crate) fn parse(text: &str, file: &Path) -> Result<Tree> {
+    let mut docs = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut root: Option<Node> = None;
+    let mut doc_open = false;
+
+    // Comments are found by scanning the source between spans, not as events.
+    let options = granit_parser::options! { emit_comments: false };
+    for next in Parser::new_from_str_with_options(text, options) {
+        let (event, span) = next.map_err(|e| syntax_error(text, file, &e))?;
+        let range = span.byte_range().ok_or_else(|| Error::Syntax {
+            location: location(text, file, 0),
+            message: "parser reported no byte offsets".to_owned(),
+        })?;
+        let tag_start = span.tag_start().and_then(|m| m.byte_offset());
+        let complete = match event {
+            Event::DocumentStart(..) => {
+                doc_open = true;
+                root = None;
+                None
+            }
+            Event::DocumentEnd => {
+                if doc_open {
+                    let root = root.take().unwrap_or(Node {
+                        start: range.start,
+                        end: range.start,
+                        tag_start: None,
+                        anchor: 0,
+                        tag: None,
+                        kind: Kind::Scalar {
+                            value: String::new(),
+                            style: ScalarStyle::Plain,
+                        },
+                    });
+                    docs.push(Doc { root });
+                }
+                doc_open = false;
+                None
+            }
+            Event::Scalar(value, style, anchor, tag) => Some(Node {
+                start: range.start,
+                end: range.end,
+                tag_start,
+                anchor,
+                tag: tag.map(|t| t.to_string()),
+                kind: Kind::Scalar {
+                    value: value.into_owned(),
+                    style,
+                },
+            }),
+            Event::Alias(id) => Some(Node {
+                start: range.start,
+                end: range.end,
+                tag_start: None,
+                anchor: 0,
+                tag: None,
+                kind: Kind::Alias(id),
+            }),
+            Event::SequenceStart(style, anchor, tag) => {
+                let flow = style == StructureStyle::Flow;
+                stack.push(Frame::Seq {
+                    node: Node {
+                        start: range.start,
+                        end: range.end,
+                        tag_start,
+                        anchor,
+                        tag: tag.map(|t| t.to_string()),
+                        kind: Kind::Seq {
+                            flow,
+                            items: Vec::new(),
+                        },
+                    },
+                    items: Vec::new(),
+                });
+                None
+            }
+            Event::MappingStart(style, anchor, tag) => {
+                let flow = style == StructureStyle::Flow;
+                stack.push(Frame::Map {
+                    node: Node {
+                        start: range.start,
+                        end: range.end,
+                        tag_start,
+                        anchor,
+                        tag: tag.map(|t| t.to_string()),
+                        kind: Kind::Map {
+                            flow,
+                            entries: Vec::new(),
+                        },
+                    },
+                    entries: Vec::new(),
+                    pending_key: None,
+                });
+                None
+            }
+            Event::SequenceEnd => match stack.pop() {
+                Some(Frame::Seq { mut node, items }) => {
+                    let flow = matches!(node.kind, Kind::Seq { flow: true, .. });
+                    node.end = if flow {
+                        range.end
+                    } else {
+                        items.last().map_or(node.start, |n| n.end)
+                    };
+                    node.kind = Kind::Seq { flow, items };
+                    Some(node)
+                }
+                _ => return Err(internal(text, file, range.start, "unbalanced sequence end")),
+            },
+            Event::MappingEnd => match stack.pop() {
+                Some(Frame::Map {
+                    mut node, entries, ..
+                }) => {
+                    let flow = matches!(node.kind, Kind::Map { flow: true, .. });
+                    node.end = if flow {
+                        range.end
+                    } else {
+                        entries.last().map_or(node.start, |(k, v)| {
+                            if v.is_empty_null() { k.end } else { v.end }
+                        })
+                    };
+                    node.kind = Kind::Map { flow, entries };
+                    Some(node)
+                }
+                _ => return Err(internal(text, file, range.start, "unbalanced mapping end")),
+            },
+            _ => None,
+        };
+
+        let Some(node) = complete else { continue };
+        match stack.last_mut() {
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map {
+                entries,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
+                None => *pending_key = Some(node),
+                Some(key) => {
+                    check_duplicate(text, file, entries, &key)?;
+                    entries.push((key, node));
+                }
+            },
+            None => root = Some(node),
+        }
+    }
+    Ok(Tree { docs })
+}
+
+fn internal(text: &str, file: &Path, pos: usize, what: &str) -> Error {
+    Error::Syntax {
+        location: location(text, file, pos),
+        message: format!("internal parser event error: {what}"),
+    }
+}
+
+fn check_duplicate(text: &str, file: &Path, entries: &[(Node, Node)], key: &Node) -> Result<()> {
+    let Kind::Scalar { value, .. } = &key.kind else {
+        return Ok(());
+    };
+    let decoded = decode_scalar(key);
+    for (k, _) in entries {
+        if matches!(k.kind, Kind::Scalar { .. }) && decode_scalar(k) == decoded {
+            return Err(Error::DuplicateKey {
+                location: location(text, file, key.start),
+                key: value.clone(),
+                first_line: text::line_col(text, k.start).0,
+            });
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Decoded data: what the kubelet sees after parsing.
+// ---------------------------------------------------------------------------------------
+
+/// The decoded value of a scalar, with YAML 1.1 resolution as done by Go's yaml.v2 (what
+/// `sigs.k8s.io/yaml`, and so the kubelet, uses). Borrows the text: comparing two
+/// documents allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    Int(i128),
+    /// `f64::to_bits` of the value (NaN normalised).
+    Float(u64),
+    Str(&'a str),
+    /// A scalar with a non-core tag: (tag, text).
+    Tagged(&'a str, &'a str),
+}
+
+const MAX_ALIAS_DEPTH: usize = 64;
+
+type Anchors<'a> = HashMap<usize, &'a Node>;
+
+fn collect_anchors<'a>(node: &'a Node, anchors: &mut Anchors<'a>) {
+    if node.anchor != 0 {
+        anchors.insert(node.anchor, node);
+    }
+    match &node.kind {
+        Kind::Seq { items, .. } => items.iter().for_each(|n| collect_anchors(n, anchors)),
+        Kind::Map { entries, .. } => entries.iter().for_each(|(k, v)| {
+            collect_anchors(k, anchors);
+            collect_anchors(v, anchors);
+        }),
+        _ => {}
+    }
+}
+
+fn anchors_of(node: &Node) -> Anchors<'_> {
+    let mut anchors = HashMap::new();
+    collect_anchors(node, &mut anchors);
+    anchors
+}
+
+/// Follows aliases to the node they stand for.
+fn resolve<'a>(mut node: &'a Node, anchors: &Anchors<'a>) -> Option<&'a Node> {
+    for _ in 0..MAX_ALIAS_DEPTH {
+        match node.kind {
+            Kind::Alias(id) => node = anchors.get(&id)?,
+            _ => return Some(node),
+        }
+    }
+    None
+}
+
+fn collection_tag(node: &Node) -> Option<&str> {
+    node.tag
+        .as_deref()
+        .filter(|t| !t.starts_with("tag:yaml.org,2002:"))
+}
+
+/// Whether two nodes decode to the same data. Mapping order does not matter.
+fn same(a: &Node, aa: &Anchors<'_>, b: &Node, ba: &Anchors<'_>, depth: usize) -> bool {
+    let (Some(a), Some(b)) = (resolve(a, aa), resolve(b, ba)) else {
+        return false;
+    };
+    if depth > MAX_ALIAS_DEPTH {
+        return false;
+    }
+    match (&a.kind, &b.kind) {
+        (Kind::Scalar { .. }, Kind::Scalar { .. }) => decode_scalar(a) == decode_scalar(b),
+        (Kind::Seq { items: x, .. }, Kind::Seq { items: y, .. }) => {
+            collection_tag(a) == collection_tag(b)
+                && x.len() == y.len()
+                && x.iter().zip(y).all(|(p, q)| same(p, aa, q, ba, depth + 1))
+        }
+        (Kind::Map { entries: x, .. }, Kind::Map { entries: y, .. }) => {
+            if collection_tag(a) != collection_tag(b) || x.len() != y.len() {
+                return false;
+            }
+            // Keys are unique (duplicates are refused), so each key of `x` must match
+            // exactly one of `y`; try the same position first.
+            x.iter().enumerate().all(|(i, (xk, xv))| {
+                let found = y
+                    .get(i)
+                    .filter(|(yk, _)| same(xk, aa, yk, ba, depth + 1))
+                    .or_else(|| y.iter().find(|(yk, _)| same(xk, aa, yk, ba, depth + 1)));
+                found.is_some_and(|(_, yv)| same(xv, aa, yv, ba, depth + 1))
+            })
+        }
+        _ => false,
+    }
+}
+
+impl Tree {
+    /// Whether both streams hold the same decoded documents.
+    pub(crate) fn same_data(&self, other: &Tree) -> bool {
+        self.docs.len() == other.docs.len()
+            && self.docs.iter().zip(&other.docs).all(|(a, b)| {
+                same(
+                    &a.root,
+                    &anchors_of(&a.root),
+                    &b.root,
+                    &anchors_of(&b.root),
+                    0,
+                )
+            })
+    }
+}
+
+/// Decodes one scalar node.
+pub(crate) fn decode_scalar(node: &Node) -> Scalar<'_> {
+    let Kind::Scalar { value, style } = &node.kind else {
+        return Scalar::Null;
+    };
+    if let Some(tag) = &node.tag {
+        return match tag.strip_prefix("tag:yaml.org,2002:") {
+            Some("str") => Scalar::Str(value),
+            Some(_) => resolve_plain(value),
+            None => Scalar::Tagged(tag, value),
+        };
+    }
+    if node.is_empty_null() {
+        return Scalar::Null;
+    }
+    match style {
+        ScalarStyle::Plain => resolve_plain(value),
+        _ => Scalar::Str(value),
+    }
+}
+
+/// Resolves a plain scalar the way yaml.v2 does (YAML 1.1 booleans included).
+pub(crate) fn resolve_plain(s: &str) -> Scalar<'_> {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Scalar::Null,
+        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True" | "TRUE" => {
+            return Scalar::Bool(true);
+        }
+        "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "false" | "False" | "FALSE" => {
+            return Scalar::Bool(false);
+        }
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Scalar::Float(f64::INFINITY.to_bits());
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return Scalar::Float(f64::NEG_INFINITY.to_bits()),
+        ".nan" | ".NaN" | ".NAN" => return Scalar::Float(f64::NAN.to_bits()),
+        _ => {}
+    }
+    // Only text starting like a number can be one (most scalars stop here).
+    let numeric_start = s
+        .bytes()
+        .next()
+        .is_some_and(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.'));
+    if numeric_start {
+        if let Some(i) = parse_int(s) {
+            return Scalar::Int(i);
+        }
+        if let Some(f) = parse_float(s) {
+            return Scalar::Float(if f.is_nan() {
+                f64::NAN.to_bits()
+            } else {
+                f.to_bits()
+            });
+        }
+    }
+    Scalar::Str(s)
+}
+
+/// `s` without `_` digit separators (borrowed when it has none).
+fn without_underscores(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('_') {
+        std::borrow::Cow::Owned(s.replace('_', ""))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+fn parse_int(s: &str) -> Option<i128> {
+    let (neg, body) = match s.as_bytes().first()? {
+        b'-' => (true, s.get(1..)?),
+        b'+' => (false, s.get(1..)?),
+        _ => (false, s),
+    };
+    if body.is_empty() || body.starts_with('_') {
+        return None;
+    }
+    let clean = without_underscores(body);
+    let value = if let Some(h) = clean.strip_prefix("0x") {
+        i128::from_str_radix(h, 16).ok()?
+    } else if let Some(b) = clean.strip_prefix("0b") {
+        i128::from_str_radix(b, 2).ok()?
+    } else if let Some(o) = clean.strip_prefix("0o") {
+        i128::from_str_radix(o, 8).ok()?
+    } else if clean.len() > 1 && clean.starts_with('0') {
+        i128::from_str_radix(clean.get(1..)?, 8).ok()?
+    } else if clean.bytes().all(|c| c.is_ascii_digit()) {
+        clean.parse::<i128>().ok()?
+    } else {
+        return None;
+    };
+    Some(if neg { -value } else { value })
+}
+
+fn parse_float(s: &str) -> Option<f64> {
+    // [-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?
+    let b = s.as_bytes();
+    let mut i = 0;
+    if matches!(b.first(), Some(b'-' | b'+')) {
+        i += 1;
+    }
+    let digits_start = i;
+    while matches!(b.get(i), Some(c) if c.is_ascii_digit() || *c == b'_') {
+        i += 1;
+    }
+    let int_digits = i > digits_start;
+    let mut frac_digits = false;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let f = i;
+        while matches!(b.get(i), Some(c) if c.is_ascii_digit() || *c == b'_') {
+            i += 1;
+        }
+        frac_digits = i > f;
+    }
+    if !int_digits && !frac_digits {
+        return None;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'-' | b'+')) {
+            i += 1;
+        }
+        let e = i;
+        while matches!(b.get(i), Some(c) if c.is_ascii_digit()) {
+            i += 1;
+        }
+        if i == e {
+            return None;
+        }
+    }
+    if i != b.len() {
+        return None;
+    }
+    without_underscores(s).parse::<f64>().ok()
+}
+
+/// True when a plain scalar with this text would decode as a string in every YAML
+/// flavour a Kubernetes tool may use (YAML 1.1 and 1.2 core schemas, timestamps).
+pub(crate) fn plain_is_string(s: &str) -> bool {
+    matches!(resolve_plain(s), Scalar::Str(_)) && !looks_like_timestamp(s) && s != "<<" && s != "="
+}
+
+fn looks_like_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 8
+        && b.iter().take(4).all(u8::is_ascii_digit)
+        && b.get(4) == Some(&b'-')
+        && b.get(5).is_some_and(u8::is_ascii_digit)
+}
+
+// ---------------------------------------------------------------------------------------
+// Rendering scalars.
+// ---------------------------------------------------------------------------------------
+
+/// Whether `s` can be written as a plain scalar (in block context, or inside a flow
+/// collection when `flow`) and read back as the same text.
+pub(crate) fn plain_safe(s: &str, flow: bool) -> bool {
+    let mut chars = s.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    let second = chars.next();
+    if s.starts_with([' ', '\t']) || s.ends_with([' ', '\t']) {
+        return false;
+    }
+    if s.chars().any(|c| {
+        // Control characters (tab included: it cannot start or end a plain scalar, and
+        // quoting it is clearer), DEL, and the YAML 1.1 line breaks and the BOM.
+        c < ' '
+            || matches!(
+                c,
+                '\u{7f}' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}'
+            )
+    }) {
+        return false;
+    }
+    if "[]{},#&*!|>'\"%@`".contains(first) {
+        return false;
+    }
+    if "-?:".contains(first) {
+        match second {
+            None | Some(' ') => return false,
+            Some(c) if flow && ",[]{}".contains(c) => return false,
+            _ => {}
+        }
+    }
+    if s.contains(": ") || s.ends_with(':') || s.contains(" #") {
+        return false;
+    }
+    if flow && s.contains([',', '[', ']', '{', '}']) {
+        return false;
+    }
+    if s.starts_with("---") || s.starts_with("...") {
+        return false;
+    }
+    true
+}
+
+/// Writes `s` as a double-quoted YAML scalar.
+pub(crate) fn double_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            '\u{feff}' => out.push_str("\\uFEFF"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02X}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn single_quotable(s: &str) -> bool {
+    !s.chars().any(|c| {
+        c < ' '
+            || c == '\u{7f}'
+            || c == '\u{85}'
+            || c == '\u{2028}'
+            || c == '\u{2029}'
+            || c == '\u{feff}'
+    })
+}
+
+/// Writes `s` as a single-quoted YAML scalar (caller checks [`single_quotable`]).
+fn single_quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Renders a string scalar in the style `hint` (the style of the value it replaces or of
+/// its neighbours), falling back to quoting when the style cannot hold the text or when a
+/// plain scalar would not decode as a string.
+pub(crate) fn render_str(s: &str, hint: ScalarStyle, flow: bool) -> String {
+    if hint == ScalarStyle::Plain && plain_safe(s, flow) && plain_is_string(s) {
+        return s.to_owned();
+    }
+    if hint == ScalarStyle::SingleQuoted && single_quotable(s) {
+        return single_quoted(s);
+    }
+    double_quoted(s)
+}
+
+/// Renders a mapping key (plain when possible, else double-quoted).
+pub(crate) fn render_key(s: &str) -> String {
+    render_str(s, ScalarStyle::Plain, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(s: &str) -> Tree {
+        parse(s, Path::new("t.yaml")).unwrap()
+    }
+
+    #[test]
+    fn spans_are_byte_offsets_after_multibyte_text() {
+        let src = "# д — ж\na:\n- \"да\" # ё\n- x\n";
+        let t = tree(src);
+        let root = &t.docs[0].root;
+        let Kind::Seq { items, .. } = &root.get("a").unwrap().kind else {
+            panic!("not a seq")
+        };
+        assert_eq!(&src[items[0].start..items[0].end], "\"да\"");
+        assert_eq!(&src[items[1].start..items[1].end], "x");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_with_location() {
+        let err = parse("a: 1\nb: 2\na: 3\n", Path::new("f.yaml")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f.yaml:3:1: duplicate key `a` (first defined on line 1)"
+        );
+        // `1` and `"1"` are different keys (int vs string).
+        assert!(parse("1: a\n\"1\": b\n", Path::new("f")).is_ok());
+    }
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        let err = parse("a: [1, 2\nb: 3\n", Path::new("f.yaml")).unwrap_err();
+        assert!(matches!(err, Error::Syntax { .. }), "{err}");
+        assert!(err.to_string().starts_with("f.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn data_ignores_comments_quotes_and_order() {
+        let a = tree("a: 'x' # c\nb: [1, 2]\n");
+        let b = tree("b:\n- 1\n- 2\n\n# other\na: x\n");
+        assert!(a.same_data(&b));
+        let c = tree("a: x\nb: [1, \"2\"]\n");
+        assert!(!a.same_data(&c));
+    }
+
+    #[test]
+    fn yaml11_resolution() {
+        assert_eq!(resolve_plain("yes"), Scalar::Bool(true));
+        assert_eq!(resolve_plain("Off"), Scalar::Bool(false));
+        assert_eq!(resolve_plain("0x1F"), Scalar::Int(31));
+        assert_eq!(resolve_plain("017"), Scalar::Int(15));
+        assert_eq!(resolve_plain("1_000"), Scalar::Int(1000));
+        assert_eq!(resolve_plain("1.5"), Scalar::Float(1.5f64.to_bits()));
+        assert_eq!(resolve_plain("~"), Scalar::Null);
+        assert_eq!(resolve_plain("--v=2"), Scalar::Str("--v=2"));
+        assert_eq!(resolve_plain("."), Scalar::Str("."));
+        assert!(!plain_is_string("2001-12-14"));
+        assert!(plain_is_string("/var/log"));
+    }
+
+    #[test]
+    fn aliases_decode_to_their_anchor() {
+        let a = tree("x: &a [1, 2]\ny: *a\n");
+        let b = tree("x: [1, 2]\ny: [1, 2]\n");
+        assert!(a.same_data(&b));
+        let c = tree("x: [1, 2]\ny: [1, 3]\n");
+        assert!(!a.same_data(&c));
+    }
+
+    #[test]
+    fn rendering_round_trips() {
+        for s in [
+            "--profiling=false",
+            "--a=b: c",
+            "true",
+            "6443",
+            "it's",
+            "a\"b\\c",
+            "line\nbreak",
+            "#x",
+            "- x",
+            "",
+            " lead",
+            "x,y",
+            "é ж",
+        ] {
+            for hint in [
+                ScalarStyle::Plain,
+                ScalarStyle::SingleQuoted,
+                ScalarStyle::DoubleQuoted,
+            ] {
+                for flow in [false, true] {
+                    let r = render_str(s, hint, flow);
+                    let doc = if flow {
+                        format!("k: [{r}]\n")
+                    } else {
+                        format!("k:\n- {r}\n")
+                    };
+                    let t = tree(&doc);
+                    let Kind::Seq { items, .. } = &t.docs[0].root.get("k").unwrap().kind else {
+                        panic!("{doc}")
+                    };
+                    assert_eq!(
+                        items.iter().map(decode_scalar).collect::<Vec<_>>(),
+                        vec![Scalar::Str(s)],
+                        "{s:?} {hint:?} {flow} -> {r}"
+                    );
+                }
+            }
+        }
+    }
+}
