@@ -1,0 +1,1 @@
+//! Loki sink tests (written next).
