@@ -351,15 +351,35 @@ fn rotated_files(path: &Path) -> Result<Vec<(u64, PathBuf)>> {
 }
 
 /// A shared lock on `<log>.lock` for readers (verify, query), if the lock file exists.
+///
+/// Per-append writers hold the exclusive lock only for one append, so readers wait
+/// for it. A [`LockMode::Held`] writer holds it for its lifetime: after waiting
+/// [`READER_LOCK_WAIT`] the reader goes on without the lock (and may then see an
+/// append in flight as a torn final line).
 pub(crate) struct SharedLock(Option<File>);
+
+/// How long readers wait for the shared lock before reading without it.
+pub const READER_LOCK_WAIT: Duration = Duration::from_secs(2);
 
 impl SharedLock {
     pub(crate) fn acquire(path: &Path) -> Result<SharedLock> {
         let lp = lock_path(path);
         match File::open(&lp) {
             Ok(f) => {
-                f.lock_shared().map_err(|e| Error::io("lock", &lp, e))?;
-                Ok(SharedLock(Some(f)))
+                let deadline = Instant::now() + READER_LOCK_WAIT;
+                loop {
+                    match f.try_lock_shared() {
+                        Ok(()) => return Ok(SharedLock(Some(f))),
+                        Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        Err(std::fs::TryLockError::WouldBlock) => {
+                            tracing::warn!(lock = %lp.display(), "a writer holds the lock; reading without it");
+                            return Ok(SharedLock(None));
+                        }
+                        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &lp, e)),
+                    }
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SharedLock(None)),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {

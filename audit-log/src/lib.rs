@@ -178,6 +178,9 @@ pub mod loki;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 
+/// Re-export of the `jiff` crate, whose `Timestamp` the records use.
+pub use jiff;
+
 pub use chain::{AuditKey, Chain, ChainHash, ChainHead, KeyRing, MIN_KEY_LEN};
 pub use checkpoint::{Checkpoint, CheckpointSigner, CheckpointVerifier, HMAC_SHA256, VerifiedCheckpoint};
 pub use error::{Error, Result};

@@ -24,7 +24,10 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Tamper-evident audit logs: append, verify, query, stats, checkpoint.
+    Audit(cmd::audit::AuditArgs),
+}
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
@@ -44,5 +47,7 @@ fn init_logging(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    match cli.command {}
+    match cli.command {
+        Command::Audit(args) => cmd::audit::run(args),
+    }
 }

@@ -1,3 +1,5 @@
 //! One module per subcommand family. Each exposes an `Args` type (clap) and
 //! `run(args) -> ExitCode`, printing a one-line `kubesafe: error: ...` to
 //! stderr on failure.
+
+pub(crate) mod audit;
