@@ -638,12 +638,21 @@ mod tests {
         // U+FB01 has a lower code point than U+1F600 but a higher first UTF-16 code unit
         // (0xFB01 > 0xD83D), so RFC 8785 puts it last.
         let v = json!({"\u{fb01}": 1, "\u{1f600}": 2, "a": 3, "\u{20ac}": 4});
-        assert_eq!(canon(&v), "{\"a\":3,\"\u{20ac}\":4,\"\u{1f600}\":2,\"\u{fb01}\":1}");
+        assert_eq!(
+            canon(&v),
+            "{\"a\":3,\"\u{20ac}\":4,\"\u{1f600}\":2,\"\u{fb01}\":1}"
+        );
         let text = canon(&v);
         let mut m = Vec::new();
         scan_object(text.as_bytes(), &mut m).unwrap();
         let mut m = Vec::new();
-        assert!(scan_object("{\"a\":3,\"\u{fb01}\":1,\"\u{1f600}\":2}".as_bytes(), &mut m).is_err());
+        assert!(
+            scan_object(
+                "{\"a\":3,\"\u{fb01}\":1,\"\u{1f600}\":2}".as_bytes(),
+                &mut m
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -669,7 +678,10 @@ mod tests {
             r#"{"a":tru}"#,
             r#"[1]"#,
         ] {
-            assert!(scan_object(bad.as_bytes(), &mut m).is_err(), "accepted {bad}");
+            assert!(
+                scan_object(bad.as_bytes(), &mut m).is_err(),
+                "accepted {bad}"
+            );
         }
         for good in [
             r#"{}"#,
@@ -697,7 +709,8 @@ mod tests {
         let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
         let mut m = Vec::new();
         assert!(scan_object(deep.as_bytes(), &mut m).is_err());
-        let v: Value = serde_json::from_str(&format!("{}1{}", "[".repeat(100), "]".repeat(100))).unwrap();
+        let v: Value =
+            serde_json::from_str(&format!("{}1{}", "[".repeat(100), "]".repeat(100))).unwrap();
         assert!(check_depth(&v, 100));
         assert!(!check_depth(&v, 99));
     }

@@ -88,7 +88,8 @@ impl fmt::Debug for ChainHash {
 impl FromStr for ChainHash {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        ChainHash::from_hex(s).ok_or_else(|| Error::invalid("hash", "expected 64 lowercase hex digits"))
+        ChainHash::from_hex(s)
+            .ok_or_else(|| Error::invalid("hash", "expected 64 lowercase hex digits"))
     }
 }
 
@@ -157,13 +158,17 @@ impl AuditKey {
         if secret.len() < MIN_KEY_LEN {
             return Err(Error::InvalidKey {
                 what: format!("id {id:?}"),
-                message: format!("secret is {} bytes; at least {MIN_KEY_LEN} required", secret.len()),
+                message: format!(
+                    "secret is {} bytes; at least {MIN_KEY_LEN} required",
+                    secret.len()
+                ),
             });
         }
-        let mac = <HmacSha256 as KeyInit>::new_from_slice(&secret).map_err(|_| Error::InvalidKey {
-            what: format!("id {id:?}"),
-            message: "unusable HMAC key".into(),
-        })?;
+        let mac =
+            <HmacSha256 as KeyInit>::new_from_slice(&secret).map_err(|_| Error::InvalidKey {
+                what: format!("id {id:?}"),
+                message: "unusable HMAC key".into(),
+            })?;
         Ok(AuditKey { id, secret, mac })
     }
 
@@ -195,7 +200,8 @@ impl AuditKey {
     /// Reads a key file (see [`AuditKey`] for the format).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read key file", path, e))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io("read key file", path, e))?;
         AuditKey::from_json(&text, &path.display().to_string())
     }
 
@@ -216,7 +222,12 @@ impl AuditKey {
     /// record so a verifier can tell "wrong key" from "modified record" even for a
     /// one-record log; it reveals nothing usable about the secret.
     pub fn key_check(&self) -> String {
-        let tag = self.mac.clone().chain_update(KEY_CHECK_MESSAGE).finalize().into_bytes();
+        let tag = self
+            .mac
+            .clone()
+            .chain_update(KEY_CHECK_MESSAGE)
+            .finalize()
+            .into_bytes();
         let mut s = String::new();
         push_hex(&tag[..8], &mut s);
         s
@@ -353,7 +364,10 @@ impl Chain {
         buf: &mut Vec<u8>,
     ) -> Result<SealedRecord> {
         record.validate()?;
-        let seq = head.seq.checked_add(1).ok_or(Error::SeqOverflow(head.seq))?;
+        let seq = head
+            .seq
+            .checked_add(1)
+            .ok_or(Error::SeqOverflow(head.seq))?;
         let key_id = self.key.as_ref().map(|k| k.id.as_str());
         buf.clear();
         let at = crate::record::write_canonical(
@@ -418,12 +432,19 @@ mod tests {
         let key = AuditKey::new("t", vec![0xaa; 131]).unwrap();
         let h = digest_parts(
             Some(&key),
-            &[b"Test Using Larger Than Block-Size Key - ", b"Hash Key First"],
+            &[
+                b"Test Using Larger Than Block-Size Key - ",
+                b"Hash Key First",
+            ],
         );
         assert_eq!(
             h.to_hex(),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
-        assert!(verify_parts(Some(&key), &[b"Test Using Larger Than Block-Size Key - Hash Key First"], &h));
+        assert!(verify_parts(
+            Some(&key),
+            &[b"Test Using Larger Than Block-Size Key - Hash Key First"],
+            &h
+        ));
     }
 }

@@ -30,7 +30,8 @@ pub trait CheckpointSigner {
 /// Verifies checkpoint signatures. Implemented by [`AuditKey`] and [`KeyRing`].
 pub trait CheckpointVerifier {
     /// Checks `signature` over `payload`; an error says why it does not verify.
-    fn verify(&self, algorithm: &str, key_id: &str, payload: &[u8], signature: &[u8]) -> Result<()>;
+    fn verify(&self, algorithm: &str, key_id: &str, payload: &[u8], signature: &[u8])
+    -> Result<()>;
 }
 
 impl CheckpointSigner for AuditKey {
@@ -46,7 +47,13 @@ impl CheckpointSigner for AuditKey {
 }
 
 impl CheckpointVerifier for AuditKey {
-    fn verify(&self, algorithm: &str, key_id: &str, payload: &[u8], signature: &[u8]) -> Result<()> {
+    fn verify(
+        &self,
+        algorithm: &str,
+        key_id: &str,
+        payload: &[u8],
+        signature: &[u8],
+    ) -> Result<()> {
         if algorithm != HMAC_SHA256 {
             return Err(sig_err(format!("unsupported algorithm {algorithm:?}")));
         }
@@ -58,13 +65,20 @@ impl CheckpointVerifier for AuditKey {
         }
         let mut mac = self.mac();
         mac.update(payload);
-        mac.verify_slice(signature)
-            .map_err(|_| sig_err("signature does not verify (wrong key or edited checkpoint)".into()))
+        mac.verify_slice(signature).map_err(|_| {
+            sig_err("signature does not verify (wrong key or edited checkpoint)".into())
+        })
     }
 }
 
 impl CheckpointVerifier for KeyRing {
-    fn verify(&self, algorithm: &str, key_id: &str, payload: &[u8], signature: &[u8]) -> Result<()> {
+    fn verify(
+        &self,
+        algorithm: &str,
+        key_id: &str,
+        payload: &[u8],
+        signature: &[u8],
+    ) -> Result<()> {
         match self.get(key_id) {
             Some(k) => k.verify(algorithm, key_id, payload, signature),
             None => Err(sig_err(format!("no key with id {key_id:?} supplied"))),
@@ -110,7 +124,11 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// Signs a checkpoint of `head`.
-    pub fn sign(head: ChainHead, log: Option<String>, signer: &dyn CheckpointSigner) -> Result<Self> {
+    pub fn sign(
+        head: ChainHead,
+        log: Option<String>,
+        signer: &dyn CheckpointSigner,
+    ) -> Result<Self> {
         let mut cp = Checkpoint {
             seq: head.seq,
             hash: head.hash,
@@ -146,7 +164,8 @@ impl Checkpoint {
 
     /// Checks the signature; only a verified checkpoint can be used by [`verify`](crate::verify).
     pub fn verify(&self, verifier: &dyn CheckpointVerifier) -> Result<VerifiedCheckpoint> {
-        let sig = chain::decode_hex(&self.signature).ok_or_else(|| sig_err("signature is not hex".into()))?;
+        let sig = chain::decode_hex(&self.signature)
+            .ok_or_else(|| sig_err("signature is not hex".into()))?;
         verifier.verify(&self.alg, &self.key_id, &self.payload(), &sig)?;
         Ok(VerifiedCheckpoint { cp: self.clone() })
     }
@@ -167,7 +186,8 @@ impl Checkpoint {
     /// Reads a checkpoint file.
     pub fn read_from(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read checkpoint", path, e))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io("read checkpoint", path, e))?;
         Checkpoint::from_json(&text, &path.display().to_string())
     }
 
@@ -175,8 +195,14 @@ impl Checkpoint {
     /// the directory).
     pub fn write_to(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;

@@ -46,7 +46,9 @@ pub enum Error {
     /// chain cannot be continued safely. A crash never produces this (a torn write
     /// lacks its final newline and is recovered automatically); it means the file was
     /// edited. Run `verify` and repair by hand.
-    #[error("{path}: last record (byte offset {offset}) is not a valid sealed record: {message}; refusing to append (run verify)")]
+    #[error(
+        "{path}: last record (byte offset {offset}) is not a valid sealed record: {message}; refusing to append (run verify)"
+    )]
     CorruptTail {
         /// The log file.
         path: PathBuf,

@@ -301,7 +301,10 @@ fn open_options_0600(o: &mut OpenOptions) -> &mut OpenOptions {
 }
 
 fn sync_dir(path: &Path) {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
@@ -320,7 +323,10 @@ pub(crate) fn log_files(path: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn rotated_files(path: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return Err(Error::InvalidOption {
             option: "path",
@@ -337,7 +343,9 @@ fn rotated_files(path: &Path) -> Result<Vec<(u64, PathBuf)>> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("list", dir, e))?;
         let fname = entry.file_name();
-        let Some(fname) = fname.to_str() else { continue };
+        let Some(fname) = fname.to_str() else {
+            continue;
+        };
         if let Some(num) = fname.strip_prefix(&prefix) {
             if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
                 if let Ok(n) = num.parse::<u64>() {
@@ -377,7 +385,9 @@ impl SharedLock {
                             tracing::warn!(lock = %lp.display(), "a writer holds the lock; reading without it");
                             return Ok(SharedLock(None));
                         }
-                        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &lp, e)),
+                        Err(std::fs::TryLockError::Error(e)) => {
+                            return Err(Error::io("lock", &lp, e));
+                        }
                     }
                 }
             }
@@ -411,13 +421,18 @@ fn read_tail(file: &File, len: u64, path: &Path) -> Result<Tail> {
         let start = len.saturating_sub(window);
         let mut buf = vec![0u8; (len - start) as usize];
         let mut f = file;
-        f.seek(SeekFrom::Start(start)).map_err(|e| Error::io("seek", path, e))?;
-        f.read_exact(&mut buf).map_err(|e| Error::io("read", path, e))?;
+        f.seek(SeekFrom::Start(start))
+            .map_err(|e| Error::io("seek", path, e))?;
+        f.read_exact(&mut buf)
+            .map_err(|e| Error::io("read", path, e))?;
         let at_file_start = start == 0;
         // Split off torn bytes after the last newline.
         let (complete_end, torn) = match memchr::memrchr(b'\n', &buf) {
             Some(nl) if nl + 1 == buf.len() => (buf.len(), None),
-            Some(nl) => (nl + 1, Some((start + nl as u64 + 1, buf[nl + 1..].to_vec()))),
+            Some(nl) => (
+                nl + 1,
+                Some((start + nl as u64 + 1, buf[nl + 1..].to_vec())),
+            ),
             None if at_file_start => (0, (!buf.is_empty()).then(|| (0, buf.clone()))),
             None => {
                 window = window.saturating_mul(4);
@@ -425,7 +440,10 @@ fn read_tail(file: &File, len: u64, path: &Path) -> Result<Tail> {
             }
         };
         if complete_end == 0 {
-            return Ok(Tail { last_line: None, torn });
+            return Ok(Tail {
+                last_line: None,
+                torn,
+            });
         }
         let body = &buf[..complete_end - 1];
         let line_start = match memchr::memrchr(b'\n', body) {
@@ -460,14 +478,24 @@ impl FileSink {
             });
         }
         let lock_path = lock_path(&path);
-        let lock = open_options_0600(OpenOptions::new().read(true).write(true).create(true).truncate(false))
-            .open(&lock_path)
-            .map_err(|e| Error::io("open", &lock_path, e))?;
+        let lock = open_options_0600(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )
+        .open(&lock_path)
+        .map_err(|e| Error::io("open", &lock_path, e))?;
         if opts.lock == LockMode::Held {
             match lock.try_lock() {
                 Ok(()) => {}
-                Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: lock_path }),
-                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &lock_path, e)),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::Locked { path: lock_path });
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::io("lock", &lock_path, e));
+                }
             }
         }
         let flusher = match opts.fsync {
@@ -514,7 +542,9 @@ impl FileSink {
     fn locked<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let per_append = self.opts.lock == LockMode::PerAppend;
         if per_append {
-            self.lock.lock().map_err(|e| Error::io("lock", &self.lock_path, e))?;
+            self.lock
+                .lock()
+                .map_err(|e| Error::io("lock", &self.lock_path, e))?;
         }
         let res = f(self);
         if per_append {
@@ -549,7 +579,9 @@ impl FileSink {
             let file = open_options_0600(OpenOptions::new().read(true).append(true).create(true))
                 .open(&self.path)
                 .map_err(|e| Error::io("open", &self.path, e))?;
-            let m = file.metadata().map_err(|e| Error::io("stat", &self.path, e))?;
+            let m = file
+                .metadata()
+                .map_err(|e| Error::io("stat", &self.path, e))?;
             if !existed {
                 sync_dir(&self.path);
             }
@@ -574,11 +606,13 @@ impl FileSink {
             self.recover_torn(&file, offset, &bytes)?;
         }
         self.head = match tail.last_line {
-            Some((offset, line)) => crate::verify::read_head(&line).map_err(|message| Error::CorruptTail {
-                path: self.path.clone(),
-                offset,
-                message,
-            })?,
+            Some((offset, line)) => {
+                crate::verify::read_head(&line).map_err(|message| Error::CorruptTail {
+                    path: self.path.clone(),
+                    offset,
+                    message,
+                })?
+            }
             None => self.head_from_rotated()?,
         };
         self.head_valid = true;
@@ -594,7 +628,8 @@ impl FileSink {
         let mut moved_to = sibling(&self.path, &format!("torn-{nanos}"));
         let mut n = 0;
         let mut out = loop {
-            match open_options_0600(OpenOptions::new().write(true).create_new(true)).open(&moved_to) {
+            match open_options_0600(OpenOptions::new().write(true).create_new(true)).open(&moved_to)
+            {
                 Ok(f) => break f,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => {
                     n += 1;
@@ -607,8 +642,10 @@ impl FileSink {
             .and_then(|_| out.sync_all())
             .map_err(|e| Error::io("write", &moved_to, e))?;
         sync_dir(&moved_to);
-        file.set_len(offset).map_err(|e| Error::io("truncate", &self.path, e))?;
-        file.sync_data().map_err(|e| Error::io("fsync", &self.path, e))?;
+        file.set_len(offset)
+            .map_err(|e| Error::io("truncate", &self.path, e))?;
+        file.sync_data()
+            .map_err(|e| Error::io("fsync", &self.path, e))?;
         if let Some(a) = self.active.as_mut() {
             a.len = offset;
         }
@@ -644,7 +681,11 @@ impl FileSink {
         Ok(ChainHead::default())
     }
 
-    fn append_locked(&mut self, chain: &Chain, records: &[AuditRecord]) -> Result<Vec<SealedRecord>> {
+    fn append_locked(
+        &mut self,
+        chain: &Chain,
+        records: &[AuditRecord],
+    ) -> Result<Vec<SealedRecord>> {
         self.refresh()?;
         let mut head = self.head;
         let mut sealed = Vec::with_capacity(records.len());
@@ -696,7 +737,8 @@ impl FileSink {
     }
 
     fn sync_file(&mut self, file: &File) -> Result<()> {
-        file.sync_data().map_err(|e| Error::io("fsync", &self.path, e))?;
+        file.sync_data()
+            .map_err(|e| Error::io("fsync", &self.path, e))?;
         self.unsynced = 0;
         if let Some(fl) = &self.flusher {
             fl.clear();
@@ -712,7 +754,10 @@ impl FileSink {
         if self.opts.fsync != FsyncPolicy::Never {
             self.sync_file(&active.file)?;
         }
-        let n = rotated_files(&self.path)?.last().map(|(n, _)| n + 1).unwrap_or(1);
+        let n = rotated_files(&self.path)?
+            .last()
+            .map(|(n, _)| n + 1)
+            .unwrap_or(1);
         let target = sibling(&self.path, &n.to_string());
         std::fs::rename(&self.path, &target).map_err(|e| Error::io("rotate", &target, e))?;
         sync_dir(&self.path);
@@ -722,7 +767,9 @@ impl FileSink {
         let file = open_options_0600(OpenOptions::new().read(true).append(true).create(true))
             .open(&self.path)
             .map_err(|e| Error::io("open", &self.path, e))?;
-        let m = file.metadata().map_err(|e| Error::io("stat", &self.path, e))?;
+        let m = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &self.path, e))?;
         sync_dir(&self.path);
         self.active = Some(Active {
             file: Arc::new(file),
@@ -743,7 +790,11 @@ impl FileSink {
 }
 
 impl AuditSink for FileSink {
-    fn append_batch(&mut self, chain: &Chain, records: &[AuditRecord]) -> Result<Vec<SealedRecord>> {
+    fn append_batch(
+        &mut self,
+        chain: &Chain,
+        records: &[AuditRecord],
+    ) -> Result<Vec<SealedRecord>> {
         self.locked(|s| s.append_locked(chain, records))
     }
 

@@ -182,7 +182,9 @@ pub mod postgres;
 pub use jiff;
 
 pub use chain::{AuditKey, Chain, ChainHash, ChainHead, KeyRing, MIN_KEY_LEN};
-pub use checkpoint::{Checkpoint, CheckpointSigner, CheckpointVerifier, HMAC_SHA256, VerifiedCheckpoint};
+pub use checkpoint::{
+    Checkpoint, CheckpointSigner, CheckpointVerifier, HMAC_SHA256, VerifiedCheckpoint,
+};
 pub use error::{Error, Result};
 pub use file::{FileSink, FileSinkOptions, FsyncPolicy, LockMode, Recovery, query, stats};
 pub use query::{Filter, Stats};

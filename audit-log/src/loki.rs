@@ -160,7 +160,8 @@ pub const RECORD_LABELS: [&str; 2] = ["action_type", "status"];
 
 fn valid_label_name(n: &str) -> bool {
     let mut b = n.bytes();
-    b.next().is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+    b.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
         && !n.starts_with("__")
 }
@@ -228,7 +229,9 @@ fn tls_config(opts: &LokiOptions) -> Result<rustls::ClientConfig> {
                 .with_root_certificates(rustls::RootCertStore::empty())
                 .with_no_client_auth())
         }
-        Err(e) => Err(tls_err(format!("loading the platform's root certificates: {e}"))),
+        Err(e) => Err(tls_err(format!(
+            "loading the platform's root certificates: {e}"
+        ))),
     }
 }
 
@@ -261,7 +264,8 @@ impl LokiSink {
                 });
             }
         }
-        std::fs::create_dir_all(&opts.spool_dir).map_err(|e| Error::io("create", &opts.spool_dir, e))?;
+        std::fs::create_dir_all(&opts.spool_dir)
+            .map_err(|e| Error::io("create", &opts.spool_dir, e))?;
         let spool = FileSink::open(
             opts.spool_dir.join("spool.jsonl"),
             FileSinkOptions::new()
@@ -329,10 +333,12 @@ impl LokiSink {
         for p in crate::file::log_files(self.spool.path())? {
             let text = std::fs::read_to_string(&p).map_err(|e| Error::io("read", &p, e))?;
             for (i, line) in text.lines().enumerate() {
-                let head = crate::verify::read_head(line.as_bytes()).map_err(|message| Error::Corrupt {
-                    path: p.clone(),
-                    line: i as u64 + 1,
-                    message,
+                let head = crate::verify::read_head(line.as_bytes()).map_err(|message| {
+                    Error::Corrupt {
+                        path: p.clone(),
+                        line: i as u64 + 1,
+                        message,
+                    }
                 })?;
                 if head.seq <= delivered {
                     continue;
@@ -386,7 +392,10 @@ impl LokiSink {
             Ok(resp) => {
                 let status = resp.status();
                 let body = resp.text().unwrap_or_default();
-                let msg = format!("HTTP {status}: {}", body.chars().take(300).collect::<String>());
+                let msg = format!(
+                    "HTTP {status}: {}",
+                    body.chars().take(300).collect::<String>()
+                );
                 if status.as_u16() == 429 || status.is_server_error() {
                     Push::Retry(msg)
                 } else {
@@ -410,7 +419,10 @@ impl LokiSink {
         // Delete rotated spool files that are fully delivered (never the newest one,
         // which may hold the chain head while the active file is empty).
         let rotated = crate::file::log_files(self.spool.path())?;
-        let rotated: Vec<&PathBuf> = rotated.iter().filter(|p| p.as_path() != self.spool.path()).collect();
+        let rotated: Vec<&PathBuf> = rotated
+            .iter()
+            .filter(|p| p.as_path() != self.spool.path())
+            .collect();
         for p in rotated.iter().take(rotated.len().saturating_sub(1)) {
             if last_seq(p)? <= seq {
                 std::fs::remove_file(p).map_err(|e| Error::io("remove", p.as_path(), e))?;
@@ -486,7 +498,11 @@ fn last_seq(path: &Path) -> Result<u64> {
 }
 
 impl AuditSink for LokiSink {
-    fn append_batch(&mut self, chain: &Chain, records: &[AuditRecord]) -> Result<Vec<SealedRecord>> {
+    fn append_batch(
+        &mut self,
+        chain: &Chain,
+        records: &[AuditRecord],
+    ) -> Result<Vec<SealedRecord>> {
         let sealed = self.spool.append_batch(chain, records)?;
         let head = sealed.last().map(|s| s.seq).unwrap_or(self.delivered);
         if head.saturating_sub(self.delivered) >= self.opts.batch_records as u64 {

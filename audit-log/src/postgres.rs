@@ -64,8 +64,11 @@ fn check_table(table: &str) -> Result<()> {
     let ok_part = |p: &str| {
         !p.is_empty()
             && p.len() <= 63
-            && p.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-            && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && p.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
     };
     let parts: Vec<&str> = table.split('.').collect();
     if parts.len() <= 2 && parts.iter().all(|p| ok_part(p)) {
@@ -146,7 +149,9 @@ pub struct PostgresSink {
 
 impl std::fmt::Debug for PostgresSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresSink").field("table", &self.table).finish_non_exhaustive()
+        f.debug_struct("PostgresSink")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
     }
 }
 
@@ -163,7 +168,8 @@ impl PostgresSink {
         let ddl = schema_sql(table)?;
         let key = lock_key(table);
         let mut tx = client.transaction().map_err(pg("begin"))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key]).map_err(pg("lock"))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+            .map_err(pg("lock"))?;
         tx.batch_execute(&ddl).map_err(pg("create table"))?;
         tx.commit().map_err(pg("commit"))?;
         Ok(PostgresSink {
@@ -205,7 +211,14 @@ impl PostgresSink {
             .client
             .query(
                 &sql,
-                &[&status, &filter.action_type, &filter.namespace, &since, &until, &limit],
+                &[
+                    &status,
+                    &filter.action_type,
+                    &filter.namespace,
+                    &since,
+                    &until,
+                    &limit,
+                ],
             )
             .map_err(pg("query"))?;
         rows.iter()
@@ -227,7 +240,10 @@ impl PostgresSink {
         let mut stats = Stats::default();
         for row in self
             .client
-            .query(&format!("SELECT status, count(*) FROM {t} GROUP BY status"), &[])
+            .query(
+                &format!("SELECT status, count(*) FROM {t} GROUP BY status"),
+                &[],
+            )
             .map_err(pg("stats"))?
         {
             let n: i64 = row.get(1);
@@ -235,7 +251,10 @@ impl PostgresSink {
         }
         for row in self
             .client
-            .query(&format!("SELECT action_type, count(*) FROM {t} GROUP BY action_type"), &[])
+            .query(
+                &format!("SELECT action_type, count(*) FROM {t} GROUP BY action_type"),
+                &[],
+            )
             .map_err(pg("stats"))?
         {
             let n: i64 = row.get(1);
@@ -343,7 +362,11 @@ fn row_check(row: &postgres::Row) -> (u64, String, Option<String>) {
 }
 
 impl AuditSink for PostgresSink {
-    fn append_batch(&mut self, chain: &Chain, records: &[AuditRecord]) -> Result<Vec<SealedRecord>> {
+    fn append_batch(
+        &mut self,
+        chain: &Chain,
+        records: &[AuditRecord],
+    ) -> Result<Vec<SealedRecord>> {
         let t = &self.table;
         let mut tx = self.client.transaction().map_err(pg("begin"))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.lock_key])
@@ -365,7 +388,10 @@ impl AuditSink for PostgresSink {
         for r in records {
             let s = chain.seal_line(&head, r, &mut scratch)?;
             let seq = i64::try_from(s.seq).map_err(|_| Error::SeqOverflow(head.seq))?;
-            let dur = s.record.duration_ms.map(|d| i64::try_from(d).unwrap_or(i64::MAX));
+            let dur = s
+                .record
+                .duration_ms
+                .map(|d| i64::try_from(d).unwrap_or(i64::MAX));
             tx.execute(
                 &insert,
                 &[
@@ -409,7 +435,10 @@ impl AuditSink for PostgresSink {
 
 fn head_of(tx: &mut postgres::Transaction<'_>, table: &str) -> Result<ChainHead> {
     let row = tx
-        .query_opt(&format!("SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1"), &[])
+        .query_opt(
+            &format!("SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1"),
+            &[],
+        )
         .map_err(pg("read head"))?;
     match row {
         None => Ok(ChainHead::default()),

@@ -70,7 +70,10 @@ impl Filter {
     pub fn matches(&self, r: &SealedRecord) -> bool {
         let rec = &r.record;
         self.status.is_none_or(|s| s == rec.status)
-            && self.action_type.as_deref().is_none_or(|a| a == rec.action_type)
+            && self
+                .action_type
+                .as_deref()
+                .is_none_or(|a| a == rec.action_type)
             && self
                 .namespace
                 .as_deref()
@@ -113,8 +116,12 @@ impl StatsBuilder {
     pub(crate) fn add(&mut self, r: &SealedRecord) {
         let s = &mut self.stats;
         s.total += 1;
-        *s.by_status.entry(r.record.status.as_str().to_owned()).or_default() += 1;
-        *s.by_action_type.entry(r.record.action_type.clone()).or_default() += 1;
+        *s.by_status
+            .entry(r.record.status.as_str().to_owned())
+            .or_default() += 1;
+        *s.by_action_type
+            .entry(r.record.action_type.clone())
+            .or_default() += 1;
         if let Some(d) = r.record.duration_ms {
             self.duration_sum += d as f64;
             self.duration_n += 1;

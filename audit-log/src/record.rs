@@ -72,7 +72,9 @@ impl FromStr for Status {
             .ok_or_else(|| {
                 Error::invalid(
                     "status",
-                    format!("{s:?} is not one of pending, in_progress, completed, failed, rejected"),
+                    format!(
+                        "{s:?} is not one of pending, in_progress, completed, failed, rejected"
+                    ),
                 )
             })
     }
@@ -153,7 +155,10 @@ impl AuditRecord {
     /// Parses a caller-supplied record from JSON (unknown fields are rejected).
     pub fn from_json(text: &str) -> Result<Self> {
         let rec: AuditRecord = serde_json::from_str(text).map_err(|e| {
-            Error::invalid("record", format!("line {} column {}: {e}", e.line(), e.column()))
+            Error::invalid(
+                "record",
+                format!("line {} column {}: {e}", e.line(), e.column()),
+            )
         })?;
         rec.validate()?;
         Ok(rec)
@@ -236,7 +241,10 @@ impl AuditRecord {
             if canon::check_depth(v, MAX_VALUE_DEPTH) {
                 Ok(())
             } else {
-                Err(Error::invalid(name, format!("nested deeper than {MAX_VALUE_DEPTH} levels")))
+                Err(Error::invalid(
+                    name,
+                    format!("nested deeper than {MAX_VALUE_DEPTH} levels"),
+                ))
             }
         };
         for (k, v) in &self.parameters {
@@ -402,7 +410,11 @@ pub(crate) fn write_canonical(
     }
     out.extend_from_slice(b"{\"actionType\":");
     canon::write_str(&r.action_type, out);
-    opt_str(out, b"completedAt", r.completed_at.map(|t| t.to_string()).as_deref());
+    opt_str(
+        out,
+        b"completedAt",
+        r.completed_at.map(|t| t.to_string()).as_deref(),
+    );
     opt_str(out, b"createdAt", Some(&r.created_at.to_string()));
     if let Some(d) = r.duration_ms {
         key(out, b"durationMs");
@@ -496,7 +508,9 @@ mod tests {
 
     #[test]
     fn parse_line_round_trips() {
-        let sealed = Chain::unkeyed().seal(&ChainHead::default(), &full_record()).unwrap();
+        let sealed = Chain::unkeyed()
+            .seal(&ChainHead::default(), &full_record())
+            .unwrap();
         let back = SealedRecord::parse_line(sealed.line()).unwrap();
         assert_eq!(back, sealed);
         assert_eq!(back.seq, 1);

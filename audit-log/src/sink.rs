@@ -14,7 +14,8 @@ pub trait AuditSink {
     /// Seals `records` in order after the current tail and stores them. Either all are
     /// stored or the call fails (for the file sink: a crash mid-batch can leave a prefix
     /// of the batch, which verifies; a torn final line is recovered on the next open).
-    fn append_batch(&mut self, chain: &Chain, records: &[AuditRecord]) -> Result<Vec<SealedRecord>>;
+    fn append_batch(&mut self, chain: &Chain, records: &[AuditRecord])
+    -> Result<Vec<SealedRecord>>;
 
     /// Seals and stores one record.
     fn append(&mut self, chain: &Chain, record: &AuditRecord) -> Result<SealedRecord> {
@@ -31,7 +32,11 @@ pub trait AuditSink {
 }
 
 impl<S: AuditSink + ?Sized> AuditSink for Box<S> {
-    fn append_batch(&mut self, chain: &Chain, records: &[AuditRecord]) -> Result<Vec<SealedRecord>> {
+    fn append_batch(
+        &mut self,
+        chain: &Chain,
+        records: &[AuditRecord],
+    ) -> Result<Vec<SealedRecord>> {
         (**self).append_batch(chain, records)
     }
     fn append(&mut self, chain: &Chain, record: &AuditRecord) -> Result<SealedRecord> {
@@ -87,7 +92,11 @@ impl<S: AuditSink> AuditLog<S> {
     }
 
     /// Flushes, then signs a checkpoint of the current head.
-    pub fn checkpoint(&mut self, log: Option<String>, signer: &dyn CheckpointSigner) -> Result<Checkpoint> {
+    pub fn checkpoint(
+        &mut self,
+        log: Option<String>,
+        signer: &dyn CheckpointSigner,
+    ) -> Result<Checkpoint> {
         self.sink.flush()?;
         let head = self.sink.head()?;
         Checkpoint::sign(head, log, signer)

@@ -243,7 +243,11 @@ fn analyze_inner<'a>(
     for (i, m) in members.iter().enumerate() {
         let raw = &line[m.value.clone()];
         match m.key.as_ref() {
-            "seq" => seq = std::str::from_utf8(raw).ok().and_then(|s| s.parse::<u64>().ok()),
+            "seq" => {
+                seq = std::str::from_utf8(raw)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+            }
             "prevHash" => {
                 prev = canon::string_value(line, &m.value).and_then(|s| ChainHash::from_hex(&s))
             }
@@ -253,11 +257,17 @@ fn analyze_inner<'a>(
             }
             "keyId" => key_id = canon::string_value(line, &m.value).map(|s| s.into_owned()),
             "keyCheck" => key_check = canon::string_value(line, &m.value).map(|s| s.into_owned()),
-            "v" => version = std::str::from_utf8(raw).ok().and_then(|s| s.parse::<u64>().ok()),
+            "v" => {
+                version = std::str::from_utf8(raw)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+            }
             _ => {}
         }
     }
-    let seq = seq.filter(|s| *s >= 1).ok_or("missing or invalid \"seq\"")?;
+    let seq = seq
+        .filter(|s| *s >= 1)
+        .ok_or("missing or invalid \"seq\"")?;
     let prev = prev.ok_or("missing or invalid \"prevHash\"")?;
     let hash = hash.ok_or("missing or invalid \"hash\"")?;
     match version {
@@ -500,7 +510,13 @@ impl<'o> Engine<'o> {
                         format!("an extra line the chain links around ({why})"),
                     )
                 } else {
-                    fail(FailureKind::Modified, p.expected, None, p.loc, format!("unreadable record: {why}"))
+                    fail(
+                        FailureKind::Modified,
+                        p.expected,
+                        None,
+                        p.loc,
+                        format!("unreadable record: {why}"),
+                    )
                 }
             }
             Ok(i) => match i.check {
@@ -607,7 +623,10 @@ impl<'o> Engine<'o> {
                     i.seq,
                     Some(i.seq),
                     p.loc,
-                    format!("a copy of record {} inserted ahead of its place (expected seq {e})", i.seq),
+                    format!(
+                        "a copy of record {} inserted ahead of its place (expected seq {e})",
+                        i.seq
+                    ),
                 )
             } else if p.seen_expected {
                 (
@@ -615,7 +634,10 @@ impl<'o> Engine<'o> {
                     e,
                     Some(i.seq),
                     p.loc,
-                    format!("expected seq {e} here, found {}; seq {e} appears later", i.seq),
+                    format!(
+                        "expected seq {e} here, found {}; seq {e} appears later",
+                        i.seq
+                    ),
                 )
             } else {
                 let missing = if i.seq - e == 1 {
@@ -628,12 +650,15 @@ impl<'o> Engine<'o> {
         }
         // i.seq < e: a seq already seen. If it competes with the previous record (same
         // seq, same predecessor), the record the successor links to is the genuine one.
-        if let (Some(pr), Some(pp)) = (p.prev, p.prevprev.or(Some(Prev {
-            seq: 0,
-            hash: ChainHash::ZERO,
-            prev: ChainHash::ZERO,
-            loc: p.loc,
-        }))) {
+        if let (Some(pr), Some(pp)) = (
+            p.prev,
+            p.prevprev.or(Some(Prev {
+                seq: 0,
+                hash: ChainHash::ZERO,
+                prev: ChainHash::ZERO,
+                loc: p.loc,
+            })),
+        ) {
             if i.seq == pr.seq && i.hash != pr.hash && i.prev == pp.hash && i.prev == pr.prev {
                 if let Some(n) = next {
                     if n.prev == i.hash && n.seq == e {
@@ -657,12 +682,20 @@ impl<'o> Engine<'o> {
             i.seq,
             Some(i.seq),
             p.loc,
-            format!("seq {} appears again where seq {e} was expected (duplicate or replay)", i.seq),
+            format!(
+                "seq {} appears again where seq {e} was expected (duplicate or replay)",
+                i.seq
+            ),
         ))
     }
 
     /// Ends the walk. `end` is the location just past the last byte.
-    pub(crate) fn finish(mut self, end: Loc, resolve: impl Fn(Loc) -> Location, files: Vec<PathBuf>) -> Report {
+    pub(crate) fn finish(
+        mut self,
+        end: Loc,
+        resolve: impl Fn(Loc) -> Location,
+        files: Vec<PathBuf>,
+    ) -> Report {
         self.classify();
         let head = self
             .prev
@@ -691,13 +724,15 @@ impl<'o> Engine<'o> {
                 }
             }
         }
-        let failure = self.failure.map(|(kind, seq, found_seq, loc, detail)| Failure {
-            kind,
-            seq,
-            found_seq,
-            location: resolve(loc),
-            detail,
-        });
+        let failure = self
+            .failure
+            .map(|(kind, seq, found_seq, loc, detail)| Failure {
+                kind,
+                seq,
+                found_seq,
+                location: resolve(loc),
+                detail,
+            });
         Report {
             records: self.records,
             head,

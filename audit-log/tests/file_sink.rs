@@ -12,16 +12,27 @@ use kubesafe_audit_log::{
 
 fn rec(i: usize) -> AuditRecord {
     let status = Status::ALL[i % Status::ALL.len()];
-    AuditRecord::new(if i % 3 == 0 { "manifest.edit" } else { "health.gate" }, status)
-        .namespace(if i % 2 == 0 { "kube-system" } else { "default" })
-        .resource("Pod", format!("pod-{i}"))
-        .parameter("i", i as u64)
-        .duration_ms(10 * i as u64)
-        .created_at(jiff::Timestamp::from_second(1_700_000_000 + i as i64).unwrap())
+    AuditRecord::new(
+        if i % 3 == 0 {
+            "manifest.edit"
+        } else {
+            "health.gate"
+        },
+        status,
+    )
+    .namespace(if i % 2 == 0 { "kube-system" } else { "default" })
+    .resource("Pod", format!("pod-{i}"))
+    .parameter("i", i as u64)
+    .duration_ms(10 * i as u64)
+    .created_at(jiff::Timestamp::from_second(1_700_000_000 + i as i64).unwrap())
 }
 
 fn lines_of(path: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
@@ -64,7 +75,10 @@ fn torn_tail_is_moved_aside_reported_and_the_chain_continues() {
     let full = std::fs::read(&path).unwrap();
     let cut = full.len() - 40;
     std::fs::write(&path, &full[..cut]).unwrap();
-    let f = verify(&path, &VerifyOptions::new()).unwrap().failure.unwrap();
+    let f = verify(&path, &VerifyOptions::new())
+        .unwrap()
+        .failure
+        .unwrap();
     assert_eq!((f.kind, f.seq), (FailureKind::TornTail, 3));
 
     let sink = FileSink::open(&path, FileSinkOptions::new()).unwrap();
@@ -75,10 +89,20 @@ fn torn_tail_is_moved_aside_reported_and_the_chain_continues() {
     assert_eq!(r.offset, line3_start as u64);
     assert_eq!(r.bytes, (cut - line3_start) as u64);
     assert_eq!(std::fs::read(&r.moved_to).unwrap(), &full[line3_start..cut]);
-    assert!(r.moved_to.file_name().unwrap().to_str().unwrap().starts_with("audit.jsonl.torn-"));
+    assert!(
+        r.moved_to
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("audit.jsonl.torn-")
+    );
     let mut log = AuditLog::new(sink);
     let next = log.append(&rec(3)).unwrap();
-    assert_eq!(next.seq, 3, "the torn record never completed, so seq 3 is reused");
+    assert_eq!(
+        next.seq, 3,
+        "the torn record never completed, so seq 3 is reused"
+    );
     let report = verify(&path, &VerifyOptions::new()).unwrap();
     assert!(report.is_intact(), "{:?}", report.failure);
     assert_eq!(report.records, 3);
@@ -110,7 +134,10 @@ fn corrupt_complete_last_line_refuses_to_append() {
     let mut log = AuditLog::new(FileSink::open(&path, FileSinkOptions::new()).unwrap());
     log.append(&rec(0)).unwrap();
     drop(log);
-    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     f.write_all(b"not a record\n").unwrap();
     let err = FileSink::open(&path, FileSinkOptions::new()).unwrap_err();
     assert!(matches!(err, Error::CorruptTail { .. }), "{err}");
@@ -121,7 +148,9 @@ fn corrupt_complete_last_line_refuses_to_append() {
 fn rotation_carries_the_chain_across_files() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    let opts = FileSinkOptions::new().fsync(FsyncPolicy::Never).rotate_bytes(2048);
+    let opts = FileSinkOptions::new()
+        .fsync(FsyncPolicy::Never)
+        .rotate_bytes(2048);
     let mut log = AuditLog::new(FileSink::open(&path, opts.clone()).unwrap());
     let mut all = Vec::new();
     for i in 0..40 {
@@ -132,7 +161,11 @@ fn rotation_carries_the_chain_across_files() {
         .map(|n| dir.path().join(format!("audit.jsonl.{n}")))
         .take_while(|p| p.exists())
         .collect();
-    assert!(rotated.len() >= 3, "expected several rotations, got {}", rotated.len());
+    assert!(
+        rotated.len() >= 3,
+        "expected several rotations, got {}",
+        rotated.len()
+    );
     for p in &rotated {
         assert!(std::fs::metadata(p).unwrap().len() >= 2048);
     }
@@ -145,7 +178,10 @@ fn rotation_carries_the_chain_across_files() {
     let report = verify(&path, &VerifyOptions::new()).unwrap();
     assert!(report.is_intact(), "{:?}", report.failure);
     assert_eq!(report.records, 40);
-    assert_eq!(report.files.len(), rotated.len() + usize::from(path.exists()));
+    assert_eq!(
+        report.files.len(),
+        rotated.len() + usize::from(path.exists())
+    );
     assert_eq!(report.files[0], rotated[0]);
 
     // Reopening after rotation continues from the last rotated record.
@@ -160,18 +196,38 @@ fn rotation_carries_the_chain_across_files() {
     let victim = SealedRecord::parse_line(text.lines().nth(1).unwrap()).unwrap();
     let name = victim.record.resource_name.clone().unwrap();
     std::fs::write(target, text.replacen(&name, "pod-XX", 1)).unwrap();
-    let f = verify(&path, &VerifyOptions::new()).unwrap().failure.unwrap();
+    let f = verify(&path, &VerifyOptions::new())
+        .unwrap()
+        .failure
+        .unwrap();
     assert_eq!((f.kind, f.seq), (FailureKind::Modified, victim.seq));
     let first_len = text.lines().next().unwrap().len() as u64 + 1;
-    assert_eq!(f.location, Location::File { path: target.clone(), offset: first_len, line: 2 });
+    assert_eq!(
+        f.location,
+        Location::File {
+            path: target.clone(),
+            offset: first_len,
+            line: 2
+        }
+    );
     std::fs::write(target, &text).unwrap();
 
     // Removing a whole rotated file: records deleted, located at the next file's start.
     std::fs::remove_file(&rotated[1]).unwrap();
-    let f = verify(&path, &VerifyOptions::new()).unwrap().failure.unwrap();
+    let f = verify(&path, &VerifyOptions::new())
+        .unwrap()
+        .failure
+        .unwrap();
     assert_eq!(f.kind, FailureKind::Deleted, "{f}");
     assert_eq!(f.seq, first_of_2.seq);
-    assert_eq!(f.location, Location::File { path: rotated[2].clone(), offset: 0, line: 1 });
+    assert_eq!(
+        f.location,
+        Location::File {
+            path: rotated[2].clone(),
+            offset: 0,
+            line: 1
+        }
+    );
 }
 
 #[test]
@@ -189,11 +245,18 @@ fn held_lock_excludes_a_second_writer() {
 fn two_writers_in_one_process_interleave_without_forking() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    let opts = FileSinkOptions::new().fsync(FsyncPolicy::Never).rotate_bytes(4096);
+    let opts = FileSinkOptions::new()
+        .fsync(FsyncPolicy::Never)
+        .rotate_bytes(4096);
     let mut a = AuditLog::new(FileSink::open(&path, opts.clone()).unwrap());
     let mut b = AuditLog::new(FileSink::open(&path, opts).unwrap());
     for i in 0..30 {
-        let s = if i % 3 == 0 { b.append(&rec(i)) } else { a.append(&rec(i)) }.unwrap();
+        let s = if i % 3 == 0 {
+            b.append(&rec(i))
+        } else {
+            a.append(&rec(i))
+        }
+        .unwrap();
         assert_eq!(s.seq, i as u64 + 1);
     }
     let report = verify(&path, &VerifyOptions::new()).unwrap();
@@ -204,13 +267,20 @@ fn two_writers_in_one_process_interleave_without_forking() {
 #[test]
 fn group_commit_and_never_policies_store_everything() {
     for policy in [
-        FsyncPolicy::Batch { records: 4, interval: Some(Duration::from_millis(5)) },
-        FsyncPolicy::Batch { records: 1000, interval: None },
+        FsyncPolicy::Batch {
+            records: 4,
+            interval: Some(Duration::from_millis(5)),
+        },
+        FsyncPolicy::Batch {
+            records: 1000,
+            interval: None,
+        },
         FsyncPolicy::Never,
     ] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let mut log = AuditLog::new(FileSink::open(&path, FileSinkOptions::new().fsync(policy)).unwrap());
+        let mut log =
+            AuditLog::new(FileSink::open(&path, FileSinkOptions::new().fsync(policy)).unwrap());
         for i in 0..25 {
             log.append(&rec(i)).unwrap();
             if i == 10 {
@@ -225,7 +295,10 @@ fn group_commit_and_never_policies_store_everything() {
     }
     let err = FileSink::open(
         std::env::temp_dir().join("never-created.jsonl"),
-        FileSinkOptions::new().fsync(FsyncPolicy::Batch { records: 0, interval: None }),
+        FileSinkOptions::new().fsync(FsyncPolicy::Batch {
+            records: 0,
+            interval: None,
+        }),
     )
     .unwrap_err();
     assert!(err.to_string().contains("fsync"), "{err}");
@@ -236,7 +309,10 @@ fn keyed_log_checkpoint_detects_truncation() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     let key = AuditKey::new("k2025", vec![9; 32]).unwrap();
-    let mut log = AuditLog::with_chain(FileSink::open(&path, FileSinkOptions::new()).unwrap(), Chain::keyed(key.clone()));
+    let mut log = AuditLog::with_chain(
+        FileSink::open(&path, FileSinkOptions::new()).unwrap(),
+        Chain::keyed(key.clone()),
+    );
     for i in 0..6 {
         log.append(&rec(i)).unwrap();
     }
@@ -247,7 +323,10 @@ fn keyed_log_checkpoint_detects_truncation() {
     drop(log);
 
     let ring = KeyRing::new().with(key.clone());
-    let cp = kubesafe_audit_log::Checkpoint::read_from(&cp_path).unwrap().verify(&ring).unwrap();
+    let cp = kubesafe_audit_log::Checkpoint::read_from(&cp_path)
+        .unwrap()
+        .verify(&ring)
+        .unwrap();
     let opts = VerifyOptions::new().keys(ring.clone()).checkpoint(cp);
     assert!(verify(&path, &opts).unwrap().is_intact());
 
@@ -255,30 +334,63 @@ fn keyed_log_checkpoint_detects_truncation() {
     let lines = lines_of(&path);
     let kept: String = lines[..4].iter().map(|l| format!("{l}\n")).collect();
     std::fs::write(&path, &kept).unwrap();
-    assert!(verify(&path, &VerifyOptions::new().keys(ring)).unwrap().is_intact(), "undetectable without checkpoint");
+    assert!(
+        verify(&path, &VerifyOptions::new().keys(ring))
+            .unwrap()
+            .is_intact(),
+        "undetectable without checkpoint"
+    );
     let report = verify(&path, &opts).unwrap();
     let f = report.failure.unwrap();
     assert_eq!((f.kind, f.seq), (FailureKind::TruncatedTail, 5), "{f}");
-    assert_eq!(f.location, Location::File { path: path.clone(), offset: kept.len() as u64, line: 0 });
+    assert_eq!(
+        f.location,
+        Location::File {
+            path: path.clone(),
+            offset: kept.len() as u64,
+            line: 0
+        }
+    );
 }
 
 #[test]
 fn query_and_stats_over_a_rotated_set() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    let mut sink = FileSink::open(&path, FileSinkOptions::new().fsync(FsyncPolicy::Never).rotate_bytes(1500)).unwrap();
+    let mut sink = FileSink::open(
+        &path,
+        FileSinkOptions::new()
+            .fsync(FsyncPolicy::Never)
+            .rotate_bytes(1500),
+    )
+    .unwrap();
     let chain = Chain::unkeyed();
     for i in 0..20 {
         sink.append(&chain, &rec(i)).unwrap();
     }
     drop(sink);
     let failed = query(&path, &Filter::new().status(Status::Failed)).unwrap();
-    assert_eq!(failed.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4, 9, 14, 19]);
-    let edits = query(&path, &Filter::new().action_type("manifest.edit").namespace("kube-system")).unwrap();
-    assert_eq!(edits.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 7, 13, 19]);
+    assert_eq!(
+        failed.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![4, 9, 14, 19]
+    );
+    let edits = query(
+        &path,
+        &Filter::new()
+            .action_type("manifest.edit")
+            .namespace("kube-system"),
+    )
+    .unwrap();
+    assert_eq!(
+        edits.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 7, 13, 19]
+    );
     let t = |s: i64| jiff::Timestamp::from_second(1_700_000_000 + s).unwrap();
     let window = query(&path, &Filter::new().since(t(5)).until(t(8))).unwrap();
-    assert_eq!(window.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![6, 7, 8]);
+    assert_eq!(
+        window.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![6, 7, 8]
+    );
     assert_eq!(query(&path, &Filter::new().limit(2)).unwrap().len(), 2);
 
     let s = stats(&path).unwrap();

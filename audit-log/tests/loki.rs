@@ -91,7 +91,13 @@ impl Server {
                     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     let code = {
                         let mut s = st.lock().unwrap();
-                        s.requests.push(Req { at: Instant::now(), method, path, headers, body });
+                        s.requests.push(Req {
+                            at: Instant::now(),
+                            method,
+                            path,
+                            headers,
+                            body,
+                        });
                         s.responses.pop_front().unwrap_or(204)
                     };
                     let reason = match code {
@@ -100,7 +106,11 @@ impl Server {
                         429 => "Too Many Requests",
                         _ => "Service Unavailable",
                     };
-                    let msg = if code == 204 { String::new() } else { format!("test server says {code}") };
+                    let msg = if code == 204 {
+                        String::new()
+                    } else {
+                        format!("test server says {code}")
+                    };
                     let _ = write!(
                         stream,
                         "HTTP/1.1 {code} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
@@ -110,7 +120,12 @@ impl Server {
                 });
             }
         });
-        Server { addr, state, stop, handle: Some(handle) }
+        Server {
+            addr,
+            state,
+            stop,
+            handle: Some(handle),
+        }
     }
 
     fn requests(&self) -> Vec<Req> {
@@ -136,33 +151,54 @@ impl Drop for Server {
 }
 
 fn rec(i: usize) -> AuditRecord {
-    AuditRecord::new(if i % 2 == 0 { "manifest.edit" } else { "health.gate" }, if i % 3 == 0 { Status::Failed } else { Status::Completed })
-        .namespace("kube-system")
-        .resource("Pod", format!("kube-apiserver-node-{i}"))
-        .requested_by(format!("user-{i}"))
-        .created_at(jiff::Timestamp::from_second(1_700_000_000 + i as i64).unwrap())
+    AuditRecord::new(
+        if i % 2 == 0 {
+            "manifest.edit"
+        } else {
+            "health.gate"
+        },
+        if i % 3 == 0 {
+            Status::Failed
+        } else {
+            Status::Completed
+        },
+    )
+    .namespace("kube-system")
+    .resource("Pod", format!("kube-apiserver-node-{i}"))
+    .requested_by(format!("user-{i}"))
+    .created_at(jiff::Timestamp::from_second(1_700_000_000 + i as i64).unwrap())
 }
 
 /// Checks one request against the documented push protocol and returns its
 /// `(labels, [ts, line])` entries in payload order.
-fn check_push(req: &Req, static_labels: &[(&str, &str)]) -> Vec<(serde_json::Map<String, Value>, String, String)> {
+fn check_push(
+    req: &Req,
+    static_labels: &[(&str, &str)],
+) -> Vec<(serde_json::Map<String, Value>, String, String)> {
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/loki/api/v1/push");
-    assert!(req
-        .headers
-        .iter()
-        .any(|(k, v)| k == "content-type" && v.starts_with("application/json")));
+    assert!(
+        req.headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v.starts_with("application/json"))
+    );
     let obj = req.body.as_object().expect("body is a JSON object");
     assert_eq!(obj.keys().collect::<Vec<_>>(), ["streams"]);
     let mut out = Vec::new();
     for stream in obj["streams"].as_array().unwrap() {
         let s = stream.as_object().unwrap();
-        assert_eq!(s.keys().cloned().collect::<BTreeSet<_>>(), BTreeSet::from(["stream".to_owned(), "values".to_owned()]));
+        assert_eq!(
+            s.keys().cloned().collect::<BTreeSet<_>>(),
+            BTreeSet::from(["stream".to_owned(), "values".to_owned()])
+        );
         let labels = s["stream"].as_object().unwrap().clone();
         let mut allowed: BTreeSet<&str> = BTreeSet::from(["action_type", "status"]);
         allowed.extend(static_labels.iter().map(|(k, _)| *k));
         for (k, v) in &labels {
-            assert!(allowed.contains(k.as_str()), "high-cardinality or unknown label {k}");
+            assert!(
+                allowed.contains(k.as_str()),
+                "high-cardinality or unknown label {k}"
+            );
             assert!(v.is_string());
         }
         for (k, v) in static_labels {
@@ -172,12 +208,20 @@ fn check_push(req: &Req, static_labels: &[(&str, &str)]) -> Vec<(serde_json::Map
             let pair = v.as_array().unwrap();
             assert_eq!(pair.len(), 2);
             let ts = pair[0].as_str().expect("timestamp is a string");
-            assert!(ts.len() >= 19 && ts.bytes().all(|b| b.is_ascii_digit()), "ns timestamp {ts}");
+            assert!(
+                ts.len() >= 19 && ts.bytes().all(|b| b.is_ascii_digit()),
+                "ns timestamp {ts}"
+            );
             let line = pair[1].as_str().unwrap();
             let r: Value = serde_json::from_str(line).unwrap();
             assert_eq!(labels["action_type"], r["actionType"]);
             assert_eq!(labels["status"], r["status"]);
-            let ns = r["createdAt"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_nanosecond();
+            let ns = r["createdAt"]
+                .as_str()
+                .unwrap()
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+                .as_nanosecond();
             assert_eq!(ts, ns.to_string());
             out.push((labels.clone(), ts.to_owned(), line.to_owned()));
         }
@@ -188,7 +232,11 @@ fn check_push(req: &Req, static_labels: &[(&str, &str)]) -> Vec<(serde_json::Map
 fn seqs(entries: &[(serde_json::Map<String, Value>, String, String)]) -> Vec<u64> {
     let mut v: Vec<u64> = entries
         .iter()
-        .map(|(_, _, l)| serde_json::from_str::<Value>(l).unwrap()["seq"].as_u64().unwrap())
+        .map(|(_, _, l)| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     v.sort();
     v
@@ -208,11 +256,18 @@ fn opts(url: String, dir: &std::path::Path) -> LokiOptions {
 fn pushes_documented_payload_in_batches_with_low_cardinality_labels() {
     let server = Server::start(TcpListener::bind("127.0.0.1:0").unwrap(), None);
     let dir = tempfile::tempdir().unwrap();
-    let mut log = AuditLog::new(LokiSink::open(opts(format!("http://{}", server.addr), dir.path()).tenant("team-a")).unwrap());
+    let mut log = AuditLog::new(
+        LokiSink::open(opts(format!("http://{}", server.addr), dir.path()).tenant("team-a"))
+            .unwrap(),
+    );
     for i in 0..12 {
         log.append(&rec(i)).unwrap();
     }
-    assert_eq!(server.requests().len(), 2, "two full batches pushed during append");
+    assert_eq!(
+        server.requests().len(),
+        2,
+        "two full batches pushed during append"
+    );
     log.flush().unwrap();
     let reqs = server.requests();
     assert_eq!(reqs.len(), 3);
@@ -223,23 +278,40 @@ fn pushes_documented_payload_in_batches_with_low_cardinality_labels() {
     assert_eq!(seqs(&all), (1..=12).collect::<Vec<_>>());
     // Several label sets in one batch become several streams.
     assert!(reqs[0].body["streams"].as_array().unwrap().len() >= 3);
-    assert!(reqs.iter().all(|r| r.headers.iter().any(|(k, v)| k == "x-scope-orgid" && v == "team-a")));
+    assert!(reqs.iter().all(|r| {
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "x-scope-orgid" && v == "team-a")
+    }));
     assert_eq!(log.sink().delivered_seq(), 12);
     // The lines pushed are the sealed records: they verify as a chain.
     let mut lines: Vec<(u64, String)> = all
         .iter()
-        .map(|(_, _, l)| (serde_json::from_str::<Value>(l).unwrap()["seq"].as_u64().unwrap(), l.clone()))
+        .map(|(_, _, l)| {
+            (
+                serde_json::from_str::<Value>(l).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap(),
+                l.clone(),
+            )
+        })
         .collect();
     lines.sort();
     let text: String = lines.into_iter().map(|(_, l)| l + "\n").collect();
-    assert!(kubesafe_audit_log::verify_bytes("loki", text.as_bytes(), &VerifyOptions::new()).is_intact());
+    assert!(
+        kubesafe_audit_log::verify_bytes("loki", text.as_bytes(), &VerifyOptions::new())
+            .is_intact()
+    );
 }
 
 #[test]
 fn retries_with_backoff_then_gives_up_on_permanent_errors() {
     let server = Server::start(TcpListener::bind("127.0.0.1:0").unwrap(), None);
     let dir = tempfile::tempdir().unwrap();
-    let mut log = AuditLog::new(LokiSink::open(opts(format!("http://{}", server.addr), dir.path()).batch_records(100)).unwrap());
+    let mut log = AuditLog::new(
+        LokiSink::open(opts(format!("http://{}", server.addr), dir.path()).batch_records(100))
+            .unwrap(),
+    );
     log.append(&rec(0)).unwrap();
     server.respond(&[503, 429]);
     log.flush().unwrap();
@@ -248,7 +320,10 @@ fn retries_with_backoff_then_gives_up_on_permanent_errors() {
     let gap1 = reqs[1].at - reqs[0].at;
     let gap2 = reqs[2].at - reqs[1].at;
     assert!(gap1 >= Duration::from_millis(40), "{gap1:?}");
-    assert!(gap2 >= Duration::from_millis(80), "back-off doubles: {gap2:?}");
+    assert!(
+        gap2 >= Duration::from_millis(80),
+        "back-off doubles: {gap2:?}"
+    );
     assert_eq!(check_push(&reqs[2], &STATICS).len(), 1);
 
     // Still failing after `retries` attempts: an error, and the record stays pending.
@@ -272,7 +347,10 @@ fn retries_with_backoff_then_gives_up_on_permanent_errors() {
 #[test]
 fn records_are_spooled_while_loki_is_down_and_delivered_in_order_when_it_returns() {
     // Reserve a port, then close it: Loki is "down" (connection refused).
-    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://{addr}");
     let mut log = AuditLog::new(LokiSink::open(opts(url.clone(), dir.path())).unwrap());
@@ -299,9 +377,16 @@ fn records_are_spooled_while_loki_is_down_and_delivered_in_order_when_it_returns
     let reqs = server.requests();
     let entries: Vec<_> = reqs.iter().flat_map(|r| check_push(r, &STATICS)).collect();
     // In order: request by request, and seq-ascending across requests.
-    let per_request: Vec<Vec<u64>> = reqs.iter().map(|r| seqs(&check_push(r, &STATICS))).collect();
+    let per_request: Vec<Vec<u64>> = reqs
+        .iter()
+        .map(|r| seqs(&check_push(r, &STATICS)))
+        .collect();
     let flat: Vec<u64> = per_request.concat();
-    assert_eq!(flat, (1..=11).collect::<Vec<_>>(), "delivered in order: {per_request:?}");
+    assert_eq!(
+        flat,
+        (1..=11).collect::<Vec<_>>(),
+        "delivered in order: {per_request:?}"
+    );
     assert_eq!(entries.len(), 11);
     for (s, e) in sealed.iter().zip(&flat) {
         assert_eq!(s.seq, *e);
@@ -325,29 +410,36 @@ fn https_with_a_private_ca() {
         .unwrap()
         .signed_by(&leaf_key, &ca)
         .unwrap();
-    let server_cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
-        )
-        .unwrap();
-    let server = Server::start(TcpListener::bind("127.0.0.1:0").unwrap(), Some(Arc::new(server_cfg)));
+    let server_cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
+    )
+    .unwrap();
+    let server = Server::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        Some(Arc::new(server_cfg)),
+    );
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
     let url = format!("https://localhost:{}", server.addr.port());
 
     // Without the CA: the certificate is rejected, the record stays spooled.
-    let mut log = AuditLog::new(LokiSink::open(opts(url.clone(), &dir.path().join("a")).retries(1)).unwrap());
+    let mut log =
+        AuditLog::new(LokiSink::open(opts(url.clone(), &dir.path().join("a")).retries(1)).unwrap());
     log.append(&rec(0)).unwrap();
     assert!(log.flush().is_err());
     assert!(server.requests().is_empty());
     drop(log);
 
-    let mut log = AuditLog::new(LokiSink::open(opts(url, &dir.path().join("b")).ca_file(&ca_file)).unwrap());
+    let mut log =
+        AuditLog::new(LokiSink::open(opts(url, &dir.path().join("b")).ca_file(&ca_file)).unwrap());
     log.append(&rec(0)).unwrap();
     log.flush().unwrap();
     let reqs = server.requests();
@@ -360,9 +452,18 @@ fn invalid_options_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     for (o, what) in [
         (LokiOptions::new("loki:3100", dir.path()), "url"),
-        (LokiOptions::new("http://l", dir.path()).label("resource name", "x"), "labels"),
-        (LokiOptions::new("http://l", dir.path()).label("status", "x"), "labels"),
-        (LokiOptions::new("http://l", dir.path()).batch_records(0), "batch_records"),
+        (
+            LokiOptions::new("http://l", dir.path()).label("resource name", "x"),
+            "labels",
+        ),
+        (
+            LokiOptions::new("http://l", dir.path()).label("status", "x"),
+            "labels",
+        ),
+        (
+            LokiOptions::new("http://l", dir.path()).batch_records(0),
+            "batch_records",
+        ),
     ] {
         let err = LokiSink::open(o).unwrap_err();
         assert!(err.to_string().contains(what), "{err}");

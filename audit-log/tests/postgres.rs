@@ -10,18 +10,27 @@ use kubesafe_audit_log::{
 use support::pg::TempPostgres;
 
 fn rec(i: usize) -> AuditRecord {
-    AuditRecord::new(if i % 3 == 0 { "manifest.edit" } else { "health.gate" }, Status::ALL[i % 5])
-        .namespace(if i % 2 == 0 { "kube-system" } else { "default" })
-        .resource("Pod", format!("pod-{i}"))
-        .parameter("i", i as u64)
-        .duration_ms(10 * i as u64)
-        .requested_by("tester")
-        .created_at(jiff::Timestamp::from_second(1_700_000_000 + i as i64).unwrap())
+    AuditRecord::new(
+        if i % 3 == 0 {
+            "manifest.edit"
+        } else {
+            "health.gate"
+        },
+        Status::ALL[i % 5],
+    )
+    .namespace(if i % 2 == 0 { "kube-system" } else { "default" })
+    .resource("Pod", format!("pod-{i}"))
+    .parameter("i", i as u64)
+    .duration_ms(10 * i as u64)
+    .requested_by("tester")
+    .created_at(jiff::Timestamp::from_second(1_700_000_000 + i as i64).unwrap())
 }
 
 #[test]
 fn append_query_stats_round_trip_and_concurrent_writers() {
-    let Some(pg) = TempPostgres::start(false) else { return };
+    let Some(pg) = TempPostgres::start(false) else {
+        return;
+    };
     let mut log = AuditLog::new(PostgresSink::connect(&pg.params(), "kubesafe_audit").unwrap());
     let first = log.append(&rec(0)).unwrap();
     assert_eq!(first.seq, 1);
@@ -33,13 +42,25 @@ fn append_query_stats_round_trip_and_concurrent_writers() {
     // Re-opening an existing table is idempotent.
     let mut sink = PostgresSink::connect(&pg.params(), "kubesafe_audit").unwrap();
     let failed = sink.query(&Filter::new().status(Status::Failed)).unwrap();
-    assert_eq!(failed.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4, 9, 14, 19]);
+    assert_eq!(
+        failed.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![4, 9, 14, 19]
+    );
     let edits = sink
-        .query(&Filter::new().action_type("manifest.edit").namespace("kube-system"))
+        .query(
+            &Filter::new()
+                .action_type("manifest.edit")
+                .namespace("kube-system"),
+        )
         .unwrap();
-    assert_eq!(edits.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 7, 13, 19]);
+    assert_eq!(
+        edits.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 7, 13, 19]
+    );
     let t = |s: i64| jiff::Timestamp::from_second(1_700_000_000 + s).unwrap();
-    let window = sink.query(&Filter::new().since(t(5)).until(t(8)).limit(2)).unwrap();
+    let window = sink
+        .query(&Filter::new().since(t(5)).until(t(8)).limit(2))
+        .unwrap();
     assert_eq!(window.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![6, 7]);
     // What comes back is the sealed record, byte for byte.
     assert_eq!(window[0].line(), sealed[4].line());
@@ -59,7 +80,8 @@ fn append_query_stats_round_trip_and_concurrent_writers() {
         .map(|w| {
             let params = params.clone();
             std::thread::spawn(move || {
-                let mut log = AuditLog::new(PostgresSink::connect(&params, "kubesafe_audit").unwrap());
+                let mut log =
+                    AuditLog::new(PostgresSink::connect(&params, "kubesafe_audit").unwrap());
                 for j in 0..25 {
                     log.append(&rec(100 + w * 25 + j)).unwrap();
                 }
@@ -80,9 +102,12 @@ fn sql_state(e: &postgres::Error) -> Option<String> {
 
 #[test]
 fn update_delete_and_truncate_are_refused_by_the_database() {
-    let Some(pg) = TempPostgres::start(false) else { return };
+    let Some(pg) = TempPostgres::start(false) else {
+        return;
+    };
     let mut log = AuditLog::new(PostgresSink::connect(&pg.params(), "audit_rows").unwrap());
-    log.append_batch(&(0..5).map(rec).collect::<Vec<_>>()).unwrap();
+    log.append_batch(&(0..5).map(rec).collect::<Vec<_>>())
+        .unwrap();
     let mut client = pg.connect();
     for sql in [
         "UPDATE audit_rows SET status = 'completed' WHERE seq = 2",
@@ -93,10 +118,16 @@ fn update_delete_and_truncate_are_refused_by_the_database() {
     ] {
         let err = client.batch_execute(sql).expect_err(sql);
         assert_eq!(sql_state(&err).as_deref(), Some("42501"), "{sql}: {err}");
-        let msg = err.as_db_error().map(|d| d.message().to_owned()).unwrap_or_default();
+        let msg = err
+            .as_db_error()
+            .map(|d| d.message().to_owned())
+            .unwrap_or_default();
         assert!(msg.contains("append-only"), "{sql}: {msg}");
     }
-    let n: i64 = client.query_one("SELECT count(*) FROM audit_rows", &[]).unwrap().get(0);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM audit_rows", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(n, 5);
     let report = log.sink_mut().verify(&VerifyOptions::new()).unwrap();
     assert!(report.is_intact());
@@ -104,13 +135,16 @@ fn update_delete_and_truncate_are_refused_by_the_database() {
 
 #[test]
 fn chain_catches_what_a_superuser_does_with_the_trigger_disabled() {
-    let Some(pg) = TempPostgres::start(false) else { return };
+    let Some(pg) = TempPostgres::start(false) else {
+        return;
+    };
     let key = AuditKey::new("pg-key", vec![0x42; 32]).unwrap();
     let mut log = AuditLog::with_chain(
         PostgresSink::connect(&pg.params(), "audit_keyed").unwrap(),
         Chain::keyed(key.clone()),
     );
-    log.append_batch(&(0..6).map(rec).collect::<Vec<_>>()).unwrap();
+    log.append_batch(&(0..6).map(rec).collect::<Vec<_>>())
+        .unwrap();
     let opts = VerifyOptions::new().keys(KeyRing::new().with(key.clone()));
     assert!(log.sink_mut().verify(&opts).unwrap().is_intact());
 
@@ -119,7 +153,8 @@ fn chain_catches_what_a_superuser_does_with_the_trigger_disabled() {
         .query_one("SELECT record FROM audit_keyed WHERE seq = 3", &[])
         .unwrap()
         .get(0);
-    su.batch_execute("ALTER TABLE audit_keyed DISABLE TRIGGER USER").unwrap();
+    su.batch_execute("ALTER TABLE audit_keyed DISABLE TRIGGER USER")
+        .unwrap();
 
     // 1. The sealed record itself is edited.
     su.execute(
@@ -129,27 +164,51 @@ fn chain_catches_what_a_superuser_does_with_the_trigger_disabled() {
     .unwrap();
     let f = log.sink_mut().verify(&opts).unwrap().failure.unwrap();
     assert_eq!((f.kind, f.seq), (FailureKind::Modified, 3), "{f}");
-    assert_eq!(f.location, Location::Row { table: "audit_keyed".into(), index: 2 });
-    su.execute("UPDATE audit_keyed SET record = $1, resource_name = 'pod-2' WHERE seq = 3", &[&orig])
-        .unwrap();
+    assert_eq!(
+        f.location,
+        Location::Row {
+            table: "audit_keyed".into(),
+            index: 2
+        }
+    );
+    su.execute(
+        "UPDATE audit_keyed SET record = $1, resource_name = 'pod-2' WHERE seq = 3",
+        &[&orig],
+    )
+    .unwrap();
     assert!(log.sink_mut().verify(&opts).unwrap().is_intact());
 
     // 2. Only a queryable column is edited (what a dashboard would show).
-    su.execute("UPDATE audit_keyed SET status = 'completed' WHERE seq = 4", &[]).unwrap();
+    su.execute(
+        "UPDATE audit_keyed SET status = 'completed' WHERE seq = 4",
+        &[],
+    )
+    .unwrap();
     let f = log.sink_mut().verify(&opts).unwrap().failure.unwrap();
     assert_eq!((f.kind, f.seq), (FailureKind::Modified, 4), "{f}");
     assert!(f.detail.contains("status"), "{f}");
-    su.execute("UPDATE audit_keyed SET status = 'failed' WHERE seq = 4", &[]).unwrap();
+    su.execute(
+        "UPDATE audit_keyed SET status = 'failed' WHERE seq = 4",
+        &[],
+    )
+    .unwrap();
     assert!(log.sink_mut().verify(&opts).unwrap().is_intact());
 
     // 3. A row is deleted.
-    su.execute("DELETE FROM audit_keyed WHERE seq = 2", &[]).unwrap();
+    su.execute("DELETE FROM audit_keyed WHERE seq = 2", &[])
+        .unwrap();
     let f = log.sink_mut().verify(&opts).unwrap().failure.unwrap();
-    assert_eq!((f.kind, f.seq, f.found_seq), (FailureKind::Deleted, 2, Some(3)), "{f}");
-    su.batch_execute("ALTER TABLE audit_keyed ENABLE TRIGGER USER").unwrap();
+    assert_eq!(
+        (f.kind, f.seq, f.found_seq),
+        (FailureKind::Deleted, 2, Some(3)),
+        "{f}"
+    );
+    su.batch_execute("ALTER TABLE audit_keyed ENABLE TRIGGER USER")
+        .unwrap();
 
     // Verifying with the wrong key is reported as such.
-    let wrong = VerifyOptions::new().keys(KeyRing::new().with(AuditKey::new("pg-key", vec![1; 32]).unwrap()));
+    let wrong = VerifyOptions::new()
+        .keys(KeyRing::new().with(AuditKey::new("pg-key", vec![1; 32]).unwrap()));
     let f = log.sink_mut().verify(&wrong).unwrap().failure.unwrap();
     assert_eq!((f.kind, f.seq), (FailureKind::BadKey, 1), "{f}");
 }

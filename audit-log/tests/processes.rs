@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kubesafe_audit_log::{
-    AuditLog, AuditRecord, ChainHash, FileSink, FileSinkOptions, Filter, FsyncPolicy,
-    SealedRecord, Status, VerifyOptions, query, verify,
+    AuditLog, AuditRecord, ChainHash, FileSink, FileSinkOptions, Filter, FsyncPolicy, SealedRecord,
+    Status, VerifyOptions, query, verify,
 };
 
 const ROLE: &str = "KUBESAFE_AUDIT_CHILD";
@@ -137,7 +137,10 @@ fn sigkill_at_random_moments_loses_no_returned_record() {
         for r in &recovered {
             let torn = std::fs::read(&r.moved_to).unwrap();
             assert_eq!(torn.len() as u64, r.bytes);
-            assert!(!torn.contains(&b'\n'), "a torn tail is a prefix of one line");
+            assert!(
+                !torn.contains(&b'\n'),
+                "a torn tail is a prefix of one line"
+            );
             assert!(SealedRecord::parse_line(&String::from_utf8_lossy(&torn)).is_err());
         }
         if !recovered.is_empty() {
@@ -166,15 +169,21 @@ fn sigkill_at_random_moments_loses_no_returned_record() {
         total.records,
         total.files.len()
     );
-    assert!(total.records > 0, "no child ever appended: the test exercised nothing");
+    assert!(
+        total.records > 0,
+        "no child ever appended: the test exercised nothing"
+    );
 }
 
 /// Child of the large-write test: one huge record, then exit.
 fn large_write_child() -> ! {
-    let mut log = AuditLog::new(FileSink::open(env_path("AUDIT_LOG"), FileSinkOptions::new()).unwrap());
+    let mut log =
+        AuditLog::new(FileSink::open(env_path("AUDIT_LOG"), FileSinkOptions::new()).unwrap());
     let size: usize = std::env::var("AUDIT_SIZE").unwrap().parse().unwrap();
-    log.append(&AuditRecord::new("crash.test", Status::Completed).parameter("blob", "y".repeat(size)))
-        .unwrap();
+    log.append(
+        &AuditRecord::new("crash.test", Status::Completed).parameter("blob", "y".repeat(size)),
+    )
+    .unwrap();
     std::process::exit(0)
 }
 
@@ -197,7 +206,10 @@ fn sigkill_during_a_large_write_leaves_a_torn_tail_that_is_recovered() {
         let mut child = spawn_child(
             "sigkill_during_a_large_write_leaves_a_torn_tail_that_is_recovered",
             "large",
-            &[("AUDIT_LOG", log.display().to_string()), ("AUDIT_SIZE", size.to_string())],
+            &[
+                ("AUDIT_LOG", log.display().to_string()),
+                ("AUDIT_SIZE", size.to_string()),
+            ],
         );
         // Kill as soon as the write has started (the file grows) — the kernel stops a
         // multi-page write at the next page once SIGKILL is pending.
@@ -227,12 +239,19 @@ fn sigkill_during_a_large_write_leaves_a_torn_tail_that_is_recovered() {
             let torn = std::fs::read(&r.moved_to).unwrap();
             assert!(torn.starts_with(b"{\"actionType\":\"crash.test\""));
             assert!(!torn.contains(&b'\n'));
-            assert_eq!(std::fs::metadata(&log).unwrap().len(), before, "log cut back to the last complete record");
+            assert_eq!(
+                std::fs::metadata(&log).unwrap().len(),
+                before,
+                "log cut back to the last complete record"
+            );
             torn_seen += 1;
             break;
         }
     }
-    assert!(torn_seen > 0, "no SIGKILL landed inside the large write in 6 attempts");
+    assert!(
+        torn_seen > 0,
+        "no SIGKILL landed inside the large write in 6 attempts"
+    );
     let all = query(&log, &Filter::new()).unwrap();
     assert_eq!(all[0].hash, first.hash);
 }
@@ -251,13 +270,15 @@ fn writer_child() -> ! {
     let mut log = AuditLog::new(FileSink::open(&log_path, opts).unwrap());
     for j in 0..count {
         if j % 10 == 0 {
-            log.append_batch(&[
-                AuditRecord::new("concurrency.test", Status::Completed).resource("Pod", format!("w{id}-{j}")),
-            ])
-            .unwrap();
-        } else {
-            log.append(&AuditRecord::new("concurrency.test", Status::Completed).resource("Pod", format!("w{id}-{j}")))
+            log.append_batch(&[AuditRecord::new("concurrency.test", Status::Completed)
+                .resource("Pod", format!("w{id}-{j}"))])
                 .unwrap();
+        } else {
+            log.append(
+                &AuditRecord::new("concurrency.test", Status::Completed)
+                    .resource("Pod", format!("w{id}-{j}")),
+            )
+            .unwrap();
         }
     }
     log.flush().unwrap();
@@ -290,11 +311,17 @@ fn concurrent_processes_append_to_one_chain() {
     for mut c in children {
         assert!(c.wait().unwrap().success());
     }
-    eprintln!("{WRITERS} processes x {COUNT} appends in {:?}", start.elapsed());
+    eprintln!(
+        "{WRITERS} processes x {COUNT} appends in {:?}",
+        start.elapsed()
+    );
     let report = verify(&log, &VerifyOptions::new()).unwrap();
     assert!(report.is_intact(), "{:?}", report.failure);
     assert_eq!(report.records, (WRITERS * COUNT) as u64);
-    assert!(report.files.len() > 2, "rotation by several processes was exercised");
+    assert!(
+        report.files.len() > 2,
+        "rotation by several processes was exercised"
+    );
     let records = query(&log, &Filter::new()).unwrap();
     let mut next = [0usize; WRITERS];
     let mut interleavings = 0;

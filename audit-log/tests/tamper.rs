@@ -21,7 +21,12 @@ fn key() -> AuditKey {
 
 fn arb_record() -> impl Strategy<Value = AuditRecord> {
     (
-        prop::sample::select(vec!["manifest.edit", "health.gate", "rbac.apply", "netpol.apply"]),
+        prop::sample::select(vec![
+            "manifest.edit",
+            "health.gate",
+            "rbac.apply",
+            "netpol.apply",
+        ]),
         prop::sample::select(Status::ALL.to_vec()),
         "\\PC{0,12}",
         any::<Option<u32>>(),
@@ -33,7 +38,10 @@ fn arb_record() -> impl Strategy<Value = AuditRecord> {
                 .namespace("kube-system")
                 .resource("Pod", name)
                 .parameter("x", x)
-                .parameter("nested", json!({"list": [1, "two", null, true], "k": {"z": -3}}))
+                .parameter(
+                    "nested",
+                    json!({"list": [1, "two", null, true], "k": {"z": -3}}),
+                )
                 .created_at("2025-03-04T05:06:07.5Z".parse().unwrap());
             if let Some(d) = dur {
                 r = r.duration_ms(u64::from(d));
@@ -46,7 +54,11 @@ fn arb_record() -> impl Strategy<Value = AuditRecord> {
 }
 
 fn build(records: &[AuditRecord], keyed: bool) -> Log {
-    let chain = if keyed { Chain::keyed(key()) } else { Chain::unkeyed() };
+    let chain = if keyed {
+        Chain::keyed(key())
+    } else {
+        Chain::unkeyed()
+    };
     let mut head = ChainHead::default();
     let mut bytes = Vec::new();
     let mut offsets = Vec::new();
@@ -59,7 +71,10 @@ fn build(records: &[AuditRecord], keyed: bool) -> Log {
     }
     offsets.push(bytes.len());
     let cp_key = AuditKey::new("checkpoints", vec![0x11; 32]).unwrap();
-    let cp = Checkpoint::sign(head, None, &cp_key).unwrap().verify(&cp_key).unwrap();
+    let cp = Checkpoint::sign(head, None, &cp_key)
+        .unwrap()
+        .verify(&cp_key)
+        .unwrap();
     let mut opts = VerifyOptions::new().checkpoint(cp);
     if keyed {
         opts = opts.keys(KeyRing::new().with(key()));
@@ -72,11 +87,19 @@ fn build(records: &[AuditRecord], keyed: bool) -> Log {
 }
 
 fn lines(log: &Log) -> Vec<Vec<u8>> {
-    log.offsets.windows(2).map(|w| log.bytes[w[0]..w[1]].to_vec()).collect()
+    log.offsets
+        .windows(2)
+        .map(|w| log.bytes[w[0]..w[1]].to_vec())
+        .collect()
 }
 
 fn offset_of(report: &Report) -> u64 {
-    match &report.failure.as_ref().expect("tampering not detected").location {
+    match &report
+        .failure
+        .as_ref()
+        .expect("tampering not detected")
+        .location
+    {
         Location::File { offset, .. } => *offset,
         other => panic!("unexpected location {other:?}"),
     }
@@ -215,7 +238,10 @@ fn sample_log(n: usize, chain: &Chain) -> (Vec<u8>, ChainHead, Vec<String>) {
     let mut lines = Vec::new();
     for i in 0..n {
         let s = chain
-            .seal(&head, &AuditRecord::new("a", Status::Completed).resource("Pod", format!("p{i}")))
+            .seal(
+                &head,
+                &AuditRecord::new("a", Status::Completed).resource("Pod", format!("p{i}")),
+            )
             .unwrap();
         head = s.head();
         bytes.extend_from_slice(s.line().as_bytes());
@@ -243,7 +269,9 @@ fn wrong_key_is_reported_as_bad_key_even_for_one_record() {
 #[test]
 fn keyed_log_without_key_and_unkeyed_downgrade() {
     let (bytes, _, _) = sample_log(3, &Chain::keyed(key()));
-    let f = verify_bytes("x", &bytes, &VerifyOptions::new()).failure.unwrap();
+    let f = verify_bytes("x", &bytes, &VerifyOptions::new())
+        .failure
+        .unwrap();
     assert_eq!((f.kind, f.seq), (FailureKind::MissingKey, 1), "{f}");
 
     // Someone rewrites the whole log unkeyed (recomputing SHA-256): refused with keys.
@@ -266,10 +294,19 @@ fn forged_record_inserted_with_recomputed_hash_is_located() {
     let mut forged: Vec<String> = lines.clone();
     forged.insert(2, fake.line().to_owned());
     let text = forged.join("\n") + "\n";
-    let f = verify_bytes("x", text.as_bytes(), &VerifyOptions::new()).failure.unwrap();
+    let f = verify_bytes("x", text.as_bytes(), &VerifyOptions::new())
+        .failure
+        .unwrap();
     assert_eq!(f.kind, FailureKind::Inserted, "{f}");
     let want = (lines[0].len() + lines[1].len() + 2) as u64;
-    assert_eq!(f.location, Location::File { path: "x".into(), offset: want, line: 3 });
+    assert_eq!(
+        f.location,
+        Location::File {
+            path: "x".into(),
+            offset: want,
+            line: 3
+        }
+    );
     let _ = bytes;
 }
 
@@ -278,12 +315,17 @@ fn rewritten_history_is_caught_by_the_checkpoint() {
     let chain = Chain::unkeyed();
     let (_, head, lines) = sample_log(4, &chain);
     let cp_key = AuditKey::new("cp", vec![1; 32]).unwrap();
-    let cp = Checkpoint::sign(head, None, &cp_key).unwrap().verify(&cp_key).unwrap();
+    let cp = Checkpoint::sign(head, None, &cp_key)
+        .unwrap()
+        .verify(&cp_key)
+        .unwrap();
     // Rebuild the chain with record 2 changed and every later hash recomputed.
     let mut h = ChainHead::default();
     let mut text = String::new();
     for (i, l) in lines.iter().enumerate() {
-        let mut r = kubesafe_audit_log::SealedRecord::parse_line(l).unwrap().record;
+        let mut r = kubesafe_audit_log::SealedRecord::parse_line(l)
+            .unwrap()
+            .record;
         if i == 1 {
             r.resource_name = Some("innocent".into());
         }
@@ -306,7 +348,16 @@ fn empty_and_torn_inputs() {
     assert_eq!(r.records, 0);
     let (bytes, _, lines) = sample_log(2, &Chain::unkeyed());
     let cut = &bytes[..bytes.len() - 10];
-    let f = verify_bytes("x", cut, &VerifyOptions::new()).failure.unwrap();
+    let f = verify_bytes("x", cut, &VerifyOptions::new())
+        .failure
+        .unwrap();
     assert_eq!(f.kind, FailureKind::TornTail);
-    assert_eq!(f.location, Location::File { path: "x".into(), offset: lines[0].len() as u64 + 1, line: 2 });
+    assert_eq!(
+        f.location,
+        Location::File {
+            path: "x".into(),
+            offset: lines[0].len() as u64 + 1,
+            line: 2
+        }
+    );
 }

@@ -1,5 +1,10 @@
 //! `kubesafe audit …` end to end, running the built binary.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -33,7 +38,11 @@ fn append(log: &Path, json: &str, extra: &[&str]) -> serde_json::Value {
 
 fn record(i: usize) -> String {
     let status = ["completed", "failed", "rejected"][i % 3];
-    let action = if i % 2 == 0 { "manifest.edit" } else { "health.gate" };
+    let action = if i % 2 == 0 {
+        "manifest.edit"
+    } else {
+        "health.gate"
+    };
     format!(
         r#"{{"actionType":"{action}","status":"{status}","namespace":"kube-system","resourceType":"Pod","resourceName":"kube-apiserver-{i}","parameters":{{"flag":"--profiling","value":false}},"requestedBy":"alice","durationMs":{},"createdAt":"2025-01-0{}T00:00:00Z"}}"#,
         100 * i,
@@ -58,18 +67,37 @@ fn append_verify_query_stats() {
 
     let o = kubesafe(&["audit", "verify", s(&log)]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).starts_with("intact: 6 records verified"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("intact: 6 records verified"),
+        "{}",
+        stdout(&o)
+    );
 
     let o = kubesafe(&["audit", "query", s(&log), "--status", "failed"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let seqs: Vec<u64> = stdout(&o)
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(seqs, [2, 5]);
     let o = kubesafe(&[
-        "audit", "query", s(&log), "--action", "manifest.edit", "--namespace", "kube-system",
-        "--since", "2025-01-02T00:00:00Z", "--until", "2025-01-06T00:00:00Z", "--limit", "1",
+        "audit",
+        "query",
+        s(&log),
+        "--action",
+        "manifest.edit",
+        "--namespace",
+        "kube-system",
+        "--since",
+        "2025-01-02T00:00:00Z",
+        "--until",
+        "2025-01-06T00:00:00Z",
+        "--limit",
+        "1",
     ]);
     assert_eq!(stdout(&o).lines().count(), 1);
     assert!(stdout(&o).contains("\"seq\":3"), "{}", stdout(&o));
@@ -112,7 +140,12 @@ fn verify_names_the_first_bad_record_and_exits_nonzero() {
     assert_eq!(r["failure"]["location"]["offset"], offset as u64);
 
     // A deleted record.
-    let deleted: String = lines.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, l)| format!("{l}\n")).collect();
+    let deleted: String = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
     std::fs::write(&log, deleted).unwrap();
     let o = kubesafe(&["audit", "verify", s(&log)]);
     assert_eq!(o.status.code(), Some(1));
@@ -122,7 +155,11 @@ fn verify_names_the_first_bad_record_and_exits_nonzero() {
     // A missing file is an error (exit 2), not a verdict.
     let o = kubesafe(&["audit", "verify", s(&dir.path().join("nope.jsonl"))]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).starts_with("kubesafe: error: "), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("kubesafe: error: "),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(stderr(&o).lines().count(), 1);
 }
 
@@ -138,16 +175,45 @@ fn keyed_log_checkpoint_truncation_and_wrong_key() {
         assert!(o.status.success(), "{}", stderr(&o));
     }
     // keygen refuses to overwrite.
-    assert_eq!(kubesafe(&["audit", "keygen", "--id", "x", "--out", s(&key)]).status.code(), Some(2));
+    assert_eq!(
+        kubesafe(&["audit", "keygen", "--id", "x", "--out", s(&key)])
+            .status
+            .code(),
+        Some(2)
+    );
     for i in 0..5 {
-        let sealed = append(&log, &record(i), &["--key-file", s(&key), "--fsync", "never"]);
+        let sealed = append(
+            &log,
+            &record(i),
+            &["--key-file", s(&key), "--fsync", "never"],
+        );
         assert_eq!(sealed["keyId"], "audit-2025");
     }
-    let o = kubesafe(&["audit", "checkpoint", s(&log), "--key-file", s(&key), "--out", s(&cp)]);
+    let o = kubesafe(&[
+        "audit",
+        "checkpoint",
+        s(&log),
+        "--key-file",
+        s(&key),
+        "--out",
+        s(&cp),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = kubesafe(&["audit", "verify", s(&log), "--key-file", s(&key), "--checkpoint", s(&cp)]);
+    let o = kubesafe(&[
+        "audit",
+        "verify",
+        s(&log),
+        "--key-file",
+        s(&key),
+        "--checkpoint",
+        s(&cp),
+    ]);
     assert!(o.status.success(), "{}", stdout(&o));
-    assert!(stdout(&o).contains("checkpoint seq 5 holds"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("checkpoint seq 5 holds"),
+        "{}",
+        stdout(&o)
+    );
 
     // Without the key: the keyed records cannot be checked.
     let o = kubesafe(&["audit", "verify", s(&log)]);
@@ -164,8 +230,20 @@ fn keyed_log_checkpoint_truncation_and_wrong_key() {
     let text = std::fs::read_to_string(&log).unwrap();
     let kept: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
     std::fs::write(&log, &kept).unwrap();
-    assert!(kubesafe(&["audit", "verify", s(&log), "--key-file", s(&key)]).status.success());
-    let o = kubesafe(&["audit", "verify", s(&log), "--key-file", s(&key), "--checkpoint", s(&cp)]);
+    assert!(
+        kubesafe(&["audit", "verify", s(&log), "--key-file", s(&key)])
+            .status
+            .success()
+    );
+    let o = kubesafe(&[
+        "audit",
+        "verify",
+        s(&log),
+        "--key-file",
+        s(&key),
+        "--checkpoint",
+        s(&cp),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
     assert!(out.contains("kind: truncated_tail"), "{out}");
@@ -173,9 +251,19 @@ fn keyed_log_checkpoint_truncation_and_wrong_key() {
     assert!(out.contains(&format!("offset: {}", kept.len())), "{out}");
 
     // An edited checkpoint is refused outright.
-    let edited = std::fs::read_to_string(&cp).unwrap().replace("\"seq\": 5", "\"seq\": 3");
+    let edited = std::fs::read_to_string(&cp)
+        .unwrap()
+        .replace("\"seq\": 5", "\"seq\": 3");
     std::fs::write(&cp, edited).unwrap();
-    let o = kubesafe(&["audit", "verify", s(&log), "--key-file", s(&key), "--checkpoint", s(&cp)]);
+    let o = kubesafe(&[
+        "audit",
+        "verify",
+        s(&log),
+        "--key-file",
+        s(&key),
+        "--checkpoint",
+        s(&cp),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("checkpoint"), "{}", stderr(&o));
 }
@@ -194,7 +282,10 @@ fn bad_input_is_a_one_line_error() {
         let o = kubesafe(&["audit", "append", "--log", s(&log), "--json", json]);
         assert_eq!(o.status.code(), Some(2), "{json}");
         let err = stderr(&o);
-        assert!(err.starts_with("kubesafe: error: ") && err.contains(needle), "{json}: {err}");
+        assert!(
+            err.starts_with("kubesafe: error: ") && err.contains(needle),
+            "{json}: {err}"
+        );
         assert_eq!(err.lines().count(), 1, "{err}");
     }
     let o = kubesafe(&["audit", "query", s(&log), "--since", "yesterday"]);

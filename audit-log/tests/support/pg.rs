@@ -8,7 +8,14 @@
 //! `setpriv`. The server is stopped when the guard drops (also while unwinding from a
 //! failed assertion), and `--pdeathsig` kills it if the test process dies without
 //! unwinding. Under `CI=true` a missing PostgreSQL is a failure, else a skip.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -58,9 +65,13 @@ impl TempPostgres {
     pub fn start(fsync: bool) -> Option<TempPostgres> {
         let Some(bin) = find_bin_dir() else {
             if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("PostgreSQL (initdb/postgres) not found on PATH or under /usr/lib/postgresql/*/bin; CI=true requires it (apt-get install postgresql)");
+                panic!(
+                    "PostgreSQL (initdb/postgres) not found on PATH or under /usr/lib/postgresql/*/bin; CI=true requires it (apt-get install postgresql)"
+                );
             }
-            eprintln!("NOTICE: PostgreSQL not installed; skipping PostgreSQL test (install the `postgresql` package)");
+            eprintln!(
+                "NOTICE: PostgreSQL not installed; skipping PostgreSQL test (install the `postgresql` package)"
+            );
             return None;
         };
         let as_postgres = euid_is_root();
@@ -85,11 +96,23 @@ impl TempPostgres {
                 .arg(&dir)
                 .status()
                 .unwrap();
-            assert!(st.success(), "chown of {} to postgres failed", dir.display());
+            assert!(
+                st.success(),
+                "chown of {} to postgres failed",
+                dir.display()
+            );
         }
         let out = pg
             .command("initdb")
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "-D"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
             .arg(dir.join("data"))
             .output()
             .unwrap();
@@ -124,7 +147,10 @@ impl TempPostgres {
             if let Some(status) = pg.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("postgres exited during startup: {status}");
             }
-            assert!(Instant::now() < deadline, "postgres did not start within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not start within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(pg)
@@ -137,7 +163,8 @@ impl TempPostgres {
         if self.as_postgres {
             cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]);
         }
-        cmd.args(["--pdeathsig=KILL", "--"]).arg(self.bin.join(program));
+        cmd.args(["--pdeathsig=KILL", "--"])
+            .arg(self.bin.join(program));
         cmd.current_dir(&self.dir);
         cmd
     }

@@ -282,8 +282,9 @@ fn verify(a: VerifyArgs) -> Result<ExitCode, String> {
 fn parse_time(flag: &str, v: &Option<String>) -> Result<Option<Timestamp>, String> {
     v.as_deref()
         .map(|s| {
-            s.parse::<Timestamp>()
-                .map_err(|e| format!("{flag} {s:?}: not an RFC 3339 time (e.g. 2025-01-31T12:00:00Z): {e}"))
+            s.parse::<Timestamp>().map_err(|e| {
+                format!("{flag} {s:?}: not an RFC 3339 time (e.g. 2025-01-31T12:00:00Z): {e}")
+            })
         })
         .transpose()
 }
@@ -320,7 +321,10 @@ fn query(a: QueryArgs) -> Result<ExitCode, String> {
 
 fn stats(a: StatsArgs) -> Result<ExitCode, String> {
     let s = kubesafe_audit_log::stats(&a.file).map_err(|e| e.to_string())?;
-    println!("{}", serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -342,7 +346,9 @@ fn checkpoint(a: CheckpointArgs) -> Result<ExitCode, String> {
     let report = kubesafe_audit_log::verify(&a.file, &opts).map_err(|e| e.to_string())?;
     if let Some(f) = &report.failure {
         print_report(&report);
-        return Err(format!("refusing to checkpoint a log that does not verify: {f}"));
+        return Err(format!(
+            "refusing to checkpoint a log that does not verify: {f}"
+        ));
     }
     let cp = Checkpoint::sign(report.head, Some(a.file.display().to_string()), signer)
         .map_err(|e| e.to_string())?;
