@@ -202,7 +202,7 @@ fn break_tie_to_even(f: f64, digits: &mut String, exp: i64) {
     let trunc = &exact_digits[..k];
     let candidate = if trunc == digits.as_str() {
         // Rust rounded down; rounding up is only an option without a carry.
-        if last == b'9' || (last - b'0') % 2 == 0 {
+        if last == b'9' || (last - b'0').is_multiple_of(2) {
             return;
         }
         let mut up = trunc.as_bytes().to_vec();
@@ -213,7 +213,7 @@ fn break_tie_to_even(f: f64, digits: &mut String, exp: i64) {
     } else {
         // Rust rounded up; rounding down keeps the digit count.
         let t_last = trunc.as_bytes().last().copied().unwrap_or(b'1');
-        if (t_last - b'0') % 2 != 0 {
+        if !(t_last - b'0').is_multiple_of(2) {
             return;
         }
         trunc.to_owned()
@@ -371,13 +371,13 @@ impl<'a> Scanner<'a> {
             }
             let tok = self.string()?;
             let key = self.decode(&tok);
-            if let Some(prev) = &prev_key {
-                if key_cmp(prev, &key) != Ordering::Less {
-                    return Err(ScanError {
-                        at: start,
-                        message: "object keys not in canonical order (or duplicated)",
-                    });
-                }
+            if let Some(prev) = &prev_key
+                && key_cmp(prev, &key) != Ordering::Less
+            {
+                return Err(ScanError {
+                    at: start,
+                    message: "object keys not in canonical order (or duplicated)",
+                });
             }
             self.expect(b':', "expected ':'")?;
             let vstart = self.pos;

@@ -60,7 +60,7 @@ pub(crate) fn push_hex(bytes: &[u8], out: &mut String) {
 
 pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.as_bytes()

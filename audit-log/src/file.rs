@@ -209,11 +209,10 @@ impl Flusher {
                                 st.dirty_since = None;
                                 let file = st.file.clone();
                                 drop(st);
-                                if let Some(f) = file {
-                                    if let Err(e) = f.sync_data() {
+                                if let Some(f) = file
+                                    && let Err(e) = f.sync_data() {
                                         tracing::error!(path = %path.display(), error = %e, "audit log group-commit fsync failed");
                                     }
-                                }
                                 st = m.lock().unwrap_or_else(|e| e.into_inner());
                             } else {
                                 st = cv.wait_timeout(st, due - now).unwrap_or_else(|e| e.into_inner()).0;
@@ -346,12 +345,12 @@ fn rotated_files(path: &Path) -> Result<Vec<(u64, PathBuf)>> {
         let Some(fname) = fname.to_str() else {
             continue;
         };
-        if let Some(num) = fname.strip_prefix(&prefix) {
-            if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
-                if let Ok(n) = num.parse::<u64>() {
-                    out.push((n, dir.join(fname)));
-                }
-            }
+        if let Some(num) = fname.strip_prefix(&prefix)
+            && !num.is_empty()
+            && num.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(n) = num.parse::<u64>()
+        {
+            out.push((n, dir.join(fname)));
         }
     }
     out.sort();
@@ -547,10 +546,8 @@ impl FileSink {
                 .map_err(|e| Error::io("lock", &self.lock_path, e))?;
         }
         let res = f(self);
-        if per_append {
-            if let Err(e) = self.lock.unlock() {
-                tracing::error!(lock = %self.lock_path.display(), error = %e, "unlock failed");
-            }
+        if per_append && let Err(e) = self.lock.unlock() {
+            tracing::error!(lock = %self.lock_path.display(), error = %e, "unlock failed");
         }
         res
     }
@@ -813,10 +810,11 @@ impl AuditSink for FileSink {
 impl Drop for FileSink {
     fn drop(&mut self) {
         self.flusher = None;
-        if self.unsynced > 0 && self.opts.fsync != FsyncPolicy::Never {
-            if let Err(e) = self.sync() {
-                tracing::error!(log = %self.path.display(), error = %e, "final fsync failed");
-            }
+        if self.unsynced > 0
+            && self.opts.fsync != FsyncPolicy::Never
+            && let Err(e) = self.sync()
+        {
+            tracing::error!(log = %self.path.display(), error = %e, "final fsync failed");
         }
     }
 }

@@ -141,12 +141,12 @@
 //!
 //! # File sink
 //!
-//! See [`file`] for the file layout, the locking protocol that lets several processes
+//! See [`file`](mod@file) for the file layout, the locking protocol that lets several processes
 //! append to one chain, the fsync policies and crash recovery.
 //!
 //! # PostgreSQL sink
 //!
-//! Behind the `postgres` feature; see `postgres::PostgresSink`. The table is made
+//! Behind the `postgres` feature; see `postgres::PostgresSink` (module `postgres`). The table is made
 //! append-only by a trigger; also revoke the privileges (SQL in the module docs). The
 //! tests run against a real PostgreSQL server that the test harness starts itself.
 //!

@@ -359,7 +359,8 @@ impl LokiSink {
 
     /// The JSON body of one push.
     pub fn payload(&self, records: &[SealedRecord]) -> String {
-        let mut streams: Vec<(BTreeMap<String, String>, Vec<[String; 2]>)> = Vec::new();
+        type Stream = (BTreeMap<String, String>, Vec<[String; 2]>);
+        let mut streams: Vec<Stream> = Vec::new();
         for r in records {
             let mut labels = self.opts.labels.clone();
             labels.insert("action_type".into(), r.record.action_type.clone());
@@ -441,15 +442,14 @@ impl LokiSink {
             };
             let mut tries = 0;
             loop {
-                if !sleep {
-                    if let Some(t) = self.next_attempt {
-                        if Instant::now() < t {
-                            return Err(Error::Loki {
-                                url: self.push_url.clone(),
-                                message: "backing off after a failed push".into(),
-                            });
-                        }
-                    }
+                if !sleep
+                    && let Some(t) = self.next_attempt
+                    && Instant::now() < t
+                {
+                    return Err(Error::Loki {
+                        url: self.push_url.clone(),
+                        message: "backing off after a failed push".into(),
+                    });
                 }
                 tries += 1;
                 match self.push_once(&batch) {

@@ -163,10 +163,10 @@ pub struct Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} at seq {}", self.kind, self.seq)?;
-        if let Some(found) = self.found_seq {
-            if found != self.seq {
-                write!(f, " (found seq {found})")?;
-            }
+        if let Some(found) = self.found_seq
+            && found != self.seq
+        {
+            write!(f, " (found seq {found})")?;
         }
         write!(f, ", {}: {}", self.location, self.detail)
     }
@@ -437,42 +437,45 @@ impl<'o> Engine<'o> {
             ));
             return;
         }
-        if let Ok(i) = &info {
-            if i.check == Check::Ok && i.seq == self.expected && i.prev == self.prev_hash() {
-                if let Some(cp) = &self.opts.checkpoint {
-                    if cp.seq() == i.seq && cp.hash() != i.hash {
-                        self.failure = Some((
-                            FailureKind::CheckpointMismatch,
-                            i.seq,
-                            Some(i.seq),
-                            loc,
-                            format!(
-                                "checkpoint says seq {} has hash {}, the log has {}: the chain \
-                                 was rewritten after the checkpoint",
-                                cp.seq(),
-                                cp.hash(),
-                                i.hash
-                            ),
-                        ));
-                        return;
-                    }
-                }
-                if let Some(k) = &i.key_id {
-                    if !self.verified_keys.contains(k) {
-                        self.verified_keys.insert(k.clone());
-                    }
-                }
-                self.prevprev = self.prev;
-                self.prev = Some(Prev {
-                    seq: i.seq,
-                    hash: i.hash,
-                    prev: i.prev,
+        if let Ok(i) = &info
+            && i.check == Check::Ok
+            && i.seq == self.expected
+            && i.prev == self.prev_hash()
+        {
+            if let Some(cp) = &self.opts.checkpoint
+                && cp.seq() == i.seq
+                && cp.hash() != i.hash
+            {
+                self.failure = Some((
+                    FailureKind::CheckpointMismatch,
+                    i.seq,
+                    Some(i.seq),
                     loc,
-                });
-                self.expected = i.seq + 1;
-                self.records += 1;
+                    format!(
+                        "checkpoint says seq {} has hash {}, the log has {}: the chain \
+                                 was rewritten after the checkpoint",
+                        cp.seq(),
+                        cp.hash(),
+                        i.hash
+                    ),
+                ));
                 return;
             }
+            if let Some(k) = &i.key_id
+                && !self.verified_keys.contains(k)
+            {
+                self.verified_keys.insert(k.clone());
+            }
+            self.prevprev = self.prev;
+            self.prev = Some(Prev {
+                seq: i.seq,
+                hash: i.hash,
+                prev: i.prev,
+                loc,
+            });
+            self.expected = i.seq + 1;
+            self.records += 1;
+            return;
         }
         self.pending = Some(Pending {
             loc,
@@ -658,24 +661,25 @@ impl<'o> Engine<'o> {
                 prev: ChainHash::ZERO,
                 loc: p.loc,
             })),
-        ) {
-            if i.seq == pr.seq && i.hash != pr.hash && i.prev == pp.hash && i.prev == pr.prev {
-                if let Some(n) = next {
-                    if n.prev == i.hash && n.seq == e {
-                        return Some((
-                            FailureKind::Inserted,
-                            pr.seq,
-                            Some(pr.seq),
-                            pr.loc,
-                            format!(
-                                "two records claim seq {}; the chain continues from the later \
+        ) && i.seq == pr.seq
+            && i.hash != pr.hash
+            && i.prev == pp.hash
+            && i.prev == pr.prev
+            && let Some(n) = next
+            && n.prev == i.hash
+            && n.seq == e
+        {
+            return Some((
+                FailureKind::Inserted,
+                pr.seq,
+                Some(pr.seq),
+                pr.loc,
+                format!(
+                    "two records claim seq {}; the chain continues from the later \
                                  one, so this one is the insertion",
-                                pr.seq
-                            ),
-                        ));
-                    }
-                }
-            }
+                    pr.seq
+                ),
+            ));
         }
         Some((
             FailureKind::Inserted,
@@ -704,25 +708,24 @@ impl<'o> Engine<'o> {
                 hash: p.hash,
             })
             .unwrap_or_default();
-        if self.failure.is_none() {
-            if let Some(cp) = &self.opts.checkpoint {
-                if cp.seq() > head.seq {
-                    self.failure = Some((
-                        FailureKind::TruncatedTail,
-                        head.seq + 1,
-                        None,
-                        end,
-                        format!(
-                            "the log ends at seq {} but the checkpoint covers seq {}: records {}..={} \
+        if self.failure.is_none()
+            && let Some(cp) = &self.opts.checkpoint
+            && cp.seq() > head.seq
+        {
+            self.failure = Some((
+                FailureKind::TruncatedTail,
+                head.seq + 1,
+                None,
+                end,
+                format!(
+                    "the log ends at seq {} but the checkpoint covers seq {}: records {}..={} \
                              were cut off",
-                            head.seq,
-                            cp.seq(),
-                            head.seq + 1,
-                            cp.seq()
-                        ),
-                    ));
-                }
-            }
+                    head.seq,
+                    cp.seq(),
+                    head.seq + 1,
+                    cp.seq()
+                ),
+            ));
         }
         let failure = self
             .failure

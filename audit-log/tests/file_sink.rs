@@ -1,5 +1,11 @@
 //! File sink behaviour on real files: reopen, torn-tail recovery, rotation, locking,
 //! fsync policies, queries.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::io::Write;
 use std::time::Duration;
@@ -13,14 +19,18 @@ use kubesafe_audit_log::{
 fn rec(i: usize) -> AuditRecord {
     let status = Status::ALL[i % Status::ALL.len()];
     AuditRecord::new(
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             "manifest.edit"
         } else {
             "health.gate"
         },
         status,
     )
-    .namespace(if i % 2 == 0 { "kube-system" } else { "default" })
+    .namespace(if i.is_multiple_of(2) {
+        "kube-system"
+    } else {
+        "default"
+    })
     .resource("Pod", format!("pod-{i}"))
     .parameter("i", i as u64)
     .duration_ms(10 * i as u64)

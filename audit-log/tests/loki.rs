@@ -1,5 +1,12 @@
 //! Loki sink against a loopback HTTP(S) server that checks the push payload
 //! (not a real Loki — it cannot be installed in CI).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::type_complexity
+)]
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -152,12 +159,12 @@ impl Drop for Server {
 
 fn rec(i: usize) -> AuditRecord {
     AuditRecord::new(
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             "manifest.edit"
         } else {
             "health.gate"
         },
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             Status::Failed
         } else {
             Status::Completed

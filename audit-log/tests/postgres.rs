@@ -1,4 +1,10 @@
 //! PostgreSQL sink against a real server started by the test harness.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 mod support;
 
@@ -11,14 +17,18 @@ use support::pg::TempPostgres;
 
 fn rec(i: usize) -> AuditRecord {
     AuditRecord::new(
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             "manifest.edit"
         } else {
             "health.gate"
         },
         Status::ALL[i % 5],
     )
-    .namespace(if i % 2 == 0 { "kube-system" } else { "default" })
+    .namespace(if i.is_multiple_of(2) {
+        "kube-system"
+    } else {
+        "default"
+    })
     .resource("Pod", format!("pod-{i}"))
     .parameter("i", i as u64)
     .duration_ms(10 * i as u64)

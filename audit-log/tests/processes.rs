@@ -2,6 +2,12 @@
 //!
 //! The test binary re-executes itself with `KUBESAFE_AUDIT_CHILD=<role>` and a test
 //! filter selecting the same test; that copy runs the child role instead of the test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::collections::HashMap;
 use std::io::Write;

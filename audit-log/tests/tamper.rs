@@ -1,5 +1,11 @@
 //! Property tests: every single-byte modification, deletion, swap or insertion of records
 //! is detected and located; an untouched log always verifies.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use kubesafe_audit_log::{
     AuditKey, AuditRecord, Chain, ChainHead, Checkpoint, FailureKind, KeyRing, Location, Report,

@@ -38,7 +38,7 @@ fn append(log: &Path, json: &str, extra: &[&str]) -> serde_json::Value {
 
 fn record(i: usize) -> String {
     let status = ["completed", "failed", "rejected"][i % 3];
-    let action = if i % 2 == 0 {
+    let action = if i.is_multiple_of(2) {
         "manifest.edit"
     } else {
         "health.gate"
