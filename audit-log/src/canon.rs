@@ -276,6 +276,19 @@ pub(crate) fn scan_object<'a>(line: &'a [u8], members: &mut Vec<Member<'a>>) -> 
     Ok(())
 }
 
+/// Bytes that end the fast path inside a string: controls, '"' and '\\'.
+static SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 struct Scanner<'a> {
     b: &'a [u8],
     pos: usize,
@@ -418,6 +431,13 @@ impl<'a> Scanner<'a> {
         let start = self.pos;
         let mut escaped = false;
         loop {
+            // Fast skip over ordinary bytes (everything but '"', '\\' and controls).
+            if let Some(rest) = self.b.get(self.pos..) {
+                self.pos += rest
+                    .iter()
+                    .position(|&c| SPECIAL[usize::from(c)])
+                    .unwrap_or(rest.len());
+            }
             let Some(&c) = self.b.get(self.pos) else {
                 return Err(self.err("unterminated string"));
             };

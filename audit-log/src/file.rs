@@ -62,9 +62,10 @@ pub enum FsyncPolicy {
     /// Before every `append`/`append_batch` returns (a batch is one write and one sync).
     /// A record whose append returned survives a crash or power loss.
     EveryRecord,
-    /// Group commit: sync once `records` records are unsynced, or when the oldest
-    /// unsynced record is `interval` old (a background thread does the timed sync).
-    /// A crash loses at most that window.
+    /// Group commit: a background thread syncs once `records` records are unsynced, or
+    /// when the oldest unsynced record is `interval` old, while appends go on. If more
+    /// than `2 × records` are unsynced (the disk is behind), the appender syncs inline.
+    /// A power loss loses at most that window; a process crash loses nothing.
     Batch {
         /// Sync after this many unsynced records (at least 1).
         records: usize,
@@ -171,21 +172,30 @@ struct Active {
 /// State shared with the group-commit thread.
 struct FlushState {
     file: Option<Arc<File>>,
+    /// When the oldest unsynced record was written.
     dirty_since: Option<Instant>,
+    /// Records written and not yet covered by a completed sync.
+    pending: usize,
+    /// The record threshold was reached: sync now.
+    urgent: bool,
     stop: bool,
 }
 
+/// The group-commit thread: syncs when `records` are pending or the oldest pending
+/// record is `interval` old, while appends go on.
 struct Flusher {
     shared: Arc<(Mutex<FlushState>, Condvar)>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Flusher {
-    fn start(interval: Duration, path: PathBuf) -> Flusher {
+    fn start(interval: Option<Duration>, path: PathBuf) -> Flusher {
         let shared = Arc::new((
             Mutex::new(FlushState {
                 file: None,
                 dirty_since: None,
+                pending: 0,
+                urgent: false,
                 stop: false,
             }),
             Condvar::new(),
@@ -200,23 +210,32 @@ impl Flusher {
                     if st.stop {
                         break;
                     }
-                    match st.dirty_since {
+                    let due = if st.pending == 0 {
+                        None
+                    } else if st.urgent {
+                        Some(Instant::now())
+                    } else {
+                        st.dirty_since.zip(interval).map(|(t, iv)| t + iv)
+                    };
+                    let now = Instant::now();
+                    match due {
                         None => st = cv.wait(st).unwrap_or_else(|e| e.into_inner()),
-                        Some(t) => {
-                            let due = t + interval;
-                            let now = Instant::now();
-                            if now >= due {
-                                st.dirty_since = None;
-                                let file = st.file.clone();
-                                drop(st);
-                                if let Some(f) = file
-                                    && let Err(e) = f.sync_data() {
-                                        tracing::error!(path = %path.display(), error = %e, "audit log group-commit fsync failed");
-                                    }
-                                st = m.lock().unwrap_or_else(|e| e.into_inner());
-                            } else {
-                                st = cv.wait_timeout(st, due - now).unwrap_or_else(|e| e.into_inner()).0;
+                        Some(d) if now < d => {
+                            st = cv.wait_timeout(st, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                        }
+                        Some(_) => {
+                            let snapshot = st.pending;
+                            st.urgent = false;
+                            let file = st.file.clone();
+                            drop(st);
+                            if let Some(f) = file
+                                && let Err(e) = f.sync_data()
+                            {
+                                tracing::error!(path = %path.display(), error = %e, "audit log group-commit fsync failed");
                             }
+                            st = m.lock().unwrap_or_else(|e| e.into_inner());
+                            st.pending = st.pending.saturating_sub(snapshot);
+                            st.dirty_since = (st.pending > 0).then(Instant::now);
                         }
                     }
                 }
@@ -225,19 +244,40 @@ impl Flusher {
         Flusher { shared, handle }
     }
 
-    fn mark_dirty(&self, file: &Arc<File>) {
+    /// Notes `n` records written to `file`; returns `Some(snapshot)` when the appender
+    /// must sync inline (more than twice the threshold pending: the disk is behind).
+    fn written(&self, file: &Arc<File>, n: usize, records: usize) -> Option<usize> {
         let (m, cv) = &*self.shared;
         let mut st = m.lock().unwrap_or_else(|e| e.into_inner());
         st.file = Some(Arc::clone(file));
-        if st.dirty_since.is_none() {
+        st.pending += n;
+        let newly_dirty = st.dirty_since.is_none();
+        if newly_dirty {
             st.dirty_since = Some(Instant::now());
+        }
+        if st.pending >= records && !st.urgent {
+            st.urgent = true;
             cv.notify_one();
+        } else if newly_dirty {
+            cv.notify_one();
+        }
+        (st.pending >= records.saturating_mul(2)).then_some(st.pending)
+    }
+
+    /// A sync covering `snapshot` records completed.
+    fn synced(&self, snapshot: usize) {
+        let (m, _) = &*self.shared;
+        let mut st = m.lock().unwrap_or_else(|e| e.into_inner());
+        st.pending = st.pending.saturating_sub(snapshot);
+        if st.pending == 0 {
+            st.dirty_since = None;
+            st.urgent = false;
         }
     }
 
-    fn clear(&self) {
+    fn pending(&self) -> usize {
         let (m, _) = &*self.shared;
-        m.lock().unwrap_or_else(|e| e.into_inner()).dirty_since = None;
+        m.lock().unwrap_or_else(|e| e.into_inner()).pending
     }
 }
 
@@ -263,7 +303,6 @@ pub struct FileSink {
     head_valid: bool,
     scratch: Vec<u8>,
     out: Vec<u8>,
-    unsynced: usize,
     flusher: Option<Flusher>,
     recovered: Vec<Recovery>,
 }
@@ -498,9 +537,7 @@ impl FileSink {
             }
         }
         let flusher = match opts.fsync {
-            FsyncPolicy::Batch {
-                interval: Some(iv), ..
-            } => Some(Flusher::start(iv, path.clone())),
+            FsyncPolicy::Batch { interval, .. } => Some(Flusher::start(interval, path.clone())),
             _ => None,
         };
         let mut sink = FileSink {
@@ -513,7 +550,6 @@ impl FileSink {
             head_valid: false,
             scratch: Vec::new(),
             out: Vec::new(),
-            unsynced: 0,
             flusher,
             recovered: Vec::new(),
         };
@@ -713,16 +749,17 @@ impl FileSink {
         }
         active.len += self.out.len() as u64;
         self.head = head;
-        self.unsynced += sealed.len();
         let file = Arc::clone(&active.file);
         let len = active.len;
         match self.opts.fsync {
             FsyncPolicy::EveryRecord => self.sync_file(&file)?,
             FsyncPolicy::Batch { records, .. } => {
-                if self.unsynced >= records {
-                    self.sync_file(&file)?;
-                } else if let Some(fl) = &self.flusher {
-                    fl.mark_dirty(&file);
+                let inline = self.flusher.as_ref().and_then(|fl| fl.written(&file, sealed.len(), records));
+                if let Some(snapshot) = inline {
+                    file.sync_data().map_err(|e| Error::io("fsync", &self.path, e))?;
+                    if let Some(fl) = &self.flusher {
+                        fl.synced(snapshot);
+                    }
                 }
             }
             FsyncPolicy::Never => {}
@@ -734,11 +771,10 @@ impl FileSink {
     }
 
     fn sync_file(&mut self, file: &File) -> Result<()> {
-        file.sync_data()
-            .map_err(|e| Error::io("fsync", &self.path, e))?;
-        self.unsynced = 0;
-        if let Some(fl) = &self.flusher {
-            fl.clear();
+        let snapshot = self.flusher.as_ref().map(Flusher::pending);
+        file.sync_data().map_err(|e| Error::io("fsync", &self.path, e))?;
+        if let (Some(fl), Some(n)) = (&self.flusher, snapshot) {
+            fl.synced(n);
         }
         Ok(())
     }
@@ -809,9 +845,8 @@ impl AuditSink for FileSink {
 
 impl Drop for FileSink {
     fn drop(&mut self) {
-        self.flusher = None;
-        if self.unsynced > 0
-            && self.opts.fsync != FsyncPolicy::Never
+        let pending = self.flusher.take().map(|fl| fl.pending()).unwrap_or(0);
+        if pending > 0
             && let Err(e) = self.sync()
         {
             tracing::error!(log = %self.path.display(), error = %e, "final fsync failed");

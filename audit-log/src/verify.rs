@@ -23,6 +23,9 @@ pub struct VerifyOptions {
     pub require_keyed: bool,
     /// A checkpoint (already signature-checked) the log must still contain.
     pub checkpoint: Option<VerifiedCheckpoint>,
+    /// Threads for the per-line work (canonical scan and hash); 0 (default) uses the
+    /// available cores, at most 8. The chain walk itself is sequential.
+    pub threads: usize,
 }
 
 impl VerifyOptions {
@@ -43,6 +46,19 @@ impl VerifyOptions {
     pub fn allow_unkeyed(mut self) -> Self {
         self.require_keyed = false;
         self
+    }
+
+    /// Sets the number of threads (1 = single-threaded; 0 = available cores).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+
+    fn thread_count(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(8),
+            n => n,
+        }
     }
 
     /// Also checks that the log still holds this checkpoint's record.
@@ -331,6 +347,7 @@ pub(crate) fn read_head(line: &[u8]) -> Result<ChainHead, String> {
 
 /// Internal location: file index or table row.
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) enum Loc {
     File { file: usize, offset: u64, line: u64 },
     Row { index: u64 },
@@ -400,11 +417,20 @@ impl<'o> Engine<'o> {
 
     /// Feeds one line (without its newline).
     pub(crate) fn push(&mut self, line: &[u8], terminated: bool, loc: Loc) {
-        self.bytes += line.len() as u64 + u64::from(terminated);
         if self.failure.is_some() {
+            self.bytes += line.len() as u64 + u64::from(terminated);
             return;
         }
         let info = analyze(line, self.opts);
+        self.push_info(info, line.len(), terminated, loc);
+    }
+
+    /// Feeds the analysis of one line (computed by [`analyze`], possibly on another thread).
+    fn push_info(&mut self, info: Result<Info, String>, len: usize, terminated: bool, loc: Loc) {
+        self.bytes += len as u64 + u64::from(terminated);
+        if self.failure.is_some() {
+            return;
+        }
         if let Some(p) = self.pending.as_mut() {
             let ok = info.as_ref().ok().filter(|i| i.check == Check::Ok);
             if let Some(i) = ok {
@@ -776,23 +802,28 @@ fn feed_reader(
         }
         filled += n;
         let mut start = 0usize;
+        let mut lines: Vec<(usize, usize)> = Vec::new();
         while let Some(nl) = memchr::memchr(b'\n', &buf[start..filled]) {
-            let end = start + nl;
+            lines.push((start, start + nl));
+            start += nl + 1;
+        }
+        let infos = if engine.wants_more() {
+            analyze_many(&buf, &lines, engine.opts)
+        } else {
+            Vec::new()
+        };
+        let mut infos = infos.into_iter();
+        for &(s, e) in &lines {
             line_no += 1;
-            if engine.wants_more() {
-                engine.push(
-                    &buf[start..end],
-                    true,
-                    Loc::File {
-                        file: file_idx,
-                        offset: base + start as u64,
-                        line: line_no,
-                    },
-                );
-            } else {
-                engine.bytes += (end - start + 1) as u64;
+            let loc = Loc::File {
+                file: file_idx,
+                offset: base + s as u64,
+                line: line_no,
+            };
+            match infos.next() {
+                Some(info) => engine.push_info(info, e - s, true, loc),
+                None => engine.push(&buf[s..e], true, loc),
             }
-            start = end + 1;
         }
         buf.copy_within(start..filled, 0);
         base += start as u64;
@@ -811,6 +842,34 @@ fn feed_reader(
         );
     }
     Ok(base + filled as u64)
+}
+
+/// Analyzes many lines, split over the verifier's threads (the per-line work —
+/// canonical scan and hash — is independent; only the chain walk is sequential).
+fn analyze_many(buf: &[u8], lines: &[(usize, usize)], opts: &VerifyOptions) -> Vec<Result<Info, String>> {
+    let threads = opts.thread_count().min(lines.len() / 64).max(1);
+    let one = |part: &[(usize, usize)]| -> Vec<Result<Info, String>> {
+        part.iter().map(|&(s, e)| analyze(&buf[s..e], opts)).collect()
+    };
+    if threads <= 1 {
+        return one(lines);
+    }
+    let per = lines.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut parts = lines.chunks(per);
+        let first = parts.next().unwrap_or_default();
+        let handles: Vec<_> = parts.map(|part| scope.spawn(move || one(part))).collect();
+        let mut out = one(first);
+        for h in handles {
+            match h.join() {
+                Ok(v) => out.extend(v),
+                // A worker cannot panic (analysis is total); if it somehow did, let the
+                // engine analyze the remaining lines itself.
+                Err(_) => break,
+            }
+        }
+        out
+    })
 }
 
 /// Verifies an in-memory log (one JSON Lines "file" named `name`).
@@ -884,6 +943,7 @@ pub fn verify(path: impl AsRef<Path>, opts: &VerifyOptions) -> Result<Report> {
 /// Verifies a sequence of stored lines that are not in a file (database rows, in seq
 /// order). Each row is `(seq column, stored line, column mismatch)`: a mismatch says a
 /// queryable column disagrees with the stored record.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn verify_rows<I>(table: &str, rows: I, opts: &VerifyOptions) -> Result<Report>
 where
     I: IntoIterator<Item = Result<(u64, String, Option<String>)>>,
