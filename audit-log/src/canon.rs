@@ -121,6 +121,20 @@ pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// [`key_cmp`] on UTF-8 bytes without decoding: byte order equals UTF-16 order unless
+/// the first differing bytes involve a lead byte of U+E000..U+FFFF (0xEE, 0xEF) or of a
+/// supplementary character (0xF0..).
+fn raw_key_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        None => a.len().cmp(&b.len()),
+        Some(i) if a[i] < 0xEE && b[i] < 0xEE => a[i].cmp(&b[i]),
+        Some(_) => match (std::str::from_utf8(a), std::str::from_utf8(b)) {
+            (Ok(x), Ok(y)) => key_cmp(x, y),
+            _ => a.cmp(b),
+        },
+    }
+}
+
 /// Orders object keys as RFC 8785 does: by their UTF-16 code units.
 pub(crate) fn key_cmp(a: &str, b: &str) -> Ordering {
     if a.is_ascii() && b.is_ascii() {
@@ -229,15 +243,29 @@ fn break_tie_to_even(f: f64, digits: &mut String, exp: i64) {
 // Scanner
 // ---------------------------------------------------------------------------------------
 
-/// One top-level member of a scanned object.
+/// One top-level member of a scanned object (byte ranges into the line).
 #[derive(Debug, Clone)]
-pub(crate) struct Member<'a> {
-    /// Decoded key.
-    pub(crate) key: Cow<'a, str>,
+pub(crate) struct Member {
+    /// The key's content (between the quotes).
+    key: Range<usize>,
+    /// Whether the key contains escapes.
+    key_escaped: bool,
     /// Byte offset of the key's opening quote.
     pub(crate) start: usize,
     /// Byte range of the value.
     pub(crate) value: Range<usize>,
+}
+
+impl Member {
+    /// The decoded key.
+    pub(crate) fn key<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let raw = text.get(self.key.clone()).unwrap_or_default();
+        if self.key_escaped {
+            Cow::Owned(unescape(raw))
+        } else {
+            Cow::Borrowed(raw)
+        }
+    }
 }
 
 /// Why a line is not canonical JSON.
@@ -259,13 +287,14 @@ type ScanResult<T> = Result<T, ScanError>;
 
 /// Checks that `line` is exactly the canonical form of one JSON object and returns
 /// its top-level members (in order). `line` must not contain the newline.
-pub(crate) fn scan_object<'a>(line: &'a [u8], members: &mut Vec<Member<'a>>) -> ScanResult<()> {
+pub(crate) fn scan_object<'a>(line: &'a [u8], members: &mut Vec<Member>) -> ScanResult<&'a str> {
     members.clear();
     let text = std::str::from_utf8(line).map_err(|e| ScanError {
         at: e.valid_up_to(),
         message: "invalid UTF-8",
     })?;
     let mut sc = Scanner {
+        text,
         b: text.as_bytes(),
         pos: 0,
     };
@@ -273,7 +302,7 @@ pub(crate) fn scan_object<'a>(line: &'a [u8], members: &mut Vec<Member<'a>>) -> 
     if sc.pos != sc.b.len() {
         return Err(sc.err("trailing bytes after the object"));
     }
-    Ok(())
+    Ok(text)
 }
 
 /// Bytes that end the fast path inside a string: controls, '"' and '\\'.
@@ -290,6 +319,7 @@ static SPECIAL: [bool; 256] = {
 };
 
 struct Scanner<'a> {
+    text: &'a str,
     b: &'a [u8],
     pos: usize,
 }
@@ -367,7 +397,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn object(&mut self, depth: usize, mut top: Option<&mut Vec<Member<'a>>>) -> ScanResult<()> {
+    fn object(&mut self, depth: usize, mut top: Option<&mut Vec<Member>>) -> ScanResult<()> {
         if depth > MAX_DEPTH {
             return Err(self.err("nesting too deep"));
         }
@@ -376,16 +406,15 @@ impl<'a> Scanner<'a> {
             self.pos += 1;
             return Ok(());
         }
-        let mut prev_key: Option<Cow<'a, str>> = None;
+        let mut prev_key: Option<StrTok> = None;
         loop {
             let start = self.pos;
             if self.peek() != Some(b'"') {
                 return Err(self.err("expected an object key"));
             }
             let tok = self.string()?;
-            let key = self.decode(&tok);
             if let Some(prev) = &prev_key
-                && key_cmp(prev, &key) != Ordering::Less
+                && self.tok_cmp(prev, &tok) != Ordering::Less
             {
                 return Err(ScanError {
                     at: start,
@@ -397,12 +426,13 @@ impl<'a> Scanner<'a> {
             self.value(depth)?;
             if let Some(members) = top.as_deref_mut() {
                 members.push(Member {
-                    key: key.clone(),
+                    key: tok.raw.clone(),
+                    key_escaped: tok.escaped,
                     start,
                     value: vstart..self.pos,
                 });
             }
-            prev_key = Some(key);
+            prev_key = Some(tok);
             match self.peek() {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
@@ -414,11 +444,18 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// RFC 8785 order of two keys.
+    fn tok_cmp(&self, a: &StrTok, b: &StrTok) -> Ordering {
+        if !a.escaped && !b.escaped {
+            raw_key_cmp(&self.b[a.raw.clone()], &self.b[b.raw.clone()])
+        } else {
+            key_cmp(&self.decode(a), &self.decode(b))
+        }
+    }
+
     fn decode(&self, tok: &StrTok) -> Cow<'a, str> {
-        let raw = &self.b[tok.raw.clone()];
-        // The whole line was validated as UTF-8 and string bodies end on ASCII quotes,
-        // so this never fails.
-        let raw = std::str::from_utf8(raw).unwrap_or_default();
+        // String bodies start and end next to ASCII quotes: always char boundaries.
+        let raw = self.text.get(tok.raw.clone()).unwrap_or_default();
         if tok.escaped {
             Cow::Owned(unescape(raw))
         } else {
@@ -529,7 +566,7 @@ impl<'a> Scanner<'a> {
             }
         }
         self.pos = i;
-        let tok = std::str::from_utf8(&b[start..i]).unwrap_or_default();
+        let tok = self.text.get(start..i).unwrap_or_default();
         if plain_int {
             if tok == "-0" {
                 return Err(ScanError {
@@ -582,14 +619,12 @@ fn unescape(raw: &str) -> String {
 }
 
 /// Decodes a string value span (quotes included) of a scanned line.
-pub(crate) fn string_value<'a>(line: &'a [u8], span: &Range<usize>) -> Option<Cow<'a, str>> {
-    let raw = line.get(span.clone())?;
-    let inner = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
-    let s = std::str::from_utf8(inner).ok()?;
-    if s.contains('\\') {
-        Some(Cow::Owned(unescape(s)))
+pub(crate) fn string_value<'a>(text: &'a str, span: &Range<usize>) -> Option<Cow<'a, str>> {
+    let inner = text.get(span.clone())?.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        Some(Cow::Owned(unescape(inner)))
     } else {
-        Some(Cow::Borrowed(s))
+        Some(Cow::Borrowed(inner))
     }
 }
 
@@ -714,13 +749,13 @@ mod tests {
 
     #[test]
     fn scanner_reports_top_level_spans() {
-        let line = br#"{"a":{"x":[1,2]},"b":"q\"r","c":3}"#;
+        let line = br#"{"a":{"x":[1,2]},"b":"q\"r","c":3,"d\nk":0}"#;
         let mut m = Vec::new();
-        scan_object(line, &mut m).unwrap();
-        let keys: Vec<&str> = m.iter().map(|m| m.key.as_ref()).collect();
-        assert_eq!(keys, ["a", "b", "c"]);
+        let text = scan_object(line, &mut m).unwrap();
+        let keys: Vec<String> = m.iter().map(|m| m.key(text).into_owned()).collect();
+        assert_eq!(keys, ["a", "b", "c", "d\nk"]);
         assert_eq!(&line[m[0].value.clone()], br#"{"x":[1,2]}"#);
-        assert_eq!(string_value(line, &m[1].value).unwrap(), "q\"r");
+        assert_eq!(string_value(text, &m[1].value).unwrap(), "q\"r");
         assert_eq!(&line[m[2].value.clone()], b"3");
     }
 
@@ -766,6 +801,13 @@ mod tests {
             let back: Value = serde_json::from_str(&text).unwrap();
             // Re-canonicalizing the parsed value gives the same bytes (idempotent).
             prop_assert_eq!(canon(&back), text);
+        }
+
+        #[test]
+        fn raw_key_order_equals_utf16_order(a in any::<String>(), b in any::<String>()) {
+            prop_assert_eq!(raw_key_cmp(a.as_bytes(), b.as_bytes()), key_cmp(&a, &b));
+            let pre = format!("{a}{b}");
+            prop_assert_eq!(raw_key_cmp(a.as_bytes(), pre.as_bytes()), key_cmp(&a, &pre));
         }
 
         #[test]

@@ -238,17 +238,12 @@ struct Info {
 }
 
 /// Parses and checks one line: canonical form, required chain fields, hash.
-fn analyze(line: &[u8], opts: &VerifyOptions) -> Result<Info, String> {
-    let mut members = Vec::with_capacity(24);
-    analyze_inner(line, opts, &mut members)
+fn analyze(line: &[u8], opts: &VerifyOptions, members: &mut Vec<Member>) -> Result<Info, String> {
+    analyze_inner(line, opts, members)
 }
 
-fn analyze_inner<'a>(
-    line: &'a [u8],
-    opts: &VerifyOptions,
-    members: &mut Vec<Member<'a>>,
-) -> Result<Info, String> {
-    canon::scan_object(line, members).map_err(|e| format!("not canonical JSON: {e}"))?;
+fn analyze_inner(line: &[u8], opts: &VerifyOptions, members: &mut Vec<Member>) -> Result<Info, String> {
+    let text = canon::scan_object(line, members).map_err(|e| format!("not canonical JSON: {e}"))?;
     let mut seq = None;
     let mut prev = None;
     let mut hash = None;
@@ -258,21 +253,21 @@ fn analyze_inner<'a>(
     let mut version = None;
     for (i, m) in members.iter().enumerate() {
         let raw = &line[m.value.clone()];
-        match m.key.as_ref() {
+        match m.key(text).as_ref() {
             "seq" => {
                 seq = std::str::from_utf8(raw)
                     .ok()
                     .and_then(|s| s.parse::<u64>().ok())
             }
             "prevHash" => {
-                prev = canon::string_value(line, &m.value).and_then(|s| ChainHash::from_hex(&s))
+                prev = canon::string_value(text, &m.value).and_then(|s| ChainHash::from_hex(&s))
             }
             "hash" => {
-                hash = canon::string_value(line, &m.value).and_then(|s| ChainHash::from_hex(&s));
+                hash = canon::string_value(text, &m.value).and_then(|s| ChainHash::from_hex(&s));
                 hash_idx = Some(i);
             }
-            "keyId" => key_id = canon::string_value(line, &m.value).map(|s| s.into_owned()),
-            "keyCheck" => key_check = canon::string_value(line, &m.value).map(|s| s.into_owned()),
+            "keyId" => key_id = canon::string_value(text, &m.value).map(|s| s.into_owned()),
+            "keyCheck" => key_check = canon::string_value(text, &m.value).map(|s| s.into_owned()),
             "v" => {
                 version = std::str::from_utf8(raw)
                     .ok()
@@ -334,7 +329,7 @@ fn analyze_inner<'a>(
 
 /// The head a stored line forms (structure only; the hash is not checked).
 pub(crate) fn read_head(line: &[u8]) -> Result<ChainHead, String> {
-    let i = analyze(line, &VerifyOptions::default())?;
+    let i = analyze(line, &VerifyOptions::default(), &mut Vec::new())?;
     Ok(ChainHead {
         seq: i.seq,
         hash: i.hash,
@@ -421,7 +416,7 @@ impl<'o> Engine<'o> {
             self.bytes += line.len() as u64 + u64::from(terminated);
             return;
         }
-        let info = analyze(line, self.opts);
+        let info = analyze(line, self.opts, &mut Vec::new());
         self.push_info(info, line.len(), terminated, loc);
     }
 
@@ -849,7 +844,8 @@ fn feed_reader(
 fn analyze_many(buf: &[u8], lines: &[(usize, usize)], opts: &VerifyOptions) -> Vec<Result<Info, String>> {
     let threads = opts.thread_count().min(lines.len() / 64).max(1);
     let one = |part: &[(usize, usize)]| -> Vec<Result<Info, String>> {
-        part.iter().map(|&(s, e)| analyze(&buf[s..e], opts)).collect()
+        let mut members = Vec::with_capacity(32);
+        part.iter().map(|&(s, e)| analyze(&buf[s..e], opts, &mut members)).collect()
     };
     if threads <= 1 {
         return one(lines);
