@@ -620,7 +620,10 @@ fn unescape(raw: &str) -> String {
 
 /// Decodes a string value span (quotes included) of a scanned line.
 pub(crate) fn string_value<'a>(text: &'a str, span: &Range<usize>) -> Option<Cow<'a, str>> {
-    let inner = text.get(span.clone())?.strip_prefix('"')?.strip_suffix('"')?;
+    let inner = text
+        .get(span.clone())?
+        .strip_prefix('"')?
+        .strip_suffix('"')?;
     if inner.contains('\\') {
         Some(Cow::Owned(unescape(inner)))
     } else {

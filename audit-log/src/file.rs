@@ -754,9 +754,13 @@ impl FileSink {
         match self.opts.fsync {
             FsyncPolicy::EveryRecord => self.sync_file(&file)?,
             FsyncPolicy::Batch { records, .. } => {
-                let inline = self.flusher.as_ref().and_then(|fl| fl.written(&file, sealed.len(), records));
+                let inline = self
+                    .flusher
+                    .as_ref()
+                    .and_then(|fl| fl.written(&file, sealed.len(), records));
                 if let Some(snapshot) = inline {
-                    file.sync_data().map_err(|e| Error::io("fsync", &self.path, e))?;
+                    file.sync_data()
+                        .map_err(|e| Error::io("fsync", &self.path, e))?;
                     if let Some(fl) = &self.flusher {
                         fl.synced(snapshot);
                     }
@@ -772,7 +776,8 @@ impl FileSink {
 
     fn sync_file(&mut self, file: &File) -> Result<()> {
         let snapshot = self.flusher.as_ref().map(Flusher::pending);
-        file.sync_data().map_err(|e| Error::io("fsync", &self.path, e))?;
+        file.sync_data()
+            .map_err(|e| Error::io("fsync", &self.path, e))?;
         if let (Some(fl), Some(n)) = (&self.flusher, snapshot) {
             fl.synced(n);
         }

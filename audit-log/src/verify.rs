@@ -56,7 +56,9 @@ impl VerifyOptions {
 
     fn thread_count(&self) -> usize {
         match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(8),
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(8),
             n => n,
         }
     }
@@ -242,7 +244,11 @@ fn analyze(line: &[u8], opts: &VerifyOptions, members: &mut Vec<Member>) -> Resu
     analyze_inner(line, opts, members)
 }
 
-fn analyze_inner(line: &[u8], opts: &VerifyOptions, members: &mut Vec<Member>) -> Result<Info, String> {
+fn analyze_inner(
+    line: &[u8],
+    opts: &VerifyOptions,
+    members: &mut Vec<Member>,
+) -> Result<Info, String> {
     let text = canon::scan_object(line, members).map_err(|e| format!("not canonical JSON: {e}"))?;
     let mut seq = None;
     let mut prev = None;
@@ -841,11 +847,17 @@ fn feed_reader(
 
 /// Analyzes many lines, split over the verifier's threads (the per-line work —
 /// canonical scan and hash — is independent; only the chain walk is sequential).
-fn analyze_many(buf: &[u8], lines: &[(usize, usize)], opts: &VerifyOptions) -> Vec<Result<Info, String>> {
+fn analyze_many(
+    buf: &[u8],
+    lines: &[(usize, usize)],
+    opts: &VerifyOptions,
+) -> Vec<Result<Info, String>> {
     let threads = opts.thread_count().min(lines.len() / 64).max(1);
     let one = |part: &[(usize, usize)]| -> Vec<Result<Info, String>> {
         let mut members = Vec::with_capacity(32);
-        part.iter().map(|&(s, e)| analyze(&buf[s..e], opts, &mut members)).collect()
+        part.iter()
+            .map(|&(s, e)| analyze(&buf[s..e], opts, &mut members))
+            .collect()
     };
     if threads <= 1 {
         return one(lines);

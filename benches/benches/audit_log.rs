@@ -46,14 +46,17 @@ fn record(i: u64) -> AuditRecord {
 }
 
 fn scratch_dir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("audit-bench-{name}-{}", std::process::id()));
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("audit-bench-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
 fn sample_line() -> Vec<u8> {
-    let s = Chain::unkeyed().seal(&ChainHead::default(), &record(1)).unwrap();
+    let s = Chain::unkeyed()
+        .seal(&ChainHead::default(), &record(1))
+        .unwrap();
     let mut l = s.line().as_bytes().to_vec();
     l.push(b'\n');
     l
@@ -67,14 +70,22 @@ fn appends(c: &mut Criterion) {
 
     // Physical limits.
     let dir = scratch_dir("bare");
-    let mut f = OpenOptions::new().create(true).append(true).open(dir.join("bare.jsonl")).unwrap();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("bare.jsonl"))
+        .unwrap();
     g.bench_function("bare_write_fdatasync", |b| {
         b.iter(|| {
             f.write_all(&line).unwrap();
             f.sync_data().unwrap();
         })
     });
-    let mut f2 = OpenOptions::new().create(true).append(true).open(dir.join("bare2.jsonl")).unwrap();
+    let mut f2 = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("bare2.jsonl"))
+        .unwrap();
     g.bench_function("bare_write", |b| b.iter(|| f2.write_all(&line).unwrap()));
 
     for (name, policy) in [
@@ -89,7 +100,11 @@ fn appends(c: &mut Criterion) {
         ("no_fsync", FsyncPolicy::Never),
     ] {
         let dir = scratch_dir(name);
-        let sink = FileSink::open(dir.join("audit.jsonl"), FileSinkOptions::new().fsync(policy)).unwrap();
+        let sink = FileSink::open(
+            dir.join("audit.jsonl"),
+            FileSinkOptions::new().fsync(policy),
+        )
+        .unwrap();
         let mut log = AuditLog::new(sink);
         // The caller's record is built once: this measures sealing, locking and I/O.
         let rec = record(1);
@@ -120,11 +135,19 @@ fn verification(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("audit_verify");
     g.throughput(Throughput::Bytes(bytes.len() as u64));
-    g.bench_function("sha256_raw_one_core", |b| b.iter(|| black_box(Sha256::digest(&bytes))));
+    g.bench_function("sha256_raw_one_core", |b| {
+        b.iter(|| black_box(Sha256::digest(&bytes)))
+    });
     let one = VerifyOptions::new().threads(1);
-    g.bench_function("verify_bytes_1_thread", |b| b.iter(|| black_box(verify_bytes("x", &bytes, &one))));
-    g.bench_function("verify_bytes", |b| b.iter(|| black_box(verify_bytes("x", &bytes, &opts))));
-    g.bench_function("verify_file", |b| b.iter(|| black_box(verify(&path, &opts).unwrap())));
+    g.bench_function("verify_bytes_1_thread", |b| {
+        b.iter(|| black_box(verify_bytes("x", &bytes, &one)))
+    });
+    g.bench_function("verify_bytes", |b| {
+        b.iter(|| black_box(verify_bytes("x", &bytes, &opts)))
+    });
+    g.bench_function("verify_file", |b| {
+        b.iter(|| black_box(verify(&path, &opts).unwrap()))
+    });
     g.finish();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -158,10 +181,13 @@ fn postgres_append(c: &mut Criterion) {
         })
     });
     let mut log = AuditLog::new(
-        kubesafe_audit_log::postgres::PostgresSink::connect(&server.params(), "kubesafe_audit").unwrap(),
+        kubesafe_audit_log::postgres::PostgresSink::connect(&server.params(), "kubesafe_audit")
+            .unwrap(),
     );
     let rec = record(1);
-    g.bench_function("sink_append", |b| b.iter(|| black_box(log.append(&rec).unwrap())));
+    g.bench_function("sink_append", |b| {
+        b.iter(|| black_box(log.append(&rec).unwrap()))
+    });
     g.finish();
 }
 
