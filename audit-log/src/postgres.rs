@@ -145,6 +145,7 @@ pub struct PostgresSink {
     client: Client,
     table: String,
     lock_key: i64,
+    insert: postgres::Statement,
 }
 
 impl std::fmt::Debug for PostgresSink {
@@ -172,10 +173,22 @@ impl PostgresSink {
             .map_err(pg("lock"))?;
         tx.batch_execute(&ddl).map_err(pg("create table"))?;
         tx.commit().map_err(pg("commit"))?;
+        let insert = client
+            .prepare(&format!(
+                "INSERT INTO {table} (seq, prev_hash, hash, key_id, action_type, status, namespace,
+                                      resource_type, resource_name, requested_by, duration_ms,
+                                      created_at, completed_at, record)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+                         timestamptz 'epoch' + $12::bigint * interval '1 microsecond',
+                         timestamptz 'epoch' + $13::bigint * interval '1 microsecond',
+                         $14)"
+            ))
+            .map_err(pg("prepare"))?;
         Ok(PostgresSink {
             client,
             table: table.to_owned(),
             lock_key: key,
+            insert,
         })
     }
 
@@ -372,17 +385,7 @@ impl AuditSink for PostgresSink {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.lock_key])
             .map_err(pg("lock"))?;
         let mut head = head_of(&mut tx, t)?;
-        let insert = tx
-            .prepare(&format!(
-                "INSERT INTO {t} (seq, prev_hash, hash, key_id, action_type, status, namespace,
-                                  resource_type, resource_name, requested_by, duration_ms,
-                                  created_at, completed_at, record)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-                         timestamptz 'epoch' + $12::bigint * interval '1 microsecond',
-                         timestamptz 'epoch' + $13::bigint * interval '1 microsecond',
-                         $14)"
-            ))
-            .map_err(pg("prepare"))?;
+        let insert = self.insert.clone();
         let mut out = Vec::with_capacity(records.len());
         let mut scratch = Vec::new();
         for r in records {

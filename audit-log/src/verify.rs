@@ -917,7 +917,13 @@ fn file_resolver(files: &[PathBuf]) -> impl Fn(Loc) -> Location + '_ {
 /// `<log>`), in chain order.
 ///
 /// While reading, it holds a shared lock on `<log>.lock` when that file exists, so it
-/// sees no half-written append from a [`FileSink`](crate::FileSink) of this crate.
+/// sees no half-written append from a [`FileSink`](crate::FileSink) of this crate. A
+/// writer using [`LockMode::Held`](crate::LockMode::Held) keeps that lock; after
+/// waiting [`READER_LOCK_WAIT`](crate::file::READER_LOCK_WAIT) the verifier reads
+/// without it (an append in flight may then show as a torn tail).
+///
+/// The per-line work (canonical scan and hash) runs on
+/// [`VerifyOptions::threads`] threads; the chain walk is sequential.
 pub fn verify(path: impl AsRef<Path>, opts: &VerifyOptions) -> Result<Report> {
     let path = path.as_ref();
     let _guard = crate::file::SharedLock::acquire(path)?;
