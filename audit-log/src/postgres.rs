@@ -382,9 +382,33 @@ impl AuditSink for PostgresSink {
     ) -> Result<Vec<SealedRecord>> {
         let t = &self.table;
         let mut tx = self.client.transaction().map_err(pg("begin"))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.lock_key])
-            .map_err(pg("lock"))?;
-        let mut head = head_of(&mut tx, t)?;
+        // Lock, then read the head in a second statement (its own snapshot, taken after
+        // the lock), both in one round trip.
+        let msgs = tx
+            .simple_query(&format!(
+                "SELECT pg_advisory_xact_lock({}); SELECT seq, hash FROM {t} ORDER BY seq DESC LIMIT 1",
+                self.lock_key
+            ))
+            .map_err(pg("lock and read head"))?;
+        let mut head = ChainHead::default();
+        for m in msgs {
+            if let postgres::SimpleQueryMessage::Row(row) = m
+                && row.columns().first().map(|c| c.name()) == Some("seq")
+                && let (Ok(Some(seq)), Ok(Some(hash))) = (row.try_get(0), row.try_get(1))
+            {
+                let seq: u64 = seq.parse().map_err(|_| Error::CorruptTail {
+                    path: t.into(),
+                    offset: 0,
+                    message: format!("seq column {seq:?} is not a number"),
+                })?;
+                let hash = ChainHash::from_hex(hash).ok_or_else(|| Error::CorruptTail {
+                    path: t.into(),
+                    offset: seq,
+                    message: format!("hash column {hash:?} is not 64 lowercase hex digits"),
+                })?;
+                head = ChainHead { seq, hash };
+            }
+        }
         let insert = self.insert.clone();
         let mut out = Vec::with_capacity(records.len());
         let mut scratch = Vec::new();
