@@ -37,6 +37,8 @@ enum Command {
     Verify(cmd::sign::VerifyArgs),
     /// Edit a static-pod manifest or kubelet config: lossless, atomic, locked.
     Edit(cmd::edit::EditArgs),
+    /// Tamper-evident audit logs: append, verify, query, stats, checkpoint.
+    Audit(cmd::audit::AuditArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -64,5 +66,6 @@ fn main() -> ExitCode {
         Command::Sign(args) => cmd::sign::run_sign(args),
         Command::Verify(args) => cmd::sign::run_verify(args),
         Command::Edit(args) => cmd::edit::run(args),
+        Command::Audit(args) => cmd::audit::run(args),
     }
 }

@@ -5,3 +5,4 @@
 pub(crate) mod guardrails;
 pub(crate) mod sign;
 pub(crate) mod edit;
+pub(crate) mod audit;

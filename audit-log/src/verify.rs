@@ -1,0 +1,996 @@
+//! Chain verification: walks a log and names the first bad record.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::canon::{self, Member};
+use crate::chain::{self, ChainHash, ChainHead, KeyRing};
+use crate::checkpoint::VerifiedCheckpoint;
+use crate::error::{Error, Result};
+use crate::record::FORMAT_VERSION;
+
+/// What to verify against.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct VerifyOptions {
+    /// Keys for keyed records, looked up by `keyId`.
+    pub keys: KeyRing,
+    /// Refuse unkeyed records. Defaults to `true` once keys are given with
+    /// [`keys`](VerifyOptions::keys): otherwise whoever can write the log could replace
+    /// a keyed chain by an unkeyed one they computed themselves.
+    pub require_keyed: bool,
+    /// A checkpoint (already signature-checked) the log must still contain.
+    pub checkpoint: Option<VerifiedCheckpoint>,
+    /// Threads for the per-line work (canonical scan and hash); 0 (default) uses the
+    /// available cores, at most 8. The chain walk itself is sequential.
+    pub threads: usize,
+}
+
+impl VerifyOptions {
+    /// Unkeyed verification, no checkpoint.
+    pub fn new() -> Self {
+        VerifyOptions::default()
+    }
+
+    /// Verifies keyed records with these keys; unkeyed records are refused unless
+    /// [`allow_unkeyed`](VerifyOptions::allow_unkeyed) is called after.
+    pub fn keys(mut self, keys: KeyRing) -> Self {
+        self.require_keyed = !keys.is_empty();
+        self.keys = keys;
+        self
+    }
+
+    /// Accepts unkeyed records even though keys are given.
+    pub fn allow_unkeyed(mut self) -> Self {
+        self.require_keyed = false;
+        self
+    }
+
+    /// Sets the number of threads (1 = single-threaded; 0 = available cores).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+
+    fn thread_count(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(8),
+            n => n,
+        }
+    }
+
+    /// Also checks that the log still holds this checkpoint's record.
+    pub fn checkpoint(mut self, checkpoint: VerifiedCheckpoint) -> Self {
+        self.checkpoint = Some(checkpoint);
+        self
+    }
+}
+
+/// Where a record is.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+#[non_exhaustive]
+pub enum Location {
+    /// A line of a file.
+    File {
+        /// The file (for rotated sets, the file of the set that holds the line).
+        path: PathBuf,
+        /// Byte offset of the line's first byte in that file.
+        offset: u64,
+        /// 1-based line number in that file.
+        line: u64,
+    },
+    /// A row of a database table, in `seq` order.
+    Row {
+        /// The table.
+        table: String,
+        /// 0-based position of the row when read in `seq` order.
+        index: u64,
+    },
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::File { path, offset, line } => {
+                write!(f, "{} line {line} (byte offset {offset})", path.display())
+            }
+            Location::Row { table, index } => write!(f, "table {table} row {index}"),
+        }
+    }
+}
+
+/// The kind of the first integrity failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The record's bytes were changed (its hash does not match, the line is not
+    /// canonical JSON, or a sealed record does not link to its predecessor).
+    Modified,
+    /// One or more records are missing (a gap in `seq`).
+    Deleted,
+    /// Records are out of order (the missing `seq` appears later).
+    Reordered,
+    /// An extra line or record sits in the chain (a duplicate, a replayed record,
+    /// or a line the chain links around).
+    Inserted,
+    /// The log ends before the checkpoint's record: its tail was cut off.
+    TruncatedTail,
+    /// The record at the checkpoint's `seq` has a different hash: history was
+    /// rewritten after the checkpoint was taken.
+    CheckpointMismatch,
+    /// The final line has no newline: an interrupted write (a writer recovers it
+    /// into a `.torn` file on open) or a cut.
+    TornTail,
+    /// The key supplied is not the key the records were sealed with.
+    BadKey,
+    /// A record is keyed with a key id the verifier was not given.
+    MissingKey,
+    /// An unkeyed record in a log verified with keys.
+    Unkeyed,
+}
+
+impl FailureKind {
+    /// The snake_case name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FailureKind::Modified => "modified",
+            FailureKind::Deleted => "deleted",
+            FailureKind::Reordered => "reordered",
+            FailureKind::Inserted => "inserted",
+            FailureKind::TruncatedTail => "truncated_tail",
+            FailureKind::CheckpointMismatch => "checkpoint_mismatch",
+            FailureKind::TornTail => "torn_tail",
+            FailureKind::BadKey => "bad_key",
+            FailureKind::MissingKey => "missing_key",
+            FailureKind::Unkeyed => "unkeyed",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The first integrity failure found.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Failure {
+    /// What is wrong.
+    pub kind: FailureKind,
+    /// The first bad `seq`: for `deleted`, the first missing one; for `reordered`, the
+    /// one expected at this place; for `truncated_tail`, the first cut-off one; else the
+    /// seq of the bad record (or the one expected there when the line is unreadable).
+    pub seq: u64,
+    /// The `seq` actually found at the location, when it differs or is known.
+    pub found_seq: Option<u64>,
+    /// Where.
+    pub location: Location,
+    /// A human-readable explanation.
+    pub detail: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at seq {}", self.kind, self.seq)?;
+        if let Some(found) = self.found_seq
+            && found != self.seq
+        {
+            write!(f, " (found seq {found})")?;
+        }
+        write!(f, ", {}: {}", self.location, self.detail)
+    }
+}
+
+/// The result of a verification.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Report {
+    /// Records verified before the first failure (all of them when intact).
+    pub records: u64,
+    /// The last verified record.
+    pub head: ChainHead,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Files walked, in chain order (empty for a table).
+    pub files: Vec<PathBuf>,
+    /// The checkpoint checked, if any: its seq.
+    pub checkpoint_seq: Option<u64>,
+    /// The first failure; `None` when the log is intact.
+    pub failure: Option<Failure>,
+}
+
+impl Report {
+    /// Whether no failure was found.
+    pub fn is_intact(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Line analysis
+// ---------------------------------------------------------------------------------------
+
+/// The self-check of one record line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Check {
+    Ok,
+    Mismatch,
+    MissingKey,
+    Unkeyed,
+}
+
+#[derive(Clone, Debug)]
+struct Info {
+    seq: u64,
+    prev: ChainHash,
+    hash: ChainHash,
+    key_id: Option<String>,
+    key_check: Option<String>,
+    check: Check,
+}
+
+/// Parses and checks one line: canonical form, required chain fields, hash.
+fn analyze(line: &[u8], opts: &VerifyOptions, members: &mut Vec<Member>) -> Result<Info, String> {
+    analyze_inner(line, opts, members)
+}
+
+fn analyze_inner(
+    line: &[u8],
+    opts: &VerifyOptions,
+    members: &mut Vec<Member>,
+) -> Result<Info, String> {
+    let text = canon::scan_object(line, members).map_err(|e| format!("not canonical JSON: {e}"))?;
+    let mut seq = None;
+    let mut prev = None;
+    let mut hash = None;
+    let mut hash_idx = None;
+    let mut key_id = None;
+    let mut key_check = None;
+    let mut version = None;
+    for (i, m) in members.iter().enumerate() {
+        let raw = &line[m.value.clone()];
+        match m.key(text).as_ref() {
+            "seq" => {
+                seq = std::str::from_utf8(raw)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+            }
+            "prevHash" => {
+                prev = canon::string_value(text, &m.value).and_then(|s| ChainHash::from_hex(&s))
+            }
+            "hash" => {
+                hash = canon::string_value(text, &m.value).and_then(|s| ChainHash::from_hex(&s));
+                hash_idx = Some(i);
+            }
+            "keyId" => key_id = canon::string_value(text, &m.value).map(|s| s.into_owned()),
+            "keyCheck" => key_check = canon::string_value(text, &m.value).map(|s| s.into_owned()),
+            "v" => {
+                version = std::str::from_utf8(raw)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+            }
+            _ => {}
+        }
+    }
+    let seq = seq
+        .filter(|s| *s >= 1)
+        .ok_or("missing or invalid \"seq\"")?;
+    let prev = prev.ok_or("missing or invalid \"prevHash\"")?;
+    let hash = hash.ok_or("missing or invalid \"hash\"")?;
+    match version {
+        Some(FORMAT_VERSION) => {}
+        Some(v) => return Err(format!("unsupported format version {v}")),
+        None => return Err("missing \"v\"".into()),
+    }
+    let idx = hash_idx.unwrap_or(0);
+    // The hashed bytes are the line without its "hash" member (and one adjacent comma):
+    // exactly the canonical JSON of the record without "hash".
+    let (cut_start, cut_end) = if idx > 0 {
+        (members[idx].start - 1, members[idx].value.end)
+    } else if let Some(next) = members.get(1) {
+        (members[0].start, next.start)
+    } else {
+        (members[0].start, members[0].value.end)
+    };
+    let parts: [&[u8]; 2] = [&line[..cut_start], &line[cut_end..]];
+    let check = match key_id.as_deref() {
+        None if opts.require_keyed => Check::Unkeyed,
+        None => {
+            if chain::verify_parts(None, &parts, &hash) {
+                Check::Ok
+            } else {
+                Check::Mismatch
+            }
+        }
+        Some(id) => match opts.keys.get(id) {
+            None => Check::MissingKey,
+            Some(key) => {
+                if chain::verify_parts(Some(key), &parts, &hash) {
+                    Check::Ok
+                } else {
+                    Check::Mismatch
+                }
+            }
+        },
+    };
+    Ok(Info {
+        seq,
+        prev,
+        hash,
+        key_id,
+        key_check,
+        check,
+    })
+}
+
+/// The head a stored line forms (structure only; the hash is not checked).
+pub(crate) fn read_head(line: &[u8]) -> Result<ChainHead, String> {
+    let i = analyze(line, &VerifyOptions::default(), &mut Vec::new())?;
+    Ok(ChainHead {
+        seq: i.seq,
+        hash: i.hash,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Engine
+// ---------------------------------------------------------------------------------------
+
+/// Internal location: file index or table row.
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) enum Loc {
+    File { file: usize, offset: u64, line: u64 },
+    Row { index: u64 },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Prev {
+    seq: u64,
+    hash: ChainHash,
+    prev: ChainHash,
+    loc: Loc,
+}
+
+/// A line under investigation after the first anomaly, plus what the rest of the log
+/// tells about it.
+struct Pending {
+    loc: Loc,
+    info: Result<Info, String>,
+    expected: u64,
+    prev: Option<Prev>,
+    prevprev: Option<Prev>,
+    /// Summaries of the next lines (up to 2).
+    next: Vec<Option<Info>>,
+    /// A later valid record has `seq == expected`.
+    seen_expected: bool,
+    /// A later valid record has the same `seq` as the bad one.
+    seen_found_again: bool,
+    /// A later record sealed with the same key id verifies.
+    later_key_ok: bool,
+}
+
+pub(crate) struct Engine<'o> {
+    opts: &'o VerifyOptions,
+    expected: u64,
+    prev: Option<Prev>,
+    prevprev: Option<Prev>,
+    records: u64,
+    bytes: u64,
+    verified_keys: HashSet<String>,
+    pending: Option<Pending>,
+    failure: Option<(FailureKind, u64, Option<u64>, Loc, String)>,
+}
+
+impl<'o> Engine<'o> {
+    pub(crate) fn new(opts: &'o VerifyOptions) -> Self {
+        Engine {
+            opts,
+            expected: 1,
+            prev: None,
+            prevprev: None,
+            records: 0,
+            bytes: 0,
+            verified_keys: HashSet::new(),
+            pending: None,
+            failure: None,
+        }
+    }
+
+    fn prev_hash(&self) -> ChainHash {
+        self.prev.map(|p| p.hash).unwrap_or(ChainHash::ZERO)
+    }
+
+    /// Whether the engine still needs more lines.
+    pub(crate) fn wants_more(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    /// Feeds one line (without its newline).
+    pub(crate) fn push(&mut self, line: &[u8], terminated: bool, loc: Loc) {
+        if self.failure.is_some() {
+            self.bytes += line.len() as u64 + u64::from(terminated);
+            return;
+        }
+        let info = analyze(line, self.opts, &mut Vec::new());
+        self.push_info(info, line.len(), terminated, loc);
+    }
+
+    /// Feeds the analysis of one line (computed by [`analyze`], possibly on another thread).
+    fn push_info(&mut self, info: Result<Info, String>, len: usize, terminated: bool, loc: Loc) {
+        self.bytes += len as u64 + u64::from(terminated);
+        if self.failure.is_some() {
+            return;
+        }
+        if let Some(p) = self.pending.as_mut() {
+            let ok = info.as_ref().ok().filter(|i| i.check == Check::Ok);
+            if let Some(i) = ok {
+                if i.seq == p.expected {
+                    p.seen_expected = true;
+                }
+                if let Ok(bad) = &p.info {
+                    if i.seq == bad.seq {
+                        p.seen_found_again = true;
+                    }
+                    if bad.key_id.is_some() && i.key_id == bad.key_id {
+                        p.later_key_ok = true;
+                    }
+                }
+            }
+            if p.next.len() < 2 {
+                p.next.push(info.ok());
+            }
+            return;
+        }
+        if !terminated {
+            self.failure = Some((
+                FailureKind::TornTail,
+                self.expected,
+                info.as_ref().ok().map(|i| i.seq),
+                loc,
+                "the last line has no newline: an interrupted write (opening the log for \
+                 writing moves it to a .torn file) or a cut"
+                    .into(),
+            ));
+            return;
+        }
+        if let Ok(i) = &info
+            && i.check == Check::Ok
+            && i.seq == self.expected
+            && i.prev == self.prev_hash()
+        {
+            if let Some(cp) = &self.opts.checkpoint
+                && cp.seq() == i.seq
+                && cp.hash() != i.hash
+            {
+                self.failure = Some((
+                    FailureKind::CheckpointMismatch,
+                    i.seq,
+                    Some(i.seq),
+                    loc,
+                    format!(
+                        "checkpoint says seq {} has hash {}, the log has {}: the chain \
+                                 was rewritten after the checkpoint",
+                        cp.seq(),
+                        cp.hash(),
+                        i.hash
+                    ),
+                ));
+                return;
+            }
+            if let Some(k) = &i.key_id
+                && !self.verified_keys.contains(k)
+            {
+                self.verified_keys.insert(k.clone());
+            }
+            self.prevprev = self.prev;
+            self.prev = Some(Prev {
+                seq: i.seq,
+                hash: i.hash,
+                prev: i.prev,
+                loc,
+            });
+            self.expected = i.seq + 1;
+            self.records += 1;
+            return;
+        }
+        self.pending = Some(Pending {
+            loc,
+            info,
+            expected: self.expected,
+            prev: self.prev,
+            prevprev: self.prevprev,
+            next: Vec::new(),
+            seen_expected: false,
+            seen_found_again: false,
+            later_key_ok: false,
+        });
+    }
+
+    /// Classifies the pending anomaly, if any.
+    fn classify(&mut self) {
+        let Some(p) = self.pending.take() else {
+            return;
+        };
+        let prev_hash = p.prev.map(|x| x.hash).unwrap_or(ChainHash::ZERO);
+        let next = p.next.first().cloned().flatten();
+        // The next record links around this line: the line is an extra one.
+        let linked_around = next
+            .as_ref()
+            .is_some_and(|n| n.check == Check::Ok && n.seq == p.expected && n.prev == prev_hash);
+        let fail = |kind, seq, found, loc, detail: String| Some((kind, seq, found, loc, detail));
+        self.failure = match &p.info {
+            Err(why) => {
+                if linked_around {
+                    fail(
+                        FailureKind::Inserted,
+                        p.expected,
+                        None,
+                        p.loc,
+                        format!("an extra line the chain links around ({why})"),
+                    )
+                } else {
+                    fail(
+                        FailureKind::Modified,
+                        p.expected,
+                        None,
+                        p.loc,
+                        format!("unreadable record: {why}"),
+                    )
+                }
+            }
+            Ok(i) => match i.check {
+                Check::Unkeyed => fail(
+                    FailureKind::Unkeyed,
+                    i.seq,
+                    Some(i.seq),
+                    p.loc,
+                    "record is not keyed but the log is verified with keys (an unkeyed chain \
+                     can be recomputed by anyone who can write the log)"
+                        .into(),
+                ),
+                Check::Mismatch | Check::MissingKey if linked_around => fail(
+                    FailureKind::Inserted,
+                    i.seq,
+                    Some(i.seq),
+                    p.loc,
+                    "an extra record the chain links around".into(),
+                ),
+                Check::MissingKey => fail(
+                    FailureKind::MissingKey,
+                    i.seq,
+                    Some(i.seq),
+                    p.loc,
+                    format!(
+                        "record is sealed with key id {:?}, which was not supplied",
+                        i.key_id.as_deref().unwrap_or_default()
+                    ),
+                ),
+                Check::Mismatch => {
+                    let key = i.key_id.as_deref().and_then(|id| self.opts.keys.get(id));
+                    let bad_key = match (key, i.key_id.as_deref()) {
+                        (Some(k), Some(id)) => {
+                            !self.verified_keys.contains(id)
+                                && !p.later_key_ok
+                                && i.key_check.as_deref() != Some(k.key_check().as_str())
+                        }
+                        _ => false,
+                    };
+                    if bad_key {
+                        fail(
+                            FailureKind::BadKey,
+                            i.seq,
+                            Some(i.seq),
+                            p.loc,
+                            format!(
+                                "no record sealed with key id {:?} verifies with the key supplied \
+                                 and its key check differs: wrong key",
+                                i.key_id.as_deref().unwrap_or_default()
+                            ),
+                        )
+                    } else {
+                        fail(
+                            FailureKind::Modified,
+                            i.seq,
+                            Some(i.seq),
+                            p.loc,
+                            "hash does not match the record's content".into(),
+                        )
+                    }
+                }
+                Check::Ok => self.classify_sealed(&p, i, prev_hash, next.as_ref(), linked_around),
+            },
+        };
+    }
+
+    /// A validly sealed record in the wrong place.
+    fn classify_sealed(
+        &self,
+        p: &Pending,
+        i: &Info,
+        prev_hash: ChainHash,
+        next: Option<&Info>,
+        linked_around: bool,
+    ) -> Option<(FailureKind, u64, Option<u64>, Loc, String)> {
+        let e = p.expected;
+        if i.seq == e {
+            // Right seq, wrong link.
+            let _ = prev_hash;
+            return Some(if linked_around {
+                (
+                    FailureKind::Inserted,
+                    i.seq,
+                    Some(i.seq),
+                    p.loc,
+                    "a record with a duplicate seq that the chain links around".into(),
+                )
+            } else {
+                (
+                    FailureKind::Modified,
+                    i.seq,
+                    Some(i.seq),
+                    p.loc,
+                    "record is sealed but does not link to its predecessor: the chain was \
+                     rewritten from here"
+                        .into(),
+                )
+            });
+        }
+        if i.seq > e {
+            return Some(if p.seen_found_again {
+                (
+                    FailureKind::Inserted,
+                    i.seq,
+                    Some(i.seq),
+                    p.loc,
+                    format!(
+                        "a copy of record {} inserted ahead of its place (expected seq {e})",
+                        i.seq
+                    ),
+                )
+            } else if p.seen_expected {
+                (
+                    FailureKind::Reordered,
+                    e,
+                    Some(i.seq),
+                    p.loc,
+                    format!(
+                        "expected seq {e} here, found {}; seq {e} appears later",
+                        i.seq
+                    ),
+                )
+            } else {
+                let missing = if i.seq - e == 1 {
+                    format!("seq {e} is missing")
+                } else {
+                    format!("seqs {e}..={} are missing", i.seq - 1)
+                };
+                (FailureKind::Deleted, e, Some(i.seq), p.loc, missing)
+            });
+        }
+        // i.seq < e: a seq already seen. If it competes with the previous record (same
+        // seq, same predecessor), the record the successor links to is the genuine one.
+        if let (Some(pr), Some(pp)) = (
+            p.prev,
+            p.prevprev.or(Some(Prev {
+                seq: 0,
+                hash: ChainHash::ZERO,
+                prev: ChainHash::ZERO,
+                loc: p.loc,
+            })),
+        ) && i.seq == pr.seq
+            && i.hash != pr.hash
+            && i.prev == pp.hash
+            && i.prev == pr.prev
+            && let Some(n) = next
+            && n.prev == i.hash
+            && n.seq == e
+        {
+            return Some((
+                FailureKind::Inserted,
+                pr.seq,
+                Some(pr.seq),
+                pr.loc,
+                format!(
+                    "two records claim seq {}; the chain continues from the later \
+                                 one, so this one is the insertion",
+                    pr.seq
+                ),
+            ));
+        }
+        Some((
+            FailureKind::Inserted,
+            i.seq,
+            Some(i.seq),
+            p.loc,
+            format!(
+                "seq {} appears again where seq {e} was expected (duplicate or replay)",
+                i.seq
+            ),
+        ))
+    }
+
+    /// Ends the walk. `end` is the location just past the last byte.
+    pub(crate) fn finish(
+        mut self,
+        end: Loc,
+        resolve: impl Fn(Loc) -> Location,
+        files: Vec<PathBuf>,
+    ) -> Report {
+        self.classify();
+        let head = self
+            .prev
+            .map(|p| ChainHead {
+                seq: p.seq,
+                hash: p.hash,
+            })
+            .unwrap_or_default();
+        if self.failure.is_none()
+            && let Some(cp) = &self.opts.checkpoint
+            && cp.seq() > head.seq
+        {
+            self.failure = Some((
+                FailureKind::TruncatedTail,
+                head.seq + 1,
+                None,
+                end,
+                format!(
+                    "the log ends at seq {} but the checkpoint covers seq {}: records {}..={} \
+                             were cut off",
+                    head.seq,
+                    cp.seq(),
+                    head.seq + 1,
+                    cp.seq()
+                ),
+            ));
+        }
+        let failure = self
+            .failure
+            .map(|(kind, seq, found_seq, loc, detail)| Failure {
+                kind,
+                seq,
+                found_seq,
+                location: resolve(loc),
+                detail,
+            });
+        Report {
+            records: self.records,
+            head,
+            bytes: self.bytes,
+            files,
+            checkpoint_seq: self.opts.checkpoint.as_ref().map(|c| c.seq()),
+            failure,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sources
+// ---------------------------------------------------------------------------------------
+
+/// Feeds one file's bytes to the engine.
+fn feed_reader(
+    engine: &mut Engine<'_>,
+    file_idx: usize,
+    mut reader: impl Read,
+    path: &Path,
+) -> Result<u64> {
+    const CHUNK: usize = 4 << 20;
+    let mut buf: Vec<u8> = vec![0; CHUNK];
+    let mut filled = 0usize; // bytes in buf[..filled] not yet consumed
+    let mut base: u64 = 0; // file offset of buf[0]
+    let mut line_no: u64 = 0;
+    loop {
+        if filled == buf.len() {
+            // A line longer than the buffer: grow.
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = reader
+            .read(&mut buf[filled..])
+            .map_err(|e| Error::io("read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+        let mut start = 0usize;
+        let mut lines: Vec<(usize, usize)> = Vec::new();
+        while let Some(nl) = memchr::memchr(b'\n', &buf[start..filled]) {
+            lines.push((start, start + nl));
+            start += nl + 1;
+        }
+        let infos = if engine.wants_more() {
+            analyze_many(&buf, &lines, engine.opts)
+        } else {
+            Vec::new()
+        };
+        let mut infos = infos.into_iter();
+        for &(s, e) in &lines {
+            line_no += 1;
+            let loc = Loc::File {
+                file: file_idx,
+                offset: base + s as u64,
+                line: line_no,
+            };
+            match infos.next() {
+                Some(info) => engine.push_info(info, e - s, true, loc),
+                None => engine.push(&buf[s..e], true, loc),
+            }
+        }
+        buf.copy_within(start..filled, 0);
+        base += start as u64;
+        filled -= start;
+    }
+    if filled > 0 {
+        line_no += 1;
+        engine.push(
+            &buf[..filled],
+            false,
+            Loc::File {
+                file: file_idx,
+                offset: base,
+                line: line_no,
+            },
+        );
+    }
+    Ok(base + filled as u64)
+}
+
+/// Analyzes many lines, split over the verifier's threads (the per-line work —
+/// canonical scan and hash — is independent; only the chain walk is sequential).
+fn analyze_many(
+    buf: &[u8],
+    lines: &[(usize, usize)],
+    opts: &VerifyOptions,
+) -> Vec<Result<Info, String>> {
+    let threads = opts.thread_count().min(lines.len() / 64).max(1);
+    let one = |part: &[(usize, usize)]| -> Vec<Result<Info, String>> {
+        let mut members = Vec::with_capacity(32);
+        part.iter()
+            .map(|&(s, e)| analyze(&buf[s..e], opts, &mut members))
+            .collect()
+    };
+    if threads <= 1 {
+        return one(lines);
+    }
+    let per = lines.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut parts = lines.chunks(per);
+        let first = parts.next().unwrap_or_default();
+        let handles: Vec<_> = parts.map(|part| scope.spawn(move || one(part))).collect();
+        let mut out = one(first);
+        for h in handles {
+            match h.join() {
+                Ok(v) => out.extend(v),
+                // A worker cannot panic (analysis is total); if it somehow did, let the
+                // engine analyze the remaining lines itself.
+                Err(_) => break,
+            }
+        }
+        out
+    })
+}
+
+/// Verifies an in-memory log (one JSON Lines "file" named `name`).
+pub fn verify_bytes(name: impl Into<PathBuf>, bytes: &[u8], opts: &VerifyOptions) -> Report {
+    let name = name.into();
+    let mut engine = Engine::new(opts);
+    // Reading from a slice cannot fail.
+    let len = feed_reader(&mut engine, 0, bytes, &name).unwrap_or(bytes.len() as u64);
+    let files = vec![name];
+    let resolve = file_resolver(&files);
+    engine.finish(
+        Loc::File {
+            file: 0,
+            offset: len,
+            line: 0,
+        },
+        resolve,
+        files.clone(),
+    )
+}
+
+fn file_resolver(files: &[PathBuf]) -> impl Fn(Loc) -> Location + '_ {
+    move |loc| match loc {
+        Loc::File { file, offset, line } => Location::File {
+            path: files.get(file).cloned().unwrap_or_default(),
+            offset,
+            line,
+        },
+        Loc::Row { index } => Location::Row {
+            table: String::new(),
+            index,
+        },
+    }
+}
+
+/// Verifies a file log and its rotated predecessors (`<log>.1`, `<log>.2`, …, then
+/// `<log>`), in chain order.
+///
+/// While reading, it holds a shared lock on `<log>.lock` when that file exists, so it
+/// sees no half-written append from a [`FileSink`](crate::FileSink) of this crate. A
+/// writer using [`LockMode::Held`](crate::LockMode::Held) keeps that lock; after
+/// waiting [`READER_LOCK_WAIT`](crate::file::READER_LOCK_WAIT) the verifier reads
+/// without it (an append in flight may then show as a torn tail).
+///
+/// The per-line work (canonical scan and hash) runs on
+/// [`VerifyOptions::threads`] threads; the chain walk is sequential.
+pub fn verify(path: impl AsRef<Path>, opts: &VerifyOptions) -> Result<Report> {
+    let path = path.as_ref();
+    let _guard = crate::file::SharedLock::acquire(path)?;
+    let files = crate::file::log_files(path)?;
+    if files.is_empty() {
+        return Err(Error::io(
+            "open",
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such audit log"),
+        ));
+    }
+    let mut engine = Engine::new(opts);
+    let mut end = Loc::File {
+        file: 0,
+        offset: 0,
+        line: 0,
+    };
+    for (idx, f) in files.iter().enumerate() {
+        let file = std::fs::File::open(f).map_err(|e| Error::io("open", f, e))?;
+        let len = feed_reader(&mut engine, idx, file, f)?;
+        end = Loc::File {
+            file: idx,
+            offset: len,
+            line: 0,
+        };
+    }
+    let resolve = file_resolver(&files);
+    Ok(engine.finish(end, resolve, files.clone()))
+}
+
+/// Verifies a sequence of stored lines that are not in a file (database rows, in seq
+/// order). Each row is `(seq column, stored line, column mismatch)`: a mismatch says a
+/// queryable column disagrees with the stored record.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) fn verify_rows<I>(table: &str, rows: I, opts: &VerifyOptions) -> Result<Report>
+where
+    I: IntoIterator<Item = Result<(u64, String, Option<String>)>>,
+{
+    let mut engine = Engine::new(opts);
+    let mut n = 0u64;
+    for row in rows {
+        let (seq, line, mismatch) = row?;
+        if !engine.wants_more() {
+            break;
+        }
+        let loc = Loc::Row { index: n };
+        n += 1;
+        if let (Some(why), None) = (&mismatch, &engine.pending) {
+            engine.bytes += line.len() as u64;
+            engine.failure = Some((FailureKind::Modified, seq, Some(seq), loc, why.clone()));
+            break;
+        }
+        engine.push(line.as_bytes(), true, loc);
+    }
+    let table = table.to_owned();
+    Ok(engine.finish(
+        Loc::Row { index: n },
+        move |loc| match loc {
+            Loc::Row { index } => Location::Row {
+                table: table.clone(),
+                index,
+            },
+            Loc::File { offset, .. } => Location::Row {
+                table: table.clone(),
+                index: offset,
+            },
+        },
+        Vec::new(),
+    ))
+}
