@@ -1086,7 +1086,10 @@ mod tests {
         .expect("parses");
         let b = generate(&cfg).expect("valid");
         let labels = b.namespaces[0].metadata.labels.as_ref().expect("labels");
-        assert_eq!(labels["pod-security.kubernetes.io/enforce-version"], "v1.30");
+        assert_eq!(
+            labels["pod-security.kubernetes.io/enforce-version"],
+            "v1.30"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `run(args) -> ExitCode`, printing a one-line `kubesafe: error: ...` to
 //! stderr on failure.
 
+pub(crate) mod audit;
+pub(crate) mod edit;
 pub(crate) mod guardrails;
 pub(crate) mod sign;
-pub(crate) mod edit;
-pub(crate) mod audit;
