@@ -453,6 +453,10 @@ impl<'a> Transaction<'a> {
                 .probe_timeout
                 .min(deadline - now)
                 .max(Duration::from_millis(1));
+            // A probe whose timeout the deadline cut short and that got no
+            // answer says nothing about the component; it must not replace
+            // the last real answer as the explanation of a failure.
+            let cut_short = timeout < self.policy.probe_timeout;
             let outcome = self.probe.check(timeout);
             t.probes += 1;
             let observed = Instant::now();
@@ -548,7 +552,9 @@ impl<'a> Transaction<'a> {
                     },
                 );
             }
-            last_probe = Some(outcome);
+            if !(cut_short && outcome.status == ProbeStatus::TimedOut && last_probe.is_some()) {
+                last_probe = Some(outcome);
+            }
 
             if changed {
                 backoff.reset();

@@ -280,3 +280,42 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
     v.dedup();
     v
 }
+
+#[test]
+fn a_probe_cut_short_by_the_deadline_does_not_hide_the_last_answer() {
+    // The component answers 401 to every full-length probe; the last probe
+    // before the deadline gets less time than it needs and times out. The
+    // failure must still say "credentials rejected", not "timed out".
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "auth: open\n");
+    let probe_path = path.clone();
+    let full = Duration::from_millis(120);
+    let probe = FnProbe::new("auth", move |timeout| {
+        let text = std::fs::read_to_string(&probe_path).unwrap();
+        if text.contains("open") {
+            return ProbeOutcome::healthy("ok");
+        }
+        if timeout < full {
+            std::thread::sleep(timeout);
+            return ProbeOutcome::new(ProbeStatus::TimedOut, "no answer", timeout);
+        }
+        ProbeOutcome::new(ProbeStatus::Unauthorized, "401", Duration::ZERO).with_http_status(401)
+    });
+    let outcome = Transaction::new(
+        FileReplace::new(&path, "auth: strict\n").restart_expected(false),
+        probe,
+    )
+    .policy(
+        policy()
+            .deadline(Duration::from_millis(500))
+            .probe_timeout(full),
+    )
+    .run();
+    let Outcome::RolledBack { reason, .. } = &outcome else {
+        panic!("{outcome}");
+    };
+    assert!(
+        matches!(reason, FailureReason::Unauthorized { .. }),
+        "{reason}"
+    );
+}

@@ -402,7 +402,7 @@ fn anonymous_auth_false_with_client_credentials_is_applied() {
         .unwrap();
     let outcome = Transaction::new(FileReplace::new(bed.node.manifest_path(), new), anonymous)
         .witness(bed.witness())
-        .policy(policy().deadline(Duration::from_secs(2)))
+        .policy(policy().deadline(Duration::from_secs(5)))
         .run();
     let Outcome::RolledBack { reason, .. } = &outcome else {
         panic!("{outcome}");
