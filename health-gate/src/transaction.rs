@@ -454,8 +454,10 @@ impl<'a> Transaction<'a> {
                 .min(deadline - now)
                 .max(Duration::from_millis(1));
             // A probe whose timeout the deadline cut short and that got no
-            // answer says nothing about the component; it must not replace
-            // the last real answer as the explanation of a failure.
+            // answer says little about the component; it must not replace
+            // the last real answer (healthy, unhealthy, 401/403) as the
+            // explanation of a failure. After no answer (unreachable, timed
+            // out) it is the newest evidence and is kept.
             let cut_short = timeout < self.policy.probe_timeout;
             let outcome = self.probe.check(timeout);
             t.probes += 1;
@@ -552,7 +554,10 @@ impl<'a> Transaction<'a> {
                     },
                 );
             }
-            if !(cut_short && outcome.status == ProbeStatus::TimedOut && last_probe.is_some()) {
+            let hides_an_answer = cut_short
+                && outcome.status == ProbeStatus::TimedOut
+                && last_probe.as_ref().is_some_and(|p| p.status.is_answering());
+            if !hides_an_answer {
                 last_probe = Some(outcome);
             }
 
