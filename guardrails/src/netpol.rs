@@ -36,7 +36,9 @@
 //! the DNS, ingress-controller or monitoring namespace is an error too:
 //! default-deny there would cut that service off for every namespace (those
 //! need policies written for the deployment at hand). The egress proxy
-//! namespace may be listed; it gets its own policies either way.
+//! namespace may be listed; it gets its own policies either way, including
+//! default-deny, so it may not be the DNS, ingress-controller or monitoring
+//! namespace.
 //!
 //! # What is generated
 //!
@@ -435,6 +437,18 @@ pub enum ConfigError {
         /// `DNS`, `ingress controller` or `monitoring`.
         role: &'static str,
     },
+    /// The egress proxy namespace is the DNS, ingress-controller or
+    /// monitoring namespace. The proxy namespace gets `kubesafe-default-deny`,
+    /// which would cut that service off for every namespace.
+    #[error(
+        "egressProxy.namespace: {namespace:?} is the {role} namespace; the proxy namespace gets default-deny, which would cut {role} off for every namespace. Run the proxy in a namespace of its own"
+    )]
+    ProxyInInfrastructure {
+        /// The namespace.
+        namespace: String,
+        /// `DNS`, `ingress controller` or `monitoring`.
+        role: &'static str,
+    },
     /// A required selector is empty.
     #[error("{field}: must select at least one label (an empty selector would match every pod)")]
     EmptySelector {
@@ -796,6 +810,16 @@ pub fn generate(config: &GuardrailsConfig) -> Result<Bundle, ConfigError> {
                 role,
             });
         }
+        if config
+            .egress_proxy
+            .as_ref()
+            .is_some_and(|p| p.namespace == ns)
+        {
+            return Err(ConfigError::ProxyInInfrastructure {
+                namespace: ns.to_string(),
+                role,
+            });
+        }
     }
 
     let mut namespaces = Vec::new();
@@ -1059,6 +1083,20 @@ mod tests {
             (
                 "namespaces: [a]\nmonitoring: {namespace: mon, podSelector: {'bad key!': x}}\n",
                 "monitoring.podSelector: invalid label",
+            ),
+            // The proxy namespace gets default-deny: never in an
+            // infrastructure namespace the other policies rely on.
+            (
+                "namespaces: [a]\negressProxy: {namespace: kube-system}\n",
+                "egressProxy.namespace: \"kube-system\" is the DNS namespace",
+            ),
+            (
+                "namespaces: [a]\negressProxy: {namespace: infra}\ningressController: {namespace: infra}\n",
+                "egressProxy.namespace: \"infra\" is the ingress controller namespace",
+            ),
+            (
+                "namespaces: [a]\negressProxy: {namespace: mon}\nmonitoring: {namespace: mon}\n",
+                "egressProxy.namespace: \"mon\" is the monitoring namespace",
             ),
         ];
         for (yaml, want) in cases {
