@@ -7,7 +7,7 @@
 //! namespaces:                 # the namespaces to guard
 //!   - shop
 //!   - name: legacy            # per-namespace Pod Security override
-//!     podSecurity: {enforce: baseline, warn: restricted}
+//!     podSecurity: {enforce: baseline, warn: restricted}   # version: the config-wide one
 //! podSecurity:                # optional: emit Namespace objects with these labels
 //!   enforce: restricted       # audit/warn default to enforce
 //!   version: v1.33            # default: v1.37, pinned (never `latest` by default)
@@ -85,7 +85,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::pss::{PodSecurity, pod_security_namespace};
+use crate::pss::{Level, PodSecurity, PolicyVersion, pod_security_namespace};
 use crate::yaml::{self, YamlError};
 
 /// Label opting a pod into egress through the egress proxy.
@@ -156,33 +156,85 @@ impl NamespaceConfig {
     }
 }
 
-impl<'de> Deserialize<'de> for NamespaceConfig {
+/// `podSecurity` of one namespace as written: `version` may be absent, and
+/// then means "the config-wide version" (see [`GuardrailsConfig`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPodSecurity {
+    enforce: Level,
+    #[serde(default)]
+    audit: Option<Level>,
+    #[serde(default)]
+    warn: Option<Level>,
+    #[serde(default)]
+    version: Option<PolicyVersion>,
+}
+
+impl RawPodSecurity {
+    fn resolve(self, default_version: PolicyVersion) -> PodSecurity {
+        PodSecurity {
+            enforce: self.enforce,
+            audit: self.audit,
+            warn: self.warn,
+            version: self.version.unwrap_or(default_version),
+        }
+    }
+}
+
+/// A namespace entry as written: a bare name or `{name, podSecurity}`.
+struct RawNamespace {
+    name: String,
+    pod_security: Option<RawPodSecurity>,
+}
+
+impl RawNamespace {
+    fn resolve(self, default_version: PolicyVersion) -> NamespaceConfig {
+        NamespaceConfig {
+            name: self.name,
+            pod_security: self.pod_security.map(|p| p.resolve(default_version)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawNamespace {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields, rename_all = "camelCase")]
         struct Full {
             name: String,
             #[serde(default)]
-            pod_security: Option<PodSecurity>,
+            pod_security: Option<RawPodSecurity>,
         }
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = NamespaceConfig;
+            type Value = RawNamespace;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a namespace name or {name, podSecurity}")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(NamespaceConfig::new(s))
+                Ok(RawNamespace {
+                    name: s.to_string(),
+                    pod_security: None,
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 let full = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(NamespaceConfig {
+                Ok(RawNamespace {
                     name: full.name,
                     pod_security: full.pod_security,
                 })
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// On its own, a `podSecurity` without `version` gets
+/// [`PolicyVersion::NEWEST_KNOWN`]; inside a [`GuardrailsConfig`] it gets the
+/// config-wide version.
+impl<'de> Deserialize<'de> for NamespaceConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RawNamespace::deserialize(d).map(|r| r.resolve(PolicyVersion::NEWEST_KNOWN))
     }
 }
 
@@ -322,31 +374,76 @@ fn default_egress_proxy() -> Option<EgressProxy> {
     Some(EgressProxy::default())
 }
 
-/// The guardrails config (see the [module docs](self)).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The config as written; [`GuardrailsConfig`] resolves the per-namespace
+/// Pod Security versions from it.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawConfig {
+    namespaces: Vec<RawNamespace>,
+    #[serde(default)]
+    pod_security: Option<PodSecurity>,
+    #[serde(default)]
+    dns: Dns,
+    #[serde(default = "default_egress_proxy")]
+    egress_proxy: Option<EgressProxy>,
+    #[serde(default)]
+    ingress_controller: Option<Peer>,
+    #[serde(default)]
+    monitoring: Option<Monitoring>,
+    #[serde(default)]
+    api_server: Option<ApiServer>,
+}
+
+impl From<RawConfig> for GuardrailsConfig {
+    fn from(raw: RawConfig) -> Self {
+        let default_version = raw
+            .pod_security
+            .as_ref()
+            .map_or(PolicyVersion::NEWEST_KNOWN, |ps| ps.version);
+        GuardrailsConfig {
+            namespaces: raw
+                .namespaces
+                .into_iter()
+                .map(|n| n.resolve(default_version))
+                .collect(),
+            pod_security: raw.pod_security,
+            dns: raw.dns,
+            egress_proxy: raw.egress_proxy,
+            ingress_controller: raw.ingress_controller,
+            monitoring: raw.monitoring,
+            api_server: raw.api_server,
+        }
+    }
+}
+
+/// The guardrails config (see the [module docs](self)).
+///
+/// A namespace's own `podSecurity` without a `version` takes the config-wide
+/// `podSecurity.version` (so one config pins one policy version unless a
+/// namespace says otherwise), or [`PolicyVersion::NEWEST_KNOWN`] when there
+/// is no config-wide setting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "RawConfig", rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct GuardrailsConfig {
     /// The namespaces to guard.
     pub namespaces: Vec<NamespaceConfig>,
     /// Pod Security labels for every guarded namespace; `None` emits no
     /// Namespace objects (unless a namespace sets its own).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pod_security: Option<PodSecurity>,
     /// The cluster DNS.
-    #[serde(default)]
     pub dns: Dns,
     /// The egress proxy (`None`: no proxy policies).
-    #[serde(default = "default_egress_proxy")]
     pub egress_proxy: Option<EgressProxy>,
     /// The ingress controller (`None`: no ingress policy).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ingress_controller: Option<Peer>,
     /// The monitoring system (`None`: no scrape policy).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<Monitoring>,
     /// The API server endpoints (`None`: no API server policy).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_server: Option<ApiServer>,
 }
 
@@ -1127,6 +1224,63 @@ mod tests {
         assert_eq!(
             labels["pod-security.kubernetes.io/enforce-version"],
             "v1.30"
+        );
+    }
+
+    /// A per-namespace override without its own `version` keeps the
+    /// config-wide pinned version: one bundle pins one policy version unless
+    /// a namespace says otherwise.
+    #[test]
+    fn namespace_overrides_inherit_the_pinned_version() {
+        let cfg = GuardrailsConfig::from_yaml(
+            "namespaces: [a, {name: b, podSecurity: {enforce: baseline}}, \
+             {name: c, podSecurity: {enforce: baseline, version: v1.30}}]\n\
+             podSecurity: {enforce: restricted, version: v1.33}\n",
+        )
+        .expect("parses");
+        let b = generate(&cfg).expect("valid");
+        let versions: Vec<(&str, &str, &str)> = b
+            .namespaces
+            .iter()
+            .map(|n| {
+                let labels = n.metadata.labels.as_ref().expect("labels");
+                (
+                    n.metadata.name.as_deref().unwrap_or(""),
+                    labels["pod-security.kubernetes.io/enforce"].as_str(),
+                    labels["pod-security.kubernetes.io/enforce-version"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            versions,
+            [
+                ("a", "restricted", "v1.33"),
+                ("b", "baseline", "v1.33"),
+                ("c", "baseline", "v1.30"),
+            ]
+        );
+        // Without a config-wide setting the override's default applies.
+        let cfg = GuardrailsConfig::from_yaml(
+            "namespaces: [{name: b, podSecurity: {enforce: baseline}}]\n",
+        )
+        .expect("parses");
+        let b = generate(&cfg).expect("valid");
+        let labels = b.namespaces[0].metadata.labels.as_ref().expect("labels");
+        assert_eq!(
+            labels["pod-security.kubernetes.io/enforce-version"],
+            PolicyVersion::NEWEST_KNOWN.to_string()
+        );
+        // Serialising keeps "inherit": the config reads back the same.
+        let cfg = GuardrailsConfig::from_yaml(
+            "namespaces: [{name: b, podSecurity: {enforce: baseline}}]\n\
+             podSecurity: {enforce: restricted, version: v1.33}\n",
+        )
+        .expect("parses");
+        let text = yaml::to_string(&cfg).expect("serialises");
+        assert_eq!(
+            GuardrailsConfig::from_yaml(&text).expect("re-parses"),
+            cfg,
+            "{text}"
         );
     }
 
