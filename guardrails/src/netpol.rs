@@ -68,6 +68,27 @@
 //!
 //! Objects come out namespaces first, then policies, both sorted by
 //! namespace, each namespace's policies in the table's order.
+//!
+//! # What these policies cannot see
+//!
+//! NetworkPolicy peers are pods selected by labels, or IP blocks. Check your
+//! cluster against these before applying:
+//!
+//! - **Host-network peers.** An ingress controller or Prometheus running with
+//!   `hostNetwork: true` connects from its node's IP, which no
+//!   namespace/pod selector matches; the ingress and scrape rules then admit
+//!   nothing.
+//! - **NodeLocal DNSCache.** Pods that resolve through a node-local cache
+//!   (`169.254.20.10` by default) send DNS to the node, not to the DNS pods;
+//!   `kubesafe-allow-dns` does not cover that hop.
+//! - **DNS pods on another port.** The DNS rule allows port 53 on the DNS
+//!   *pods* (policies see traffic after the Service's DNAT); DNS pods
+//!   listening on another container port (e.g. 5353) are not reached.
+//! - **API server on the host network.** With static-pod or external API
+//!   servers the endpoints are node or load-balancer IPs. Cilium excludes
+//!   node IPs from `ipBlock` unless `policy-cidr-match-mode: nodes` is set
+//!   (Cilium 1.15+); otherwise allow it with a CiliumNetworkPolicy
+//!   `toEntities: [kube-apiserver]`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -111,7 +111,11 @@ impl FromStr for Level {
 /// A Pod Security policy version: `v1.<minor>` or `latest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PolicyVersion {
-    /// `latest`: the newest policy the evaluating API server knows.
+    /// `latest`: the newest policy the evaluating API server knows. Offline,
+    /// that is the newest this crate knows ([`PolicyVersion::NEWEST_KNOWN`]);
+    /// to model an older API server, check at its own `v1.<minor>` (an API
+    /// server evaluates `latest`, and versions newer than it knows, as the
+    /// newest policy it knows).
     Latest,
     /// `v1.<minor>`.
     V1(u32),
@@ -449,7 +453,19 @@ fn locate_pod(object: &Value) -> Result<Option<PodLocation<'_>>, CheckError> {
 /// Security admission would allow it.
 ///
 /// Workloads are checked on their pod template (template metadata and spec),
-/// as upstream does.
+/// as upstream does. Note what the API server does with the result: the
+/// `enforce` mode rejects **Pods** only. A workload whose template violates
+/// the enforced level is still created, with a warning (`warn` mode) and an
+/// audit annotation (`audit` mode); it is the Pods its controller then
+/// creates that are rejected. A non-empty result for a workload therefore
+/// means "its pods will not start", not "the apply fails".
+///
+/// The object is evaluated as the API server sees it after defaulting
+/// (Pod Security is a validating admission plugin): a volume without a
+/// source is an `emptyDir`, and a Pod (not a template) with
+/// `hostNetwork: true` gets `hostPort = containerPort` on its container
+/// ports. Feature gates a cluster has turned off (which make the API server
+/// drop fields such as `procMount` before admission) are not modelled.
 ///
 /// # Errors
 ///
