@@ -34,6 +34,34 @@
 //! v1.37, as upstream's registry clamps them. "Windows pod" means
 //! `spec.os.name: windows`; "user-namespace pod" means `spec.hostUsers: false`.
 //!
+//! # Deliberate differences from upstream
+//!
+//! Upstream runs on a decoded, defaulted Go `corev1.Pod` inside the API
+//! server; offline there is only the document. Where the two cannot agree
+//! exactly, the checker errs on the side of denying, and says so:
+//!
+//! - A field a check reads with the wrong JSON type is a
+//!   [`CheckError::InvalidField`], not "unset" (the API server fails to
+//!   decode such an object).
+//! - An unknown key in a volume counts as a volume source, so restricted
+//!   denies it as type `unknown`. The API server rejects unknown fields under
+//!   strict field validation (kubectl's default) or drops them otherwise.
+//! - A volume naming several sources (invalid API-wise) passes
+//!   `restrictedVolumes` only if all of them are allowed; upstream allows it
+//!   as soon as one is.
+//! - The API server's own version is not modelled: one with a feature gate
+//!   off (e.g. `ProcMountType`, off by default before 1.33) drops the gated
+//!   field before admission, and one older than a field (e.g.
+//!   `appArmorProfile` before 1.30) never sees it, so it may admit what is
+//!   denied here.
+//! - Messages, not verdicts, can differ for Pods with AppArmor settings: since
+//!   1.30 the API server copies the beta annotation into the field (and back)
+//!   before admission, so its message names both. (API servers 1.19–1.26
+//!   also copied seccomp annotations into fields, which denied
+//!   annotation-only `unconfined` pods at policy v1.19+; they are long out
+//!   of support and not modelled.)
+//! - [`PolicyVersion`] also accepts `1.N` without the `v`.
+//!
 //! # Why a generic value, not typed structs
 //!
 //! The checker walks a [`serde_json::Value`]. A typed `k8s_openapi` pod would
@@ -507,6 +535,11 @@ pub fn check(
 
 /// Checks a bare pod spec (and optional pod metadata, for the annotation-based
 /// checks) as JSON values.
+///
+/// The spec is evaluated as a Pod's, with the Pod defaulting described in
+/// [`check`] (a template's spec is not defaulted that way by the API server;
+/// the difference only shows for `hostNetwork: true`, which baseline denies
+/// anyway).
 ///
 /// # Errors
 ///
