@@ -1305,6 +1305,78 @@ mod tests {
         );
     }
 
+    /// NetworkPolicies are additive, so one over-broad allow policy opens a
+    /// hole nothing else closes. Invariants over a config using every
+    /// feature: only default-deny and DNS select every pod; every rule names
+    /// its peers (a rule without `from`/`to` allows everyone); a namespace
+    /// peer carries its pod selector in the same entry (AND), never as a
+    /// second entry (OR); only the proxy's internet rule uses a catch-all CIDR.
+    #[test]
+    fn allow_policies_stay_narrow() {
+        let cfg = GuardrailsConfig::from_yaml(
+            "namespaces: [shop, pay]\n\
+             ingressController: {namespace: ingress, podSelector: {app: nginx}}\n\
+             monitoring: {namespace: mon, podSelector: {app: prometheus}, ports: [9090]}\n\
+             apiServer: {endpoints: [10.0.0.10]}\n",
+        )
+        .expect("parses");
+        let b = generate(&cfg).expect("valid");
+        assert_eq!(b.network_policies.len(), 4 + 2 * 7);
+        for p in &b.network_policies {
+            let name = p.metadata.name.as_deref().unwrap_or("");
+            let spec = p.spec.as_ref().expect("spec");
+            let selects_all = spec.pod_selector.as_ref().is_none_or(|s| {
+                s.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
+                    && s.match_expressions.as_ref().is_none_or(Vec::is_empty)
+            });
+            assert_eq!(
+                selects_all,
+                matches!(name, "kubesafe-default-deny" | "kubesafe-allow-dns"),
+                "{name}"
+            );
+            let peers: Vec<&NetworkPolicyPeer> = spec
+                .ingress
+                .iter()
+                .flatten()
+                .map(|r| r.from.as_deref().unwrap_or_default())
+                .chain(
+                    spec.egress
+                        .iter()
+                        .flatten()
+                        .map(|r| r.to.as_deref().unwrap_or_default()),
+                )
+                .inspect(|peers| assert!(!peers.is_empty(), "{name}: a rule without peers"))
+                .flatten()
+                .collect();
+            for peer in peers {
+                let ns = peer.namespace_selector.is_some();
+                let pods = peer.pod_selector.is_some();
+                let ip = peer.ip_block.as_ref();
+                assert!(ns || pods || ip.is_some(), "{name}: empty peer");
+                if let Some(ip) = ip {
+                    assert!(!ns && !pods, "{name}: ipBlock mixed with selectors");
+                    let catch_all = ip.cidr == "0.0.0.0/0" || ip.cidr == "::/0";
+                    assert_eq!(
+                        catch_all,
+                        name == "kubesafe-egress-proxy-internet",
+                        "{name}"
+                    );
+                    assert!(!catch_all || ip.except.as_ref().is_some_and(|e| !e.is_empty()));
+                }
+                // Every namespace peer in this config has pod labels too, and
+                // they sit in the same entry.
+                if ns {
+                    assert!(pods, "{name}: namespace peer without its pod selector");
+                }
+            }
+            // Exactly one peer per rule for selector-based rules: a second
+            // entry would be an OR.
+            for r in spec.ingress.iter().flatten() {
+                assert_eq!(r.from.as_ref().map(Vec::len), Some(1), "{name}");
+            }
+        }
+    }
+
     #[test]
     fn proxy_can_be_disabled() {
         let cfg =
