@@ -45,7 +45,9 @@
 //! let bundle = generate(&config)?;
 //! assert!(bundle.to_yaml()?.contains("kubernetes.io/metadata.name: kube-system"));
 //!
-//! // Would the API server admit this Deployment in a restricted namespace?
+//! // Would the pods of this Deployment be admitted in a restricted namespace?
+//! // (The API server admits the Deployment itself with warnings; enforcement
+//! // rejects the pods its ReplicaSet creates.)
 //! let deployment = yaml::from_str::<serde_json::Value>(r#"
 //! apiVersion: apps/v1
 //! kind: Deployment

@@ -7,7 +7,7 @@
 //! namespaces:                 # the namespaces to guard
 //!   - shop
 //!   - name: legacy            # per-namespace Pod Security override
-//!     podSecurity: {enforce: baseline, warn: restricted}
+//!     podSecurity: {enforce: baseline, warn: restricted}   # version: the config-wide one
 //! podSecurity:                # optional: emit Namespace objects with these labels
 //!   enforce: restricted       # audit/warn default to enforce
 //!   version: v1.33            # default: v1.37, pinned (never `latest` by default)
@@ -36,7 +36,9 @@
 //! the DNS, ingress-controller or monitoring namespace is an error too:
 //! default-deny there would cut that service off for every namespace (those
 //! need policies written for the deployment at hand). The egress proxy
-//! namespace may be listed; it gets its own policies either way.
+//! namespace may be listed; it gets its own policies either way, including
+//! default-deny, so it may not be the DNS, ingress-controller or monitoring
+//! namespace.
 //!
 //! # What is generated
 //!
@@ -66,6 +68,27 @@
 //!
 //! Objects come out namespaces first, then policies, both sorted by
 //! namespace, each namespace's policies in the table's order.
+//!
+//! # What these policies cannot see
+//!
+//! NetworkPolicy peers are pods selected by labels, or IP blocks. Check your
+//! cluster against these before applying:
+//!
+//! - **Host-network peers.** An ingress controller or Prometheus running with
+//!   `hostNetwork: true` connects from its node's IP, which no
+//!   namespace/pod selector matches; the ingress and scrape rules then admit
+//!   nothing.
+//! - **NodeLocal DNSCache.** Pods that resolve through a node-local cache
+//!   (`169.254.20.10` by default) send DNS to the node, not to the DNS pods;
+//!   `kubesafe-allow-dns` does not cover that hop.
+//! - **DNS pods on another port.** The DNS rule allows port 53 on the DNS
+//!   *pods* (policies see traffic after the Service's DNAT); DNS pods
+//!   listening on another container port (e.g. 5353) are not reached.
+//! - **API server on the host network.** With static-pod or external API
+//!   servers the endpoints are node or load-balancer IPs. Cilium excludes
+//!   node IPs from `ipBlock` unless `policy-cidr-match-mode: nodes` is set
+//!   (Cilium 1.15+); otherwise allow it with a CiliumNetworkPolicy
+//!   `toEntities: [kube-apiserver]`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -83,7 +106,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::pss::{PodSecurity, pod_security_namespace};
+use crate::pss::{Level, PodSecurity, PolicyVersion, pod_security_namespace};
 use crate::yaml::{self, YamlError};
 
 /// Label opting a pod into egress through the egress proxy.
@@ -154,33 +177,85 @@ impl NamespaceConfig {
     }
 }
 
-impl<'de> Deserialize<'de> for NamespaceConfig {
+/// `podSecurity` of one namespace as written: `version` may be absent, and
+/// then means "the config-wide version" (see [`GuardrailsConfig`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPodSecurity {
+    enforce: Level,
+    #[serde(default)]
+    audit: Option<Level>,
+    #[serde(default)]
+    warn: Option<Level>,
+    #[serde(default)]
+    version: Option<PolicyVersion>,
+}
+
+impl RawPodSecurity {
+    fn resolve(self, default_version: PolicyVersion) -> PodSecurity {
+        PodSecurity {
+            enforce: self.enforce,
+            audit: self.audit,
+            warn: self.warn,
+            version: self.version.unwrap_or(default_version),
+        }
+    }
+}
+
+/// A namespace entry as written: a bare name or `{name, podSecurity}`.
+struct RawNamespace {
+    name: String,
+    pod_security: Option<RawPodSecurity>,
+}
+
+impl RawNamespace {
+    fn resolve(self, default_version: PolicyVersion) -> NamespaceConfig {
+        NamespaceConfig {
+            name: self.name,
+            pod_security: self.pod_security.map(|p| p.resolve(default_version)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawNamespace {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields, rename_all = "camelCase")]
         struct Full {
             name: String,
             #[serde(default)]
-            pod_security: Option<PodSecurity>,
+            pod_security: Option<RawPodSecurity>,
         }
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = NamespaceConfig;
+            type Value = RawNamespace;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a namespace name or {name, podSecurity}")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(NamespaceConfig::new(s))
+                Ok(RawNamespace {
+                    name: s.to_string(),
+                    pod_security: None,
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 let full = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(NamespaceConfig {
+                Ok(RawNamespace {
                     name: full.name,
                     pod_security: full.pod_security,
                 })
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// On its own, a `podSecurity` without `version` gets
+/// [`PolicyVersion::NEWEST_KNOWN`]; inside a [`GuardrailsConfig`] it gets the
+/// config-wide version.
+impl<'de> Deserialize<'de> for NamespaceConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RawNamespace::deserialize(d).map(|r| r.resolve(PolicyVersion::NEWEST_KNOWN))
     }
 }
 
@@ -320,31 +395,76 @@ fn default_egress_proxy() -> Option<EgressProxy> {
     Some(EgressProxy::default())
 }
 
-/// The guardrails config (see the [module docs](self)).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The config as written; [`GuardrailsConfig`] resolves the per-namespace
+/// Pod Security versions from it.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawConfig {
+    namespaces: Vec<RawNamespace>,
+    #[serde(default)]
+    pod_security: Option<PodSecurity>,
+    #[serde(default)]
+    dns: Dns,
+    #[serde(default = "default_egress_proxy")]
+    egress_proxy: Option<EgressProxy>,
+    #[serde(default)]
+    ingress_controller: Option<Peer>,
+    #[serde(default)]
+    monitoring: Option<Monitoring>,
+    #[serde(default)]
+    api_server: Option<ApiServer>,
+}
+
+impl From<RawConfig> for GuardrailsConfig {
+    fn from(raw: RawConfig) -> Self {
+        let default_version = raw
+            .pod_security
+            .as_ref()
+            .map_or(PolicyVersion::NEWEST_KNOWN, |ps| ps.version);
+        GuardrailsConfig {
+            namespaces: raw
+                .namespaces
+                .into_iter()
+                .map(|n| n.resolve(default_version))
+                .collect(),
+            pod_security: raw.pod_security,
+            dns: raw.dns,
+            egress_proxy: raw.egress_proxy,
+            ingress_controller: raw.ingress_controller,
+            monitoring: raw.monitoring,
+            api_server: raw.api_server,
+        }
+    }
+}
+
+/// The guardrails config (see the [module docs](self)).
+///
+/// A namespace's own `podSecurity` without a `version` takes the config-wide
+/// `podSecurity.version` (so one config pins one policy version unless a
+/// namespace says otherwise), or [`PolicyVersion::NEWEST_KNOWN`] when there
+/// is no config-wide setting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "RawConfig", rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct GuardrailsConfig {
     /// The namespaces to guard.
     pub namespaces: Vec<NamespaceConfig>,
     /// Pod Security labels for every guarded namespace; `None` emits no
     /// Namespace objects (unless a namespace sets its own).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pod_security: Option<PodSecurity>,
     /// The cluster DNS.
-    #[serde(default)]
     pub dns: Dns,
     /// The egress proxy (`None`: no proxy policies).
-    #[serde(default = "default_egress_proxy")]
     pub egress_proxy: Option<EgressProxy>,
     /// The ingress controller (`None`: no ingress policy).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ingress_controller: Option<Peer>,
     /// The monitoring system (`None`: no scrape policy).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<Monitoring>,
     /// The API server endpoints (`None`: no API server policy).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_server: Option<ApiServer>,
 }
 
@@ -430,6 +550,18 @@ pub enum ConfigError {
         "namespaces: {namespace:?} is the {role} namespace; default-deny there would cut {role} off for every namespace. Write policies for it by hand"
     )]
     GuardsInfrastructure {
+        /// The namespace.
+        namespace: String,
+        /// `DNS`, `ingress controller` or `monitoring`.
+        role: &'static str,
+    },
+    /// The egress proxy namespace is the DNS, ingress-controller or
+    /// monitoring namespace. The proxy namespace gets `kubesafe-default-deny`,
+    /// which would cut that service off for every namespace.
+    #[error(
+        "egressProxy.namespace: {namespace:?} is the {role} namespace; the proxy namespace gets default-deny, which would cut {role} off for every namespace. Run the proxy in a namespace of its own"
+    )]
+    ProxyInInfrastructure {
         /// The namespace.
         namespace: String,
         /// `DNS`, `ingress controller` or `monitoring`.
@@ -796,6 +928,16 @@ pub fn generate(config: &GuardrailsConfig) -> Result<Bundle, ConfigError> {
                 role,
             });
         }
+        if config
+            .egress_proxy
+            .as_ref()
+            .is_some_and(|p| p.namespace == ns)
+        {
+            return Err(ConfigError::ProxyInInfrastructure {
+                namespace: ns.to_string(),
+                role,
+            });
+        }
     }
 
     let mut namespaces = Vec::new();
@@ -1060,6 +1202,20 @@ mod tests {
                 "namespaces: [a]\nmonitoring: {namespace: mon, podSelector: {'bad key!': x}}\n",
                 "monitoring.podSelector: invalid label",
             ),
+            // The proxy namespace gets default-deny: never in an
+            // infrastructure namespace the other policies rely on.
+            (
+                "namespaces: [a]\negressProxy: {namespace: kube-system}\n",
+                "egressProxy.namespace: \"kube-system\" is the DNS namespace",
+            ),
+            (
+                "namespaces: [a]\negressProxy: {namespace: infra}\ningressController: {namespace: infra}\n",
+                "egressProxy.namespace: \"infra\" is the ingress controller namespace",
+            ),
+            (
+                "namespaces: [a]\negressProxy: {namespace: mon}\nmonitoring: {namespace: mon}\n",
+                "egressProxy.namespace: \"mon\" is the monitoring namespace",
+            ),
         ];
         for (yaml, want) in cases {
             let cfg = GuardrailsConfig::from_yaml(yaml).expect("parses");
@@ -1090,6 +1246,135 @@ mod tests {
             labels["pod-security.kubernetes.io/enforce-version"],
             "v1.30"
         );
+    }
+
+    /// A per-namespace override without its own `version` keeps the
+    /// config-wide pinned version: one bundle pins one policy version unless
+    /// a namespace says otherwise.
+    #[test]
+    fn namespace_overrides_inherit_the_pinned_version() {
+        let cfg = GuardrailsConfig::from_yaml(
+            "namespaces: [a, {name: b, podSecurity: {enforce: baseline}}, \
+             {name: c, podSecurity: {enforce: baseline, version: v1.30}}]\n\
+             podSecurity: {enforce: restricted, version: v1.33}\n",
+        )
+        .expect("parses");
+        let b = generate(&cfg).expect("valid");
+        let versions: Vec<(&str, &str, &str)> = b
+            .namespaces
+            .iter()
+            .map(|n| {
+                let labels = n.metadata.labels.as_ref().expect("labels");
+                (
+                    n.metadata.name.as_deref().unwrap_or(""),
+                    labels["pod-security.kubernetes.io/enforce"].as_str(),
+                    labels["pod-security.kubernetes.io/enforce-version"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            versions,
+            [
+                ("a", "restricted", "v1.33"),
+                ("b", "baseline", "v1.33"),
+                ("c", "baseline", "v1.30"),
+            ]
+        );
+        // Without a config-wide setting the override's default applies.
+        let cfg = GuardrailsConfig::from_yaml(
+            "namespaces: [{name: b, podSecurity: {enforce: baseline}}]\n",
+        )
+        .expect("parses");
+        let b = generate(&cfg).expect("valid");
+        let labels = b.namespaces[0].metadata.labels.as_ref().expect("labels");
+        assert_eq!(
+            labels["pod-security.kubernetes.io/enforce-version"],
+            PolicyVersion::NEWEST_KNOWN.to_string()
+        );
+        // Serialising keeps "inherit": the config reads back the same.
+        let cfg = GuardrailsConfig::from_yaml(
+            "namespaces: [{name: b, podSecurity: {enforce: baseline}}]\n\
+             podSecurity: {enforce: restricted, version: v1.33}\n",
+        )
+        .expect("parses");
+        let text = yaml::to_string(&cfg).expect("serialises");
+        assert_eq!(
+            GuardrailsConfig::from_yaml(&text).expect("re-parses"),
+            cfg,
+            "{text}"
+        );
+    }
+
+    /// NetworkPolicies are additive, so one over-broad allow policy opens a
+    /// hole nothing else closes. Invariants over a config using every
+    /// feature: only default-deny and DNS select every pod; every rule names
+    /// its peers (a rule without `from`/`to` allows everyone); a namespace
+    /// peer carries its pod selector in the same entry (AND), never as a
+    /// second entry (OR); only the proxy's internet rule uses a catch-all CIDR.
+    #[test]
+    fn allow_policies_stay_narrow() {
+        let cfg = GuardrailsConfig::from_yaml(
+            "namespaces: [shop, pay]\n\
+             ingressController: {namespace: ingress, podSelector: {app: nginx}}\n\
+             monitoring: {namespace: mon, podSelector: {app: prometheus}, ports: [9090]}\n\
+             apiServer: {endpoints: [10.0.0.10]}\n",
+        )
+        .expect("parses");
+        let b = generate(&cfg).expect("valid");
+        assert_eq!(b.network_policies.len(), 4 + 2 * 7);
+        for p in &b.network_policies {
+            let name = p.metadata.name.as_deref().unwrap_or("");
+            let spec = p.spec.as_ref().expect("spec");
+            let selects_all = spec.pod_selector.as_ref().is_none_or(|s| {
+                s.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
+                    && s.match_expressions.as_ref().is_none_or(Vec::is_empty)
+            });
+            assert_eq!(
+                selects_all,
+                matches!(name, "kubesafe-default-deny" | "kubesafe-allow-dns"),
+                "{name}"
+            );
+            let peers: Vec<&NetworkPolicyPeer> = spec
+                .ingress
+                .iter()
+                .flatten()
+                .map(|r| r.from.as_deref().unwrap_or_default())
+                .chain(
+                    spec.egress
+                        .iter()
+                        .flatten()
+                        .map(|r| r.to.as_deref().unwrap_or_default()),
+                )
+                .inspect(|peers| assert!(!peers.is_empty(), "{name}: a rule without peers"))
+                .flatten()
+                .collect();
+            for peer in peers {
+                let ns = peer.namespace_selector.is_some();
+                let pods = peer.pod_selector.is_some();
+                let ip = peer.ip_block.as_ref();
+                assert!(ns || pods || ip.is_some(), "{name}: empty peer");
+                if let Some(ip) = ip {
+                    assert!(!ns && !pods, "{name}: ipBlock mixed with selectors");
+                    let catch_all = ip.cidr == "0.0.0.0/0" || ip.cidr == "::/0";
+                    assert_eq!(
+                        catch_all,
+                        name == "kubesafe-egress-proxy-internet",
+                        "{name}"
+                    );
+                    assert!(!catch_all || ip.except.as_ref().is_some_and(|e| !e.is_empty()));
+                }
+                // Every namespace peer in this config has pod labels too, and
+                // they sit in the same entry.
+                if ns {
+                    assert!(pods, "{name}: namespace peer without its pod selector");
+                }
+            }
+            // Exactly one peer per rule for selector-based rules: a second
+            // entry would be an OR.
+            for r in spec.ingress.iter().flatten() {
+                assert_eq!(r.from.as_ref().map(Vec::len), Some(1), "{name}");
+            }
+        }
     }
 
     #[test]

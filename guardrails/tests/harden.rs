@@ -129,6 +129,65 @@ fn explicit_choices_are_reported_not_overridden() {
     );
 }
 
+/// The UID each container runs as when its own `runAsUser` is unset: the
+/// pod's (or `None`, the image's `USER`). Ephemeral containers included.
+fn effective_users(spec: &Value) -> Vec<(String, Option<Value>)> {
+    let pod_user = spec.pointer("/securityContext/runAsUser").cloned();
+    ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|list| spec[*list].as_array().cloned().unwrap_or_default())
+        .map(|c| {
+            let own = c.pointer("/securityContext/runAsUser").cloned();
+            (
+                c["name"].as_str().unwrap_or("").to_string(),
+                own.or_else(|| pod_user.clone()),
+            )
+        })
+        .collect()
+}
+
+/// A pod-level `runAsUser` would also change the UID of containers that
+/// already comply (or explicitly chose `runAsNonRoot: false`): harden puts the
+/// UID on the containers that need it unless every container without its own
+/// `runAsUser` does.
+#[test]
+fn run_as_user_only_changes_containers_that_need_it() {
+    let p = pod(json!({"containers": [
+        {"name": "ok", "image": "app", "securityContext": {"runAsNonRoot": true}},
+        {"name": "fix", "image": "nginx"},
+    ]}));
+    let out = harden(&p, Level::Restricted, &HardenOptions::default()).unwrap();
+    assert!(out.unfixable.is_empty(), "{:?}", out.unfixable);
+    assert!(
+        check(&out.object, Level::Restricted, PolicyVersion::NEWEST_KNOWN)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        effective_users(&out.object["spec"]),
+        [
+            ("ok".to_string(), None),
+            ("fix".to_string(), Some(json!(65532)))
+        ]
+    );
+    // All containers need it: one pod-level field, as before.
+    let p = pod(
+        json!({"containers": [{"name": "a"}, {"name": "b", "securityContext": {"runAsUser": 1000}}]}),
+    );
+    let out = harden(&p, Level::Restricted, &HardenOptions::default()).unwrap();
+    assert_eq!(
+        out.object["spec"]["securityContext"]["runAsUser"],
+        json!(65532)
+    );
+    assert_eq!(
+        effective_users(&out.object["spec"]),
+        [
+            ("a".to_string(), Some(json!(65532))),
+            ("b".to_string(), Some(json!(1000)))
+        ]
+    );
+}
+
 #[test]
 fn windows_pods_get_no_linux_fields() {
     let p = pod(json!({"os": {"name": "windows"}, "containers": [{"name": "a"}]}));
@@ -578,6 +637,27 @@ proptest! {
             prop_assert!(*id == "readOnlyRootFilesystem" || failing_before.contains(id), "{id} reported but never failed");
         }
         prop_assert!(is_subvalue(&object, &out.object), "harden changed or dropped an existing field");
+        // Containers that made their own runAsNonRoot choice run as the same
+        // UID as before (a pod-level runAsUser would silently change it).
+        let spec_of = |o: &Value| {
+            o.pointer("/spec/template/spec")
+                .or_else(|| o.pointer("/spec/jobTemplate/spec/template/spec"))
+                .or_else(|| o.pointer("/spec"))
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        let (before, after) = (spec_of(&object), spec_of(&out.object));
+        let chose: Vec<String> = ["initContainers", "containers", "ephemeralContainers"]
+            .iter()
+            .flat_map(|l| before[*l].as_array().cloned().unwrap_or_default())
+            .filter(|c| c.pointer("/securityContext/runAsNonRoot").is_some_and(|v| !v.is_null()))
+            .map(|c| c["name"].as_str().unwrap_or("").to_string())
+            .collect();
+        for ((name, uid_before), (_, uid_after)) in effective_users(&before).into_iter().zip(effective_users(&after)) {
+            if chose.contains(&name) {
+                prop_assert_eq!(uid_before, uid_after, "UID of {} changed", name);
+            }
+        }
         let windows = out.object.pointer("/spec/os/name").or_else(|| out.object.pointer("/spec/template/spec/os/name"))
             .or_else(|| out.object.pointer("/spec/jobTemplate/spec/template/spec/os/name"))
             == Some(&json!("windows"));

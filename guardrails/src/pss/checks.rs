@@ -345,7 +345,7 @@ fn app_armor_profile_1_0(pod: &PodView<'_>) -> Option<Forbidden> {
         setters.push(containers_phrase(&bad_containers));
     }
     let mut values: Vec<String> = bad_types.into_iter().map(str::to_string).collect();
-    let bad_annotations: Vec<String> = pod
+    let mut bad_annotations: Vec<String> = pod
         .annotations
         .iter()
         .filter(|(k, v)| {
@@ -353,6 +353,9 @@ fn app_armor_profile_1_0(pod: &PodView<'_>) -> Option<Forbidden> {
         })
         .map(|(k, v)| format!("{k}={}", go_quote(v)))
         .collect();
+    // Upstream sorts the formatted strings; key order differs when one key
+    // is a prefix of another (`=` sorts after `-` and `.`).
+    bad_annotations.sort();
     if !bad_annotations.is_empty() {
         setters.push(pluralize("annotation", "annotations", bad_annotations.len()).to_string());
         values.extend(bad_annotations);

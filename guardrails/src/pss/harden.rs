@@ -133,7 +133,7 @@ const CONTAINER_LISTS: [&str; 3] = ["initContainers", "containers", "ephemeralCo
 /// |---|---|
 /// | `allowPrivilegeEscalation` | `securityContext.allowPrivilegeEscalation: false` on each container that leaves it unset (not on privileged containers or ones adding `SYS_ADMIN`, where the API rejects it) |
 /// | `capabilities_restricted` | `"ALL"` appended to each container's `securityContext.capabilities.drop` |
-/// | `runAsNonRoot` | pod-level `runAsNonRoot: true`, and pod-level `runAsUser` (default 65532, [`HardenOptions::run_as_user`]) when unset, so images whose `USER` is root or a name still start |
+/// | `runAsNonRoot` | pod-level `runAsNonRoot: true`, and a `runAsUser` (default 65532, [`HardenOptions::run_as_user`]) when the pod sets none, so images whose `USER` is root or a name still start: on the pod when every container without its own `runAsUser` needs it, otherwise only on those containers (a pod-level UID would change the user of containers that already comply) |
 /// | `seccompProfile_restricted` | pod-level `seccompProfile: {type: RuntimeDefault}` |
 ///
 /// Opt-in extras ([`HardenOptions`]): `readOnlyRootFilesystem: true` with an
@@ -474,12 +474,21 @@ impl Hardener {
         let pod_has_user = pod_sc.is_some_and(|sc| !is_unset(sc, "runAsUser"));
         let mut explicit_false = Vec::new();
         let mut inheriting = 0usize;
+        // A pod-level runAsUser reaches every container without its own; it
+        // may only go there if all of those are ones that need it.
+        let mut user_only_where_needed = true;
         self.for_each_container(spec, |_, c, _| {
-            match c
-                .get("securityContext")
+            let sc = c.get("securityContext");
+            let own_user = sc
+                .and_then(|sc| sc.get("runAsUser"))
+                .is_some_and(|u| !u.is_null());
+            let setting = sc
                 .and_then(|sc| sc.get("runAsNonRoot"))
-                .and_then(Value::as_bool)
-            {
+                .and_then(Value::as_bool);
+            if setting.is_some() && !own_user {
+                user_only_where_needed = false;
+            }
+            match setting {
                 Some(false) => explicit_false.push(container_name(c).to_string()),
                 Some(true) => {}
                 None => inheriting += 1,
@@ -508,19 +517,39 @@ impl Hardener {
                     return;
                 };
                 sc.insert("runAsNonRoot".to_string(), Value::Bool(true));
-                let set_user = match run_as_user {
-                    Some(uid) if !pod_has_user && !windows => {
-                        sc.insert("runAsUser".to_string(), json!(uid));
-                        Some(uid)
-                    }
+                let uid = match run_as_user {
+                    Some(uid) if !pod_has_user && !windows => Some(uid),
                     _ => None,
                 };
+                let pod_level_user = uid.filter(|_| user_only_where_needed);
+                if let Some(uid) = pod_level_user {
+                    sc.insert("runAsUser".to_string(), json!(uid));
+                }
                 self.change(format!("{spec_path}.securityContext.runAsNonRoot"), "true");
-                if let Some(uid) = set_user {
+                if let Some(uid) = pod_level_user {
                     self.change(
                         format!("{spec_path}.securityContext.runAsUser"),
                         uid.to_string(),
                     );
+                } else if let Some(uid) = uid {
+                    // Only the containers that inherit runAsNonRoot and set
+                    // no user of their own get the UID.
+                    self.for_each_container(spec, |h, c, path| {
+                        let sc = c.get("securityContext");
+                        let inherits = sc
+                            .and_then(|sc| sc.get("runAsNonRoot"))
+                            .is_none_or(Value::is_null);
+                        let own_user = sc
+                            .and_then(|sc| sc.get("runAsUser"))
+                            .is_some_and(|u| !u.is_null());
+                        if inherits
+                            && !own_user
+                            && let Some(sc) = child_obj(c, "securityContext")
+                        {
+                            sc.insert("runAsUser".to_string(), json!(uid));
+                            h.change(format!("{path}.securityContext.runAsUser"), uid.to_string());
+                        }
+                    });
                 }
             }
             _ => {}

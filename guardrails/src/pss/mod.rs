@@ -34,6 +34,34 @@
 //! v1.37, as upstream's registry clamps them. "Windows pod" means
 //! `spec.os.name: windows`; "user-namespace pod" means `spec.hostUsers: false`.
 //!
+//! # Deliberate differences from upstream
+//!
+//! Upstream runs on a decoded, defaulted Go `corev1.Pod` inside the API
+//! server; offline there is only the document. Where the two cannot agree
+//! exactly, the checker errs on the side of denying, and says so:
+//!
+//! - A field a check reads with the wrong JSON type is a
+//!   [`CheckError::InvalidField`], not "unset" (the API server fails to
+//!   decode such an object).
+//! - An unknown key in a volume counts as a volume source, so restricted
+//!   denies it as type `unknown`. The API server rejects unknown fields under
+//!   strict field validation (kubectl's default) or drops them otherwise.
+//! - A volume naming several sources (invalid API-wise) passes
+//!   `restrictedVolumes` only if all of them are allowed; upstream allows it
+//!   as soon as one is.
+//! - The API server's own version is not modelled: one with a feature gate
+//!   off (e.g. `ProcMountType`, off by default before 1.33) drops the gated
+//!   field before admission, and one older than a field (e.g.
+//!   `appArmorProfile` before 1.30) never sees it, so it may admit what is
+//!   denied here.
+//! - Messages, not verdicts, can differ for Pods with AppArmor settings: since
+//!   1.30 the API server copies the beta annotation into the field (and back)
+//!   before admission, so its message names both. (API servers 1.19–1.26
+//!   also copied seccomp annotations into fields, which denied
+//!   annotation-only `unconfined` pods at policy v1.19+; they are long out
+//!   of support and not modelled.)
+//! - [`PolicyVersion`] also accepts `1.N` without the `v`.
+//!
 //! # Why a generic value, not typed structs
 //!
 //! The checker walks a [`serde_json::Value`]. A typed `k8s_openapi` pod would
@@ -111,7 +139,11 @@ impl FromStr for Level {
 /// A Pod Security policy version: `v1.<minor>` or `latest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PolicyVersion {
-    /// `latest`: the newest policy the evaluating API server knows.
+    /// `latest`: the newest policy the evaluating API server knows. Offline,
+    /// that is the newest this crate knows ([`PolicyVersion::NEWEST_KNOWN`]);
+    /// to model an older API server, check at its own `v1.<minor>` (an API
+    /// server evaluates `latest`, and versions newer than it knows, as the
+    /// newest policy it knows).
     Latest,
     /// `v1.<minor>`.
     V1(u32),
@@ -449,7 +481,19 @@ fn locate_pod(object: &Value) -> Result<Option<PodLocation<'_>>, CheckError> {
 /// Security admission would allow it.
 ///
 /// Workloads are checked on their pod template (template metadata and spec),
-/// as upstream does.
+/// as upstream does. Note what the API server does with the result: the
+/// `enforce` mode rejects **Pods** only. A workload whose template violates
+/// the enforced level is still created, with a warning (`warn` mode) and an
+/// audit annotation (`audit` mode); it is the Pods its controller then
+/// creates that are rejected. A non-empty result for a workload therefore
+/// means "its pods will not start", not "the apply fails".
+///
+/// The object is evaluated as the API server sees it after defaulting
+/// (Pod Security is a validating admission plugin): a volume without a
+/// source is an `emptyDir`, and a Pod (not a template) with
+/// `hostNetwork: true` gets `hostPort = containerPort` on its container
+/// ports. Feature gates a cluster has turned off (which make the API server
+/// drop fields such as `procMount` before admission) are not modelled.
 ///
 /// # Errors
 ///
@@ -491,6 +535,11 @@ pub fn check(
 
 /// Checks a bare pod spec (and optional pod metadata, for the annotation-based
 /// checks) as JSON values.
+///
+/// The spec is evaluated as a Pod's, with the Pod defaulting described in
+/// [`check`] (a template's spec is not defaulted that way by the API server;
+/// the difference only shows for `hostNetwork: true`, which baseline denies
+/// anyway).
 ///
 /// # Errors
 ///

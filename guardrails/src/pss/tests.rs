@@ -219,6 +219,22 @@ fn app_armor_fields_and_annotations() {
             r#""container.apparmor.security.beta.kubernetes.io/f="unknown"""#
         )
     );
+    // Upstream sorts the formatted `key="value"` strings, not the keys: `=`
+    // sorts after `-`, so `a-b` comes before `a`.
+    let p = pod_with_meta(
+        json!({"annotations": {
+            "container.apparmor.security.beta.kubernetes.io/a": "unconfined",
+            "container.apparmor.security.beta.kubernetes.io/a-b": "unconfined"}}),
+        json!({"containers": [{"name": "a"}, {"name": "a-b"}]}),
+    );
+    assert_eq!(
+        run(&p, Level::Baseline, 37)[0].detail,
+        concat!(
+            "annotations must not set AppArmor profile type to ",
+            r#""container.apparmor.security.beta.kubernetes.io/a-b="unconfined"", "#,
+            r#""container.apparmor.security.beta.kubernetes.io/a="unconfined"""#
+        )
+    );
     // The field check applies at every policy version (patched into 1.0 upstream).
     let vs = run(
         &pod(
