@@ -79,8 +79,8 @@ fn demo_keeps_its_sandbox_and_shows_applied_rolled_back_and_audited() {
     );
     assert!(out.contains("--deadline 120s --settle 10s"), "{out}");
     // (a) applied, (b) rolled back byte-identical, (c) audited and tampering caught.
-    assert!(out.contains("    => applied in "), "{out}");
-    assert!(out.contains("    => rolled back after "), "{out}");
+    assert!(out.contains("    => APPLIED in "), "{out}");
+    assert!(out.contains("    => ROLLED BACK after "), "{out}");
     let shas: Vec<&str> = out
         .lines()
         .filter_map(|l| {
@@ -261,6 +261,80 @@ fn interrupted_demo_stops_the_simulator_and_removes_its_sandbox() {
         err.contains("interrupted: stopping the simulated node"),
         "{err}"
     );
+    assert_no_orphans(&sandbox);
+    assert!(!sandbox.exists(), "the sandbox is removed");
+}
+
+#[test]
+fn serve_keeps_a_simulated_node_up_for_kubesafe_remediate_by_hand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = tmp.path().join("sim");
+    let mut child = Command::new(BIN)
+        .args(["demo", "--serve", "--dir", sandbox.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(pipe).lines() {
+            let line = line.unwrap();
+            if line.starts_with("Ctrl-C stops it") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the simulated node is up");
+    // The README's commands: source sim.env, run remediate with it.
+    let env = std::fs::read_to_string(sandbox.join("sim.env")).unwrap();
+    let var = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .to_owned()
+    };
+    let o = Command::new(BIN)
+        .args([
+            "remediate",
+            "--manifest",
+            &var("MANIFEST"),
+            "--set",
+            "--profiling",
+            "false",
+            "--probe",
+            &var("PROBE"),
+            "--cacert",
+            &var("CACERT"),
+            "--cert",
+            &var("CERT"),
+            "--key",
+            &var("KEY"),
+            "--settle",
+            "300ms",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        std::fs::read_to_string(var("MANIFEST"))
+            .unwrap()
+            .contains("--profiling=false")
+    );
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    let out = reader.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(out.contains("a SIMULATED control-plane node"), "{out}");
     assert_no_orphans(&sandbox);
     assert!(!sandbox.exists(), "the sandbox is removed");
 }

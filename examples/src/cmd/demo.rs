@@ -20,6 +20,26 @@ use kubesafe_manifest_edit::{Edit, FileOptions, HostPathMount, ManifestFile, sha
 
 use super::remediate::{self, Request, RunResult};
 
+/// The sandbox directory, written `$S` in the demo's output (its paths are long).
+static SANDBOX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn shown(text: &str) -> String {
+    match SANDBOX.get() {
+        Some(root) if !root.is_empty() => text
+            .replace(&format!("--- a{root}"), "--- a/$S")
+            .replace(&format!("+++ b{root}"), "+++ b/$S")
+            .replace(root.as_str(), "$S"),
+        _ => text.to_owned(),
+    }
+}
+
+/// `println!` with the sandbox directory written `$S`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", shown(&format!($($arg)*)))
+    };
+}
+
 /// Run the whole kubesafe flow against a SIMULATED control-plane node (no cluster needed).
 ///
 /// Creates a sandbox with a kubeadm-style /etc/kubernetes (manifests/, pki/, an audit
@@ -39,6 +59,11 @@ pub(crate) struct DemoArgs {
     /// under the system's temporary directory).
     #[arg(long, value_name = "D")]
     dir: Option<PathBuf>,
+
+    /// Only start the simulated node and keep it running until Ctrl-C, so you can run
+    /// `kubesafe remediate` against it yourself (paths and URL in D/sim.env).
+    #[arg(long)]
+    serve: bool,
 }
 
 /// Shortened timings: the simulator restarts in ~0.4 s. Real nodes need the defaults of
@@ -181,6 +206,52 @@ struct NodeInfo {
     key: PathBuf,
     readyz: String,
     audit_log: PathBuf,
+    pid: Option<u32>,
+}
+
+/// Lays out the sandbox and starts the simulated node in it (it goes into `shared`, so
+/// whoever ends the program can stop it); waits until it is healthy.
+fn start_node(layout: &Layout, shared: &Arc<Mutex<Option<SimNode>>>) -> Result<NodeInfo, String> {
+    for d in [
+        &layout.etc,
+        &layout.apiserver_audit_dir,
+        &layout.root.join("var/log/kubesafe"),
+    ] {
+        std::fs::create_dir_all(d).map_err(io(d))?;
+    }
+    std::fs::write(&layout.audit_policy, AUDIT_POLICY).map_err(io(&layout.audit_policy))?;
+
+    let exe = std::env::current_exe().map_err(|e| format!("locating this executable: {e}"))?;
+    let pb = spinner();
+    pb.set_message("starting the simulated node (certificates, manifest, kubelet simulator)");
+    let node = SimNode::builder(&layout.etc, exe)
+        .args([
+            "--allow-privileged=true".to_owned(),
+            "--enable-admission-plugins=NodeRestriction".to_owned(),
+            "--service-cluster-ip-range=10.96.0.0/12".to_owned(),
+            format!("--sim-startup-delay={STARTUP_DELAY}"),
+        ])
+        .restart_delay(Duration::from_millis(100))
+        .crash_backoff(Duration::from_millis(100), Duration::from_millis(400))
+        .start()
+        .map_err(|e| format!("starting the simulator: {e}"))?;
+    let mut info = NodeInfo {
+        manifest: node.manifest_path().to_owned(),
+        ca: node.pki().ca_cert.clone(),
+        cert: node.pki().client_cert.clone(),
+        key: node.pki().client_key.clone(),
+        readyz: node.url("/readyz"),
+        audit_log: layout.kubesafe_log.clone(),
+        pid: None,
+    };
+    let healthy = node.wait_until_healthy(Duration::from_secs(20));
+    info.pid = node.kubelet().status().pid;
+    if let Ok(mut slot) = shared.lock() {
+        *slot = Some(node);
+    }
+    pb.finish_and_clear();
+    healthy.map_err(|e| e.to_string())?;
+    Ok(info)
 }
 
 /// One gated remediation, shown with a spinner, recorded in the audit log.
@@ -216,12 +287,31 @@ fn remediation(
         |e| pb.set_message(remediate::event_line(e)),
     );
     pb.finish_and_clear();
-    println!("    => {}", result.outcome);
+    let o = &result.outcome;
+    let took = secs(o.timings().total);
+    match o {
+        Outcome::Applied { restart, .. } => {
+            say!("    => APPLIED in {took}");
+            match restart {
+                kubesafe_health_gate::outcome::RestartEvidence::Witnessed { evidence } => {
+                    say!("    restart witnessed: {evidence}");
+                }
+                kubesafe_health_gate::outcome::RestartEvidence::Skipped { reason } => {
+                    say!("    no restart waited for: {reason}");
+                }
+                _ => {}
+            }
+        }
+        Outcome::RolledBack { reason, .. } => {
+            say!("    => ROLLED BACK after {took}: {reason}");
+        }
+        other => say!("    => {other}"),
+    }
     let record = remediate::audit_record(&node.manifest, &edit, &node.readyz, &result);
     let sealed = log
         .append(&record)
         .map_err(|e| format!("audit log {}: {e}", node.audit_log.display()))?;
-    println!(
+    say!(
         "    audit record seq {} (remediate, {}) appended to {}",
         sealed.seq,
         record.status,
@@ -257,8 +347,8 @@ fn demo(
     shared: &Arc<Mutex<Option<SimNode>>>,
     steps: &mut Vec<Step>,
 ) -> Result<bool, String> {
-    println!("kubesafe demo: THIS IS A SIMULATION. No cluster is touched.");
-    println!(
+    say!("kubesafe demo: THIS IS A SIMULATION. No cluster is touched.");
+    say!(
         "  A real HTTPS server stands in for kube-apiserver (this binary, started as \
          `kube-apiserver`),\n  restarted by a kubelet-like watcher of the manifest. Delays \
          are shortened (deadline {}s,\n  settle {}s); on a real node keep `kubesafe \
@@ -266,49 +356,12 @@ fn demo(
         DEADLINE.as_secs(),
         SETTLE.as_secs()
     );
-    println!("\nsandbox: {}", layout.root.display());
+    println!("\nsandbox: {} (written $S below)", layout.root.display());
 
-    for d in [
-        &layout.etc,
-        &layout.apiserver_audit_dir,
-        &layout.root.join("var/log/kubesafe"),
-    ] {
-        std::fs::create_dir_all(d).map_err(io(d))?;
-    }
-    std::fs::write(&layout.audit_policy, AUDIT_POLICY).map_err(io(&layout.audit_policy))?;
-
-    let exe = std::env::current_exe().map_err(|e| format!("locating this executable: {e}"))?;
-    let pb = spinner();
-    pb.set_message("starting the simulated node (certificates, manifest, kubelet simulator)");
-    let node = SimNode::builder(&layout.etc, exe)
-        .args([
-            "--allow-privileged=true".to_owned(),
-            "--enable-admission-plugins=NodeRestriction".to_owned(),
-            "--service-cluster-ip-range=10.96.0.0/12".to_owned(),
-            format!("--sim-startup-delay={STARTUP_DELAY}"),
-        ])
-        .restart_delay(Duration::from_millis(100))
-        .crash_backoff(Duration::from_millis(100), Duration::from_millis(400))
-        .start()
-        .map_err(|e| format!("starting the simulator: {e}"))?;
-    let info = NodeInfo {
-        manifest: node.manifest_path().to_owned(),
-        ca: node.pki().ca_cert.clone(),
-        cert: node.pki().client_cert.clone(),
-        key: node.pki().client_key.clone(),
-        readyz: node.url("/readyz"),
-        audit_log: layout.kubesafe_log.clone(),
-    };
-    let healthy = node.wait_until_healthy(Duration::from_secs(20));
-    let pid = node.kubelet().status().pid;
-    if let Ok(mut slot) = shared.lock() {
-        *slot = Some(node);
-    }
-    pb.finish_and_clear();
-    healthy.map_err(|e| e.to_string())?;
-    println!(
+    let info = start_node(layout, shared)?;
+    say!(
         "simulated node: kube-apiserver (pid {}) serving {}",
-        pid.map_or_else(|| "?".to_owned(), |p| p.to_string()),
+        info.pid.map_or_else(|| "?".to_owned(), |p| p.to_string()),
         info.readyz
     );
 
@@ -342,12 +395,12 @@ fn demo(
         format!("--mount audit-policy:{policy}:{policy}:ro:File"),
         format!("--mount audit-log:{audit_dir}:{audit_dir}:DirectoryOrCreate"),
     ];
-    println!(
+    say!(
         "\n[1/3] CIS remediation: --profiling=false (CIS 1.2.18) and API server auditing \
          (1.2.16-1.2.17),\n      with the hostPath volumes and mounts the policy and the \
          log need"
     );
-    println!(
+    say!(
         "    $ {}",
         command_line(&info.manifest, &args, &info.readyz, &info)
     );
@@ -356,14 +409,14 @@ fn demo(
         .map(|r| r.diff)
         .unwrap_or_default();
     for line in diff.lines() {
-        println!("    {line}");
+        say!("    {line}");
     }
     let first = remediation(&info, edit, &mut log)?;
     if let Outcome::Applied {
         backup: Some(b), ..
     } = &first.outcome
     {
-        println!("    backup of the previous manifest: {}", b.display());
+        say!("    backup of the previous manifest: {}", b.display());
     }
     let applied = first.outcome.kind() == OutcomeKind::Applied;
     ok &= applied;
@@ -380,14 +433,14 @@ fn demo(
 
     // (2) A change that crash-loops the server.
     let missing = layout.etc.join("audit-policy-v2.yaml");
-    println!(
+    say!(
         "\n[2/3] A broken change: --audit-policy-file pointing at {} — a file never\n      \
          copied to the node. The real kube-apiserver exits at startup on it; so does the \
          simulated one.",
         missing.display()
     );
     let args = vec![format!("--set --audit-policy-file {}", missing.display())];
-    println!(
+    say!(
         "    $ {}",
         command_line(&info.manifest, &args, &info.readyz, &info)
     );
@@ -397,8 +450,8 @@ fn demo(
     let after = std::fs::read(&info.manifest).map_err(io(&info.manifest))?;
     let (sha_before, sha_after) = (sha256_hex(&before), sha256_hex(&after));
     let identical = before == after;
-    println!("    manifest sha256 before: {sha_before}");
-    println!(
+    say!("    manifest sha256 before: {sha_before}");
+    say!(
         "    manifest sha256 after:  {sha_after} ({})",
         if identical {
             "byte-identical"
@@ -411,7 +464,7 @@ fn demo(
         ..
     } = &second.outcome
     {
-        println!("    rejected manifest kept for inspection: {}", b.display());
+        say!("    rejected manifest kept for inspection: {}", b.display());
     }
     let rolled_back = second.outcome.kind() == OutcomeKind::RolledBack && identical;
     ok &= rolled_back;
@@ -429,7 +482,7 @@ fn demo(
     drop(log);
 
     // (3) The audit log.
-    println!(
+    say!(
         "\n[3/3] The audit log of both runs: {}",
         layout.kubesafe_log.display()
     );
@@ -437,17 +490,17 @@ fn demo(
         .map_err(|e| e.to_string())?;
     let intact = report.is_intact() && report.records == 2;
     match &report.failure {
-        None => println!(
+        None => say!(
             "    $ kubesafe audit verify {}\n    => intact: {} records, head seq {} hash {}",
             layout.kubesafe_log.display(),
             report.records,
             report.head.seq,
             report.head.hash
         ),
-        Some(f) => println!("    => NOT INTACT: {f}"),
+        Some(f) => say!("    => NOT INTACT: {f}"),
     }
     let offset = tamper(&layout.kubesafe_log, &layout.tampered_log)?;
-    println!(
+    say!(
         "    flipped one byte (offset {offset}: \"failed\" -> \"gailed\" in record 2) of a copy: {}",
         layout.tampered_log.display()
     );
@@ -455,23 +508,24 @@ fn demo(
         .map_err(|e| e.to_string())?;
     let caught = match &tampered.failure {
         Some(f) => {
-            println!(
+            say!(
                 "    $ kubesafe audit verify {}",
                 layout.tampered_log.display()
             );
-            println!("    => NOT INTACT: {f}");
+            say!("    => NOT INTACT: {f}");
             let (line_offset, line) = match &f.location {
                 kubesafe_audit_log::Location::File { offset, line, .. } => (*offset, *line),
                 _ => (0, 0),
             };
-            println!(
+            say!(
                 "    the verifier names the record: seq {}, line {line}, byte offset {line_offset}, kind {}",
-                f.seq, f.kind
+                f.seq,
+                f.kind
             );
             f.seq == 2 && f.kind == FailureKind::Modified
         }
         None => {
-            println!("    => the tampered copy verified as intact (unexpected)");
+            say!("    => the tampered copy verified as intact (unexpected)");
             false
         }
     };
@@ -492,15 +546,18 @@ fn demo(
 }
 
 fn print_summary(steps: &[Step], layout: &Layout, keep: bool) {
-    println!("\nSummary (SIMULATION)");
-    println!("  {:<26} {:<12} {:>6}  detail", "step", "outcome", "time");
+    say!("\nSummary (SIMULATION)");
+    say!("  {:<26} {:<12} {:>6}  detail", "step", "outcome", "time");
     for s in steps {
-        println!(
+        say!(
             "  {:<26} {:<12} {:>6}  {}",
-            s.title, s.outcome, s.time, s.detail
+            s.title,
+            s.outcome,
+            s.time,
+            s.detail
         );
     }
-    println!(
+    say!(
         "\nPaths{}",
         if keep {
             ""
@@ -537,8 +594,68 @@ fn print_summary(steps: &[Step], layout: &Layout, keep: bool) {
         ),
     ];
     for (p, what) in rows {
-        println!("  {}  {what}", p.display());
+        say!("  {}  {what}", p.display());
     }
+}
+
+/// `kubesafe demo --serve`: the simulated node alone, until a signal.
+fn serve(layout: &Layout, keep: bool) -> ExitCode {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kubesafe: error: installing signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shared: Arc<Mutex<Option<SimNode>>> = Arc::new(Mutex::new(None));
+    let started = start_node(layout, &shared).and_then(|info| {
+        let env = layout.root.join("sim.env");
+        let text = format!(
+            "# kubesafe demo --serve: a SIMULATED node. `. {}` then run kubesafe remediate.\n\
+             MANIFEST={}\nPROBE={}\nCACERT={}\nCERT={}\nKEY={}\n",
+            env.display(),
+            info.manifest.display(),
+            info.readyz,
+            info.ca.display(),
+            info.cert.display(),
+            info.key.display()
+        );
+        std::fs::write(&env, text).map_err(io(&env))?;
+        Ok((info, env))
+    });
+    let code = match started {
+        Ok((info, env)) => {
+            println!(
+                "kubesafe demo --serve: a SIMULATED control-plane node (no cluster is touched)\n\
+                 sandbox: {}\nsimulated kube-apiserver (pid {}) serving {}\n\n\
+                 In another shell:\n  . {}\n  kubesafe remediate --manifest \"$MANIFEST\" \
+                 --set --profiling false \\\n    --probe \"$PROBE\" --cacert \"$CACERT\" \
+                 --cert \"$CERT\" --key \"$KEY\" --settle 2s\n\nCtrl-C stops it{}.",
+                layout.root.display(),
+                info.pid.map_or_else(|| "?".to_owned(), |p| p.to_string()),
+                info.readyz,
+                env.display(),
+                if keep { "" } else { " and removes the sandbox" }
+            );
+            let _ = signals.forever().next();
+            eprintln!("kubesafe: stopping the simulated node");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kubesafe: error: {}", e.replace(['\n', '\r'], " "));
+            ExitCode::FAILURE
+        }
+    };
+    if let Some(node) = shared.lock().ok().and_then(|mut s| s.take()) {
+        node.stop();
+    }
+    if keep {
+        println!("sandbox kept: {}", layout.root.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&layout.root);
+    }
+    code
 }
 
 /// Runs `kubesafe demo`.
@@ -550,9 +667,13 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let _ = SANDBOX.set(created.display().to_string());
     let layout = Layout::new(created);
-    let shared: Arc<Mutex<Option<SimNode>>> = Arc::new(Mutex::new(None));
     let keep = args.keep;
+    if args.serve {
+        return serve(&layout, keep);
+    }
+    let shared: Arc<Mutex<Option<SimNode>>> = Arc::new(Mutex::new(None));
 
     // Ctrl-C (or SIGTERM/SIGHUP): stop the simulator's processes, remove the sandbox
     // unless --keep, and exit. The simulated servers also die with this process
