@@ -183,8 +183,16 @@ fn comment_only_edit_is_applied_without_waiting_for_a_restart() {
         "- --profiling=true\n",
         "- --profiling=true   # TODO: CIS 1.2.18\n",
     );
-    std::fs::write(bed.node.manifest_path(), &text).unwrap();
+    let tmp = bed
+        .node
+        .dir()
+        .join("manifests/.kube-apiserver.yaml.editor-tmp");
+    std::fs::write(&tmp, &text).unwrap();
+    std::fs::rename(&tmp, bed.node.manifest_path()).unwrap();
     std::thread::sleep(Duration::from_millis(100));
+    bed.node
+        .wait_until_healthy(Duration::from_secs(10))
+        .unwrap();
     let before = bed.node.kubelet().status();
     // Rewriting the flag drops its comment: a change of bytes, not of the pod.
     let change = ManifestChange::open(
@@ -239,7 +247,11 @@ fn concurrent_modification_between_plan_and_apply_fails_with_nothing_changed() {
     let mut first = true;
     let probe = FnProbe::new("readyz, after another writer's edit", move |timeout| {
         if std::mem::take(&mut first) {
-            std::fs::write(&path, &write).unwrap();
+            // Atomically (hidden temp file, rename), as a careful editor does: a
+            // plain truncate-and-write could show the kubelet a partial pod.
+            let tmp = path.with_file_name(".kube-apiserver.yaml.editor-tmp");
+            std::fs::write(&tmp, &write).unwrap();
+            std::fs::rename(&tmp, &path).unwrap();
         }
         http.check(timeout)
     });

@@ -101,7 +101,7 @@ pub(crate) struct RemediateArgs {
     #[arg(long, value_name = "NAME")]
     container: Option<String>,
 
-    /// Health endpoint, e.g. https://<advertise-address>:6443/livez.
+    /// Health endpoint, e.g. `https://ADVERTISE-ADDRESS:6443/livez`.
     #[arg(long, value_name = "URL")]
     probe: String,
 
