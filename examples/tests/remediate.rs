@@ -442,3 +442,91 @@ fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
     }
     assert_eq!(std::fs::read_to_string(&manifest).unwrap(), "kind: Pod\n");
 }
+
+#[test]
+fn no_witness_verify_cmd_and_a_keyed_audit_log() {
+    let bed = Bed::start(|b| b);
+    let dir = bed._dir.path();
+    let key = dir.join("audit.key");
+    let log = dir.join("remediate.jsonl");
+    let keygen = Command::new(BIN)
+        .args(["audit", "keygen", "--id", "node-1", "--out", s(&key)])
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{}", stderr(&keygen));
+    let o = bed.run(&[
+        "--set",
+        "--profiling",
+        "false",
+        "--no-witness",
+        "--verify-cmd",
+        "echo CIS 1.2.18 PASS",
+        "--audit-log",
+        s(&log),
+        "--audit-key-file",
+        s(&key),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["outcome"], "applied", "{v:#}");
+    // Without /proc, the restart is seen as the endpoint going down and back up.
+    assert_eq!(
+        v["restart"]["evidence"], "the health endpoint went down and came back healthy",
+        "{v:#}"
+    );
+    assert!(v["timings"]["verify_ms"].is_number(), "{v:#}");
+    let record: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(record["keyId"], "node-1");
+    let verified = Command::new(BIN)
+        .args(["audit", "verify", s(&log), "--key-file", s(&key)])
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{}", stdout(&verified));
+}
+
+#[test]
+fn unusable_probe_credentials_fail_before_the_change_and_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("kube-apiserver.yaml");
+    let text = "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    - kube-apiserver\n";
+    std::fs::write(&manifest, text).unwrap();
+    let log = dir.path().join("remediate.jsonl");
+    let missing = dir.path().join("no-such-ca.crt");
+    let o = Command::new(BIN)
+        .args([
+            "remediate",
+            "--manifest",
+            s(&manifest),
+            "--set",
+            "--profiling",
+            "false",
+            "--probe",
+            "https://127.0.0.1:1/livez",
+            "--cacert",
+            s(&missing),
+            "--audit-log",
+            s(&log),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("kubesafe: error: --probe: "), "{err}");
+    assert!(err.contains("no-such-ca.crt"), "{err}");
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), text);
+    let records = audit_records(&log);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["status"], "failed");
+    assert!(
+        records[0]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-ca.crt"),
+        "{:#}",
+        records[0]
+    );
+    assert_eq!(records[0]["parameters"]["edit"]["ops"][0]["value"], "false");
+}

@@ -407,10 +407,7 @@ pub(crate) fn audit_record(
     if let Some(reason) = outcome.reason() {
         record = record.error_message(format!("{}: {reason}", outcome.kind()));
     }
-    if let Some(who) = ["SUDO_USER", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-    {
+    if let Some(who) = requested_by() {
         record = record.requested_by(who);
     }
     record
@@ -584,24 +581,75 @@ fn dry_run(file: ManifestFile, edit: Edit, json: bool) -> Result<u8, Fail> {
     Ok(EXIT_APPLIED)
 }
 
-fn execute(args: RemediateArgs) -> Result<u8, Fail> {
-    let edit = edit_from_args(&args)?;
+fn open_manifest(args: &RemediateArgs) -> Result<ManifestFile, Fail> {
     let backup = match &args.backup_dir {
         Some(d) => Backup::Dir(d.clone()),
         None => Backup::Sibling,
     };
-    let file = ManifestFile::open(&args.manifest, FileOptions::new().backup(backup))
-        .map_err(Fail::before)?;
-    if args.dry_run {
-        return dry_run(file, edit, args.json);
+    ManifestFile::open(&args.manifest, FileOptions::new().backup(backup)).map_err(Fail::before)
+}
+
+/// The audit record of a run that failed before the transaction started (the
+/// manifest could not be opened, the probe's credentials could not be loaded, ...).
+fn failed_record(args: &RemediateArgs, edit: &Edit, message: &str) -> AuditRecord {
+    let mut record = AuditRecord::new("remediate", Status::Failed)
+        .resource(
+            "static-pod-manifest",
+            args.manifest
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        )
+        .parameter("manifest", args.manifest.display().to_string())
+        .parameter(
+            "edit",
+            serde_json::to_value(edit).unwrap_or(serde_json::Value::Null),
+        )
+        .parameter("probe", args.probe.as_str())
+        .error_message(format!("failed (nothing changed): {message}"))
+        .completed_at(kubesafe_audit_log::jiff::Timestamp::now());
+    if let Some(who) = requested_by() {
+        record = record.requested_by(who);
     }
-    let probe = build_probe(&args)?;
-    let witness = if args.no_witness {
-        None
-    } else {
-        Some(process_witness(&file, &edit, args.process.as_deref()).map_err(Fail::before)?)
-    };
+    record
+}
+
+fn requested_by() -> Option<String> {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+}
+
+fn execute(args: RemediateArgs) -> Result<u8, Fail> {
+    let edit = edit_from_args(&args)?;
+    if args.dry_run {
+        return dry_run(open_manifest(&args)?, edit, args.json);
+    }
+    // Opened first: every run past the command line leaves a record, including one
+    // that fails before the change.
     let mut audit = open_audit(&args)?;
+    let prepared = open_manifest(&args).and_then(|file| {
+        let probe = build_probe(&args)?;
+        let witness = if args.no_witness {
+            None
+        } else {
+            Some(process_witness(&file, &edit, args.process.as_deref()).map_err(Fail::before)?)
+        };
+        Ok((file, probe, witness))
+    });
+    let (file, probe, witness) = match prepared {
+        Ok(p) => p,
+        Err(fail) => {
+            if let Some(log) = audit.as_mut()
+                && let Err(e) = log.append(&failed_record(&args, &edit, &fail.message))
+            {
+                eprintln!(
+                    "kubesafe: error: audit log: the record of this run was not written: {e}"
+                );
+            }
+            return Err(fail);
+        }
+    };
     let policy = GatePolicy::default()
         .deadline(args.deadline)
         .rollback_deadline(args.deadline)
