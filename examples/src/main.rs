@@ -39,6 +39,10 @@ enum Command {
     Edit(cmd::edit::EditArgs),
     /// Tamper-evident audit logs: append, verify, query, stats, checkpoint.
     Audit(cmd::audit::AuditArgs),
+    /// Edit a static-pod manifest under a health gate; roll back if the component fails.
+    Remediate(Box<cmd::remediate::RemediateArgs>),
+    /// The whole flow against a SIMULATED node: applied, rolled back, audited.
+    Demo(cmd::demo::DemoArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -57,6 +61,11 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
+    // Started as `kube-apiserver` by `kubesafe demo`'s node simulator: be the
+    // simulated API server (a SIMULATION, never a real one).
+    if let Some(code) = kubesafe_health_gate::simulator::dispatch_by_argv0() {
+        return code;
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
@@ -67,5 +76,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd::sign::run_verify(args),
         Command::Edit(args) => cmd::edit::run(args),
         Command::Audit(args) => cmd::audit::run(args),
+        Command::Remediate(args) => cmd::remediate::run(*args),
+        Command::Demo(args) => cmd::demo::run(args),
     }
 }

@@ -103,6 +103,16 @@ pub enum ChangeError {
     /// `apply` or `rollback` before a successful `plan`.
     #[error("the change was not planned")]
     NotPlanned,
+    /// The editor behind the change refused or failed (invalid manifest,
+    /// unknown container or flag, I/O error); its message names the file and,
+    /// where it applies, the line and column.
+    #[error("{source}")]
+    Edit {
+        /// The file.
+        path: PathBuf,
+        /// The editor's error.
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// Any other reason (for changes implemented outside this crate).
     #[error("{0}")]
     Other(String),

@@ -33,7 +33,9 @@
 //!
 //! The [`Change`] trait is how edits plug in:
 //! [`FileReplace`] (atomic byte-level replacement with backup) ships here;
-//! lossless manifest edits come from `kubesafe-manifest-edit`.
+//! `ManifestChange` (feature `manifest-edit`) gates a lossless
+//! `kubesafe-manifest-edit` edit of a static-pod manifest, holding the
+//! manifest's lock for the whole transaction.
 //!
 //! # Example
 //!
@@ -84,6 +86,9 @@
 //! * `simulator` (off by default): the `simulator` module, a *simulated*
 //!   node for tests, benchmarks and demos — a kube-apiserver stand-in over
 //!   real HTTPS and a kubelet-like manifest watcher.
+//! * `manifest-edit` (off by default): `ManifestChange`, a
+//!   `kubesafe_manifest_edit::Edit` of a manifest as a [`Change`] (the
+//!   change behind `kubesafe remediate`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod change;
@@ -100,6 +105,8 @@ mod transaction;
 pub mod verify;
 pub mod witness;
 
+#[cfg(feature = "manifest-edit")]
+pub use change::ManifestChange;
 pub use change::{Change, ChangePlan, FileReplace, RestartExpectation};
 pub use error::{ChangeError, PolicyError, ProbeError, WitnessError};
 pub use outcome::{Event, EventKind, FailureReason, Outcome, OutcomeKind, Phase, Timings};

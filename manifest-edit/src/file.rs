@@ -254,8 +254,57 @@ impl Drop for TempFile {
 }
 
 /// The exclusive lock; released when dropped (closing the descriptor releases `flock`).
+#[derive(Debug)]
 struct Lock {
     _file: File,
+}
+
+/// A [`ManifestFile`] whose lock is held until this value is dropped: see
+/// [`ManifestFile::lock_exclusive`].
+///
+/// Its [`apply`](Self::apply), [`apply_if_unchanged`](Self::apply_if_unchanged) and
+/// [`restore`](Self::restore) behave like the [`ManifestFile`] methods of the same name but
+/// do not take the lock again: they run under this hold. (Taking it again would deadlock:
+/// `flock` locks belong to an open file description, so a second descriptor of the same
+/// lock file in the same process waits for the first like any other writer.)
+#[derive(Debug)]
+#[must_use = "the lock is released when this value is dropped"]
+pub struct LockedManifestFile {
+    file: ManifestFile,
+    _lock: Lock,
+}
+
+impl LockedManifestFile {
+    /// The file.
+    pub fn file(&self) -> &ManifestFile {
+        &self.file
+    }
+
+    /// Like [`ManifestFile::apply`], under the held lock.
+    pub fn apply(&self, edit: &Edit) -> Result<Report> {
+        self.file.apply_inner(edit, None, true)
+    }
+
+    /// Like [`ManifestFile::apply_if_unchanged`], under the held lock.
+    pub fn apply_if_unchanged(&self, edit: &Edit, expected_sha256: &str) -> Result<Report> {
+        self.file.apply_inner(edit, Some(expected_sha256), true)
+    }
+
+    /// Like [`ManifestFile::restore`], under the held lock.
+    pub fn restore(
+        &self,
+        bytes: &[u8],
+        expected_current_sha256: &str,
+        keep_replaced: bool,
+    ) -> Result<RestoreReport> {
+        self.file
+            .restore_inner(bytes, expected_current_sha256, keep_replaced, true)
+    }
+
+    /// Releases the lock.
+    pub fn unlock(self) -> ManifestFile {
+        self.file
+    }
 }
 
 impl ManifestFile {
@@ -380,6 +429,45 @@ impl ManifestFile {
         Ok(report::sha256_hex(&self.read_current()?.0))
     }
 
+    /// Takes the exclusive lock ([`lock_path`](Self::lock_path), waiting up to
+    /// [`FileOptions::lock_timeout`]) and holds it until the returned value is dropped.
+    ///
+    /// For a caller whose change spans several writes — apply, watch the component
+    /// restart, maybe restore — and that must not let another kubesafe writer slip in
+    /// between them (its rollback would then refuse to overwrite the other writer's
+    /// content, or worse, the gate would judge someone else's change). Writers that do not
+    /// use this lock (an editor, `kubeadm`) are not excluded; the SHA-256 checks of
+    /// [`LockedManifestFile::apply_if_unchanged`] and [`LockedManifestFile::restore`]
+    /// catch them.
+    ///
+    /// ```
+    /// use kubesafe_manifest_edit::{Edit, FileOptions, ManifestFile, sha256_hex};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let manifests = dir.path().join("manifests");
+    /// # std::fs::create_dir(&manifests)?;
+    /// # let path = manifests.join("kube-apiserver.yaml");
+    /// # std::fs::write(&path, "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    - kube-apiserver\n")?;
+    /// let file = ManifestFile::open(&path, FileOptions::default())?;
+    /// let original = std::fs::read(&path)?;
+    /// let locked = file.lock_exclusive()?;
+    /// let report = locked.apply_if_unchanged(
+    ///     &Edit::new().set_flag("--profiling", "false"),
+    ///     &sha256_hex(&original),
+    /// )?;
+    /// // ... the component restarts and turns out broken: put the original back,
+    /// // still under the same lock, only if the file is what we wrote.
+    /// locked.restore(&original, &report.after_sha256, true)?;
+    /// drop(locked); // releases the lock
+    /// assert_eq!(std::fs::read(&path)?, original);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn lock_exclusive(&self) -> Result<LockedManifestFile> {
+        Ok(LockedManifestFile {
+            _lock: self.lock()?,
+            file: self.clone(),
+        })
+    }
+
     fn lock(&self) -> Result<Lock> {
         let path = self.lock_path();
         // `flock` needs no write access: open an existing lock file read-only, create it
@@ -464,17 +552,18 @@ impl ManifestFile {
     /// if another writer changed it since the first read, the edit is recomputed on the
     /// fresh content (no lost update). Nothing is written when nothing changes.
     pub fn apply(&self, edit: &Edit) -> Result<Report> {
-        self.apply_inner(edit, None)
+        self.apply_inner(edit, None, false)
     }
 
     /// Like [`ManifestFile::apply`], but refuses with [`Error::Changed`] unless the file's
     /// content (read under the lock) still has the SHA-256 `expected_sha256` — the hash a
     /// caller saw when it planned or showed the change.
     pub fn apply_if_unchanged(&self, edit: &Edit, expected_sha256: &str) -> Result<Report> {
-        self.apply_inner(edit, Some(expected_sha256))
+        self.apply_inner(edit, Some(expected_sha256), false)
     }
 
-    fn apply_inner(&self, edit: &Edit, expected: Option<&str>) -> Result<Report> {
+    /// `held`: the caller holds the lock (through a [`LockedManifestFile`]).
+    fn apply_inner(&self, edit: &Edit, expected: Option<&str>, held: bool) -> Result<Report> {
         let (bytes, _) = self.read_current()?;
         let sha = report::sha256_hex(&bytes);
         if let Some(exp) = expected
@@ -492,7 +581,7 @@ impl ManifestFile {
             return Ok(self.report(&bytes, &applied, false, None));
         }
 
-        let _lock = self.lock()?;
+        let _lock = if held { None } else { Some(self.lock()?) };
         let (current, meta) = self.read_current()?;
         let current_sha = report::sha256_hex(&current);
         if current_sha != sha {
@@ -546,7 +635,17 @@ impl ManifestFile {
         expected_current_sha256: &str,
         keep_replaced: bool,
     ) -> Result<RestoreReport> {
-        let _lock = self.lock()?;
+        self.restore_inner(bytes, expected_current_sha256, keep_replaced, false)
+    }
+
+    fn restore_inner(
+        &self,
+        bytes: &[u8],
+        expected_current_sha256: &str,
+        keep_replaced: bool,
+        held: bool,
+    ) -> Result<RestoreReport> {
+        let _lock = if held { None } else { Some(self.lock()?) };
         let (current, meta) = self.read_current()?;
         let before = report::sha256_hex(&current);
         if !expected_current_sha256.eq_ignore_ascii_case(&before) {
@@ -889,6 +988,49 @@ mod tests {
         assert!(matches!(err, Error::NotDurable { .. }), "{err}");
         // The rename happened: the new content is visible, and the error says so.
         assert!(fs::read_to_string(&path).unwrap().contains("--a=2"));
+    }
+
+    #[test]
+    fn a_held_lock_spans_apply_and_restore_and_excludes_other_writers() {
+        let (_root, path) = setup();
+        let file = ManifestFile::open(&path, FileOptions::default()).unwrap();
+        let other = ManifestFile::open(
+            &path,
+            FileOptions::default().lock_timeout(Duration::from_millis(50)),
+        )
+        .unwrap();
+        let original = fs::read(&path).unwrap();
+        let locked = file.lock_exclusive().unwrap();
+        let report = locked
+            .apply_if_unchanged(
+                &Edit::new().set_flag("--a", "2"),
+                &report::sha256_hex(&original),
+            )
+            .unwrap();
+        assert!(report.written);
+        // Another writer (here: another descriptor, as another process would have)
+        // waits for the hold and gives up, between our apply and our restore.
+        let err = other.apply(&Edit::new().set_flag("--a", "3")).unwrap_err();
+        assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
+        let err = other
+            .restore(b"x", &report.after_sha256, false)
+            .unwrap_err();
+        assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
+        // Our own writes under the hold do not wait for it.
+        let restored = locked
+            .restore(&original, &report.after_sha256, true)
+            .unwrap();
+        assert!(restored.written);
+        assert!(restored.kept.unwrap().exists());
+        assert_eq!(fs::read(&path).unwrap(), original);
+        // A restore under the hold still refuses to overwrite unexpected content.
+        let err = locked
+            .restore(b"x", &report.after_sha256, false)
+            .unwrap_err();
+        assert!(matches!(err, Error::Changed { .. }), "{err}");
+        drop(locked.unlock());
+        other.apply(&Edit::new().set_flag("--a", "3")).unwrap();
+        assert!(fs::read_to_string(&path).unwrap().contains("--a=3"));
     }
 
     #[test]

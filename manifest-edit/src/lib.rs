@@ -123,7 +123,7 @@ mod yaml;
 
 pub use edit::{Applied, Edit, Manifest, Op, OpOutcome};
 pub use error::{Error, Location, Result};
-pub use file::{Backup, FileOptions, ManifestFile, RestoreReport};
+pub use file::{Backup, FileOptions, LockedManifestFile, ManifestFile, RestoreReport};
 pub use flags::{ArgList, FlagValue};
 pub use path::{KeyPath, ScalarValue};
 pub use report::{LineChange, Report, line_changes, sha256_hex, unified_diff};

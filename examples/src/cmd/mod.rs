@@ -3,6 +3,8 @@
 //! stderr on failure.
 
 pub(crate) mod audit;
+pub(crate) mod demo;
 pub(crate) mod edit;
 pub(crate) mod guardrails;
+pub(crate) mod remediate;
 pub(crate) mod sign;

@@ -25,9 +25,15 @@ use crate::witness::{FlagExpectation, effective_value};
 ///   this change wrote (it never overwrites someone else's later edit),
 ///   keeps the rejected bytes as `.NAME.kubesafe-<UTC time>.rejected`, and
 ///   restores the original bytes the same atomic way.
-/// * While applied, a lock is held on `.NAME.kubesafe.lock` in the backup
-///   directory (the file itself cannot be locked: rename swaps its inode), so
-///   two transactions on the same file cannot interleave.
+/// * From apply until the rollback (or until dropped), an exclusive `flock`
+///   is held on `.NAME.lock` beside the file — the lock file of
+///   `kubesafe-manifest-edit`'s `ManifestFile` (and so of
+///   `ManifestChange`), one convention for every kubesafe writer: two
+///   transactions, or a transaction and a `kubesafe edit`, on the same file
+///   cannot interleave. The file itself cannot be locked (the rename swaps
+///   its inode); the lock file is hidden (the kubelet skips it) and never
+///   deleted. A held lock makes [`Change::apply`] fail at once with
+///   [`ChangeError::Locked`], nothing changed.
 ///
 /// Whether the kubelet will restart the pod is decided by decoding old and
 /// new bytes as YAML and comparing them as data: a comment- or
@@ -86,8 +92,9 @@ impl FileReplace {
         }
     }
 
-    /// Keeps the backup, the rejected copy and the lock file in this
-    /// directory instead of next to the file (names stay hidden either way).
+    /// Keeps the backup and the rejected copy in this directory instead of
+    /// next to the file (names stay hidden either way). The lock file stays
+    /// beside the file, where every kubesafe writer looks for it.
     pub fn backup_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.backup_dir = Some(dir.into());
         self
@@ -247,7 +254,9 @@ impl Change for FileReplace {
         }
         let side = self.side_dir(&orig.real_path);
         let name = Self::file_name(&orig.real_path);
-        let lock = take_lock(&side.join(format!(".{name}.kubesafe.lock")))?;
+        // A hold left from an earlier apply/rollback round of this change.
+        self.lock = None;
+        let lock = take_lock(&parent_dir(&orig.real_path).join(format!(".{name}.lock")))?;
         let current = std::fs::read(&orig.real_path).map_err(|source| ChangeError::Read {
             path: orig.real_path.clone(),
             source,
@@ -291,7 +300,9 @@ impl Change for FileReplace {
         atomic_write(&orig.real_path, &orig.bytes, &orig)?;
         tracing::info!(path = %orig.real_path.display(), rejected = %broken.display(), "file restored");
         self.applied = false;
-        self.lock = None;
+        // The lock stays held until this change is dropped: the transaction
+        // still gates the rollback, and no other kubesafe writer may change
+        // the file before the old configuration is known to be healthy.
         Ok(RolledBackChange::new(Some(broken)))
     }
 }
@@ -303,17 +314,25 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
+/// Takes the exclusive `flock` on the lock file `path`, opened as
+/// `kubesafe-manifest-edit` opens it: an existing lock file read-only (`flock`
+/// needs no write access), a missing one created `0600`; never through a
+/// symbolic link.
 fn take_lock(path: &Path) -> Result<File, ChangeError> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| ChangeError::Write {
-            path: path.to_owned(),
-            source,
-        })?;
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let opened = match rustix::fs::open(path, OFlags::RDONLY | flags, Mode::empty()) {
+        Err(rustix::io::Errno::NOENT) => rustix::fs::open(
+            path,
+            OFlags::RDWR | OFlags::CREATE | flags,
+            Mode::from_raw_mode(0o600),
+        ),
+        other => other,
+    };
+    let file = File::from(opened.map_err(|e| ChangeError::Write {
+        path: path.to_owned(),
+        source: e.into(),
+    })?);
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(ChangeError::Locked {
@@ -495,7 +514,10 @@ pub(crate) fn container_argv(pod: &serde_json::Value, name: Option<&str>) -> Opt
 
 /// Flags whose effective value differs between two command lines: (new
 /// values, old values).
-fn flag_diff(old: &[String], new: &[String]) -> (Vec<FlagExpectation>, Vec<FlagExpectation>) {
+pub(crate) fn flag_diff(
+    old: &[String],
+    new: &[String],
+) -> (Vec<FlagExpectation>, Vec<FlagExpectation>) {
     let mut names: Vec<String> = old
         .iter()
         .chain(new.iter())
@@ -679,6 +701,34 @@ mod tests {
     }
 
     #[test]
+    fn the_lock_is_the_hidden_lock_file_beside_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), POD);
+        let mut a = FileReplace::new(&path, "a: 1\n");
+        a.apply().unwrap();
+        let lock = dir.path().join(".kube-apiserver.yaml.lock");
+        // Another open file description of the same lock file cannot take it:
+        // another process (or `kubesafe-manifest-edit`) is locked out.
+        let other = File::open(&lock).unwrap();
+        assert!(matches!(
+            other.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        a.rollback().unwrap();
+        drop(a);
+        other.try_lock().unwrap();
+        // While someone else holds it, apply fails with nothing changed.
+        let mut b = FileReplace::new(&path, "b: 2\n");
+        b.plan().unwrap();
+        let err = b.apply().unwrap_err();
+        assert!(
+            matches!(err, ChangeError::Locked { ref path } if *path == lock),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), POD);
+    }
+
+    #[test]
     fn backup_dir_outside_the_manifest_dir() {
         let manifests = tempfile::tempdir().unwrap();
         let backups = tempfile::tempdir().unwrap();
@@ -686,11 +736,15 @@ mod tests {
         let mut c = FileReplace::new(&path, "kind: Pod\n").backup_dir(backups.path());
         let applied = c.apply().unwrap();
         assert!(applied.backup.unwrap().starts_with(backups.path()));
-        let names: Vec<_> = std::fs::read_dir(manifests.path()).unwrap().collect();
+        let mut names: Vec<String> = std::fs::read_dir(manifests.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
         assert_eq!(
-            names.len(),
-            1,
-            "only the manifest stays in the manifest dir"
+            names,
+            [".kube-apiserver.yaml.lock", "kube-apiserver.yaml"],
+            "only the manifest and the shared lock file stay in the manifest dir"
         );
     }
 

@@ -3,17 +3,26 @@
 //! A [`Change`] is planned first (nothing touched: what will change, whether
 //! the kubelet will restart the component at all, which flags the restarted
 //! process must carry), then applied, and rolled back if the gate says so.
-//! [`FileReplace`] is the generic file-level change of this crate; lossless
-//! YAML editing of manifests lives in `kubesafe-manifest-edit`, which
-//! implements this trait on top of it.
+//! [`FileReplace`] is the generic file-level change of this crate;
+//! `ManifestChange` (feature `manifest-edit`) is a lossless
+//! `kubesafe-manifest-edit` edit of a static-pod manifest.
+//!
+//! Both lock `.NAME.lock` beside the file — the lock file of every kubesafe
+//! writer — from apply until they are dropped, so nothing else of kubesafe
+//! writes the file while a transaction judges and maybe rolls back a change.
 
 pub(crate) mod file_replace;
+#[cfg(feature = "manifest-edit")]
+mod manifest;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 pub use file_replace::FileReplace;
+#[cfg(feature = "manifest-edit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "manifest-edit")))]
+pub use manifest::ManifestChange;
 
 use crate::error::ChangeError;
 use crate::witness::FlagExpectation;
