@@ -39,6 +39,8 @@ enum Command {
     Edit(cmd::edit::EditArgs),
     /// Tamper-evident audit logs: append, verify, query, stats, checkpoint.
     Audit(cmd::audit::AuditArgs),
+    /// Verify, admit and carry out a signed remediation action (dry run by default); audit it.
+    Execute(cmd::execute::ExecuteArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -67,5 +69,6 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd::sign::run_verify(args),
         Command::Edit(args) => cmd::edit::run(args),
         Command::Audit(args) => cmd::audit::run(args),
+        Command::Execute(args) => cmd::execute::run(args),
     }
 }

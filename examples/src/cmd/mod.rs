@@ -4,5 +4,6 @@
 
 pub(crate) mod audit;
 pub(crate) mod edit;
+pub(crate) mod execute;
 pub(crate) mod guardrails;
 pub(crate) mod sign;

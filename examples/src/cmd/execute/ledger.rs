@@ -1,0 +1,369 @@
+//! Admission state across one-shot invocations, derived from the audit log.
+//!
+//! A `kubesafe execute` process lives for one envelope, so in-memory replay caches, rate
+//! limiters and idempotency stores would start empty every time. The audit log is the
+//! durable record of every envelope the executor has seen (every outcome writes one
+//! record), so each invocation rebuilds the state from it, under an exclusive lock
+//! (`<log>.execute.lock`) held from the read until its own record is written:
+//!
+//! * **replay** — every record whose envelope verified (`policyDecision.envelope.verified`)
+//!   puts its `(kid, nonce)` into the verifier's replay store until `exp + skew`;
+//! * **rate limits** — every admitted action (`policyDecision.decision == "admitted"`,
+//!   whatever happened next) is replayed, in time order, through the same `governor` GCRA
+//!   limiter the library uses, on a fake clock set to each record's `createdAt`; the clock
+//!   is then set to now and the new action is checked. The limit therefore holds exactly
+//!   as in a long-running process;
+//! * **idempotency** — every completed admitted action with an idempotency key reserves the
+//!   key with the fingerprint the library computed (stored in the record) until
+//!   `createdAt + ttl`. A failed execution does not reserve it (the client may retry).
+//!
+//! Only records written by this executor (`policyDecision.executor`) are read. The log is
+//! verified first; a log that fails verification is not used (the executor refuses to run),
+//! since removing records from it would lift rate limits and replay protection. This makes
+//! the state exactly as trustworthy as the log: use a keyed chain (`--audit-key-file`) so
+//! that whoever can write the file cannot forge records, and checkpoints to detect a cut
+//! tail. The cost is one scan of the log per invocation (linear in its size; rotate it).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::clock::FakeRelativeClock;
+use kubesafe_audit_log::jiff::Timestamp;
+use kubesafe_audit_log::{Filter, SealedRecord, Status, VerifyOptions};
+use kubesafe_signing::action::ActionType;
+use kubesafe_signing::admission::{
+    IdempotencyError, IdempotencyStore, InMemoryIdempotencyStore, RateLimit, RateLimits,
+    Reservation,
+};
+use kubesafe_signing::{InMemoryReplayStore, ReplayStore as _};
+use serde_json::Value;
+
+/// `policyDecision.executor` of the records this executor writes.
+pub(crate) const EXECUTOR_TAG: &str = "kubesafe-execute/v1";
+
+/// The exclusive lock serialising executors that share one audit log.
+#[derive(Debug)]
+pub(crate) struct ExecutorLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl ExecutorLock {
+    /// Blocks until this process holds `<log>.execute.lock`.
+    pub(crate) fn acquire(log: &Path) -> Result<Self, String> {
+        let mut name = log.as_os_str().to_owned();
+        name.push(".execute.lock");
+        let path = PathBuf::from(name);
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let file = options
+            .open(&path)
+            .map_err(|e| format!("cannot open lock file {}: {e}", path.display()))?;
+        file.lock()
+            .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+        Ok(ExecutorLock { _file: file, path })
+    }
+
+    /// The lock file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// What earlier invocations recorded.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    /// Records in the log (all writers).
+    pub(crate) records: u64,
+    /// `(kid, nonce, exp)` of verified envelopes.
+    nonces: Vec<(String, String, u64)>,
+    /// `(type, createdAt)` of admitted actions.
+    admissions: Vec<(ActionType, Timestamp)>,
+    /// `(key, fingerprint, createdAt seconds)` of completed actions with a key.
+    idempotency: Vec<(String, [u8; 32], i64)>,
+}
+
+impl Ledger {
+    /// Verifies the log and reads the executor's records from it.
+    pub(crate) fn load(log: &Path, verify: &VerifyOptions) -> Result<Self, String> {
+        let report = kubesafe_audit_log::verify(log, verify)
+            .map_err(|e| format!("audit log {}: {e}", log.display()))?;
+        if let Some(failure) = &report.failure {
+            return Err(format!(
+                "audit log {} fails verification ({failure}); refusing to derive rate limits \
+                 and replay protection from it — inspect it with `kubesafe audit verify`",
+                log.display()
+            ));
+        }
+        let records = kubesafe_audit_log::query(log, &Filter::new())
+            .map_err(|e| format!("audit log {}: {e}", log.display()))?;
+        let mut ledger = Ledger {
+            records: records.len() as u64,
+            ..Ledger::default()
+        };
+        for r in &records {
+            ledger.add(r);
+        }
+        Ok(ledger)
+    }
+
+    fn add(&mut self, r: &SealedRecord) {
+        let Some(d) = r.record.policy_decision.as_ref().and_then(Value::as_object) else {
+            return;
+        };
+        if d.get("executor").and_then(Value::as_str) != Some(EXECUTOR_TAG) {
+            return;
+        }
+        if let Some(env) = d.get("envelope")
+            && env.get("verified").and_then(Value::as_bool) == Some(true)
+            && let (Some(kid), Some(nonce), Some(exp)) = (
+                env.get("kid").and_then(Value::as_str),
+                env.get("nonce").and_then(Value::as_str),
+                env.get("exp").and_then(Value::as_u64),
+            )
+        {
+            self.nonces.push((kid.to_owned(), nonce.to_owned(), exp));
+        }
+        if d.get("decision").and_then(Value::as_str) != Some("admitted") {
+            return;
+        }
+        let Ok(ty) =
+            serde_json::from_value::<ActionType>(Value::String(r.record.action_type.clone()))
+        else {
+            return;
+        };
+        self.admissions.push((ty, r.record.created_at));
+        if r.record.status == Status::Completed
+            && let (Some(key), Some(fp)) = (
+                d.get("idempotencyKey").and_then(Value::as_str),
+                d.get("idempotencyFingerprint")
+                    .and_then(Value::as_str)
+                    .and_then(decode_hex32),
+            )
+        {
+            self.idempotency
+                .push((key.to_owned(), fp, r.record.created_at.as_second()));
+        }
+    }
+
+    /// A replay store holding every nonce still inside its envelope's window at `now`.
+    pub(crate) fn replay_store(&self, skew: Duration, now: u64) -> InMemoryReplayStore {
+        let live: Vec<_> = self
+            .nonces
+            .iter()
+            .filter_map(|(kid, nonce, exp)| {
+                let until = exp.saturating_add(skew.as_secs());
+                (until > now).then_some((kid, nonce, until))
+            })
+            .collect();
+        let store = InMemoryReplayStore::new(
+            kubesafe_signing::replay::DEFAULT_REPLAY_CAPACITY.max(live.len() + 1),
+        );
+        for (kid, nonce, until) in live {
+            // A duplicate (the same nonce recorded twice) is already in: nothing to do.
+            let _ = store.check_and_record(kid, nonce, until, now);
+        }
+        store
+    }
+
+    /// Rate limiters on a fake clock, fed with every earlier admission in time order and
+    /// left at `now`: the next `check` decides as a process running since the first
+    /// admission would.
+    pub(crate) fn rate_limits(
+        &self,
+        limits: &BTreeMap<ActionType, RateLimit>,
+        now: Timestamp,
+    ) -> RateLimits<FakeRelativeClock> {
+        let clock = FakeRelativeClock::default();
+        let mut rate_limits = RateLimits::with_clock(clock.clone());
+        for (ty, limit) in limits {
+            rate_limits.set(*ty, *limit);
+        }
+        let mut events = self.admissions.clone();
+        events.sort_by_key(|(_, t)| *t);
+        let base = events.first().map_or(now, |(_, t)| *t);
+        let mut at = 0u64;
+        let mut advance_to = |t: Timestamp| {
+            let offset = u64::try_from(t.as_nanosecond() - base.as_nanosecond()).unwrap_or(0);
+            if offset > at {
+                clock.advance(Duration::from_nanos(offset - at));
+                at = offset;
+            }
+        };
+        for (ty, t) in &events {
+            advance_to(*t);
+            // Admitted then; a limit tightened since may refuse it now, which is fine: the
+            // state is then that of the new limit.
+            let _ = rate_limits.check(*ty);
+        }
+        advance_to(now);
+        rate_limits
+    }
+
+    /// An idempotency store holding every key of a completed action younger than `ttl`.
+    pub(crate) fn idempotency_store(&self, ttl: Duration, now: u64) -> RecordingIdempotencyStore {
+        let store = RecordingIdempotencyStore::default();
+        let ttl = ttl.as_secs().max(1);
+        for (key, fp, created) in &self.idempotency {
+            let expires = u64::try_from(*created).unwrap_or(0).saturating_add(ttl);
+            if expires > now {
+                // A later record with the same key (same fingerprint) is a no-op here.
+                let _ = store.inner.reserve(key, fp, expires, now);
+            }
+        }
+        store
+    }
+}
+
+fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An in-memory idempotency store that also remembers the last key it reserved, with the
+/// fingerprint the admission computed, so the record can carry it for the next invocation.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RecordingIdempotencyStore {
+    inner: Arc<InMemoryIdempotencyStore>,
+    reserved: Arc<Mutex<HashMap<String, [u8; 32]>>>,
+}
+
+impl RecordingIdempotencyStore {
+    /// The fingerprint `key` was reserved with in this process, if it was.
+    pub(crate) fn fingerprint(&self, key: &str) -> Option<[u8; 32]> {
+        self.reserved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .copied()
+    }
+}
+
+impl IdempotencyStore for RecordingIdempotencyStore {
+    fn reserve(
+        &self,
+        key: &str,
+        fingerprint: &[u8; 32],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<Reservation, IdempotencyError> {
+        let r = self.inner.reserve(key, fingerprint, expires_at, now)?;
+        if r == Reservation::New {
+            self.reserved
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key.to_owned(), *fingerprint);
+        }
+        Ok(r)
+    }
+
+    fn release(&self, key: &str, fingerprint: &[u8; 32]) {
+        self.inner.release(key, fingerprint);
+        self.reserved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).unwrap()
+    }
+
+    #[test]
+    fn replayed_admissions_enforce_the_strict_window() {
+        // 5 per 300 s, admitted at 0, 10, 20, 30, 40.
+        let mut ledger = Ledger::default();
+        for i in 0..5 {
+            ledger
+                .admissions
+                .push((ActionType::RestartPod, ts(1_000_000 + 10 * i)));
+        }
+        let mut limits = BTreeMap::new();
+        limits.insert(
+            ActionType::RestartPod,
+            RateLimit::per_window(5, Duration::from_secs(300)).unwrap(),
+        );
+        // At 50 s: used up; the next permit comes 300 s after the first, at 300 s.
+        let rl = ledger.rate_limits(&limits, ts(1_000_050));
+        assert_eq!(rl.check(ActionType::RestartPod), Err(250));
+        // Other types are independent.
+        assert_eq!(rl.check(ActionType::ScaleDeployment), Ok(()));
+        // At 300 s exactly one permit is back.
+        let rl = ledger.rate_limits(&limits, ts(1_000_300));
+        assert_eq!(rl.check(ActionType::RestartPod), Ok(()));
+        assert!(rl.check(ActionType::RestartPod).is_err());
+        // Events out of order in the log are sorted; a clock behind the last event is
+        // clamped (no negative time).
+        ledger.admissions.reverse();
+        let rl = ledger.rate_limits(&limits, ts(999_000));
+        assert!(rl.check(ActionType::RestartPod).is_err());
+    }
+
+    #[test]
+    fn nonces_live_until_exp_plus_skew() {
+        let ledger = Ledger {
+            nonces: vec![
+                ("k".into(), "old".into(), 100),
+                ("k".into(), "live".into(), 200),
+            ],
+            ..Ledger::default()
+        };
+        let store = ledger.replay_store(Duration::from_secs(30), 150);
+        assert_eq!(store.len(), 1);
+        assert!(store.check_and_record("k", "live", 230, 150).is_err());
+        assert!(store.check_and_record("k", "old", 230, 150).is_ok());
+    }
+
+    #[test]
+    fn idempotency_keys_expire_after_the_ttl() {
+        let fp = [7u8; 32];
+        let ledger = Ledger {
+            idempotency: vec![("a".into(), fp, 1000), ("b".into(), fp, 100)],
+            ..Ledger::default()
+        };
+        let store = ledger.idempotency_store(Duration::from_secs(500), 1200);
+        assert_eq!(
+            store.reserve("a", &fp, 2000, 1200),
+            Ok(Reservation::Duplicate)
+        );
+        assert_eq!(
+            store.reserve("a", &[8; 32], 2000, 1200),
+            Ok(Reservation::Conflict)
+        );
+        assert_eq!(store.reserve("b", &fp, 2000, 1200), Ok(Reservation::New));
+        assert_eq!(store.fingerprint("b"), Some(fp));
+        assert_eq!(store.fingerprint("a"), None);
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 37) as u8);
+        assert_eq!(decode_hex32(&hex(&bytes)), Some(bytes));
+        assert_eq!(decode_hex32("zz"), None);
+        assert_eq!(decode_hex32(&"g".repeat(64)), None);
+    }
+}
