@@ -301,7 +301,11 @@ async fn run_async(args: ExecuteArgs) -> ExitCode {
         Err(e) => return setup_error(e),
     };
     tracing::debug!(lock = %lock.path().display(), "holding the executor lock");
-    let ledger = match Ledger::load(&args.audit_log, &setup.verify) {
+    let horizon = ledger::horizon(args.max_ttl, args.skew, args.idempotency_ttl, &setup.limits);
+    let since = Timestamp::now()
+        .saturating_sub(horizon)
+        .unwrap_or(Timestamp::MIN);
+    let ledger = match Ledger::load(&args.audit_log, &setup.verify, since) {
         Ok(l) => l,
         Err(e) => return setup_error(e),
     };

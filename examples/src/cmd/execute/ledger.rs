@@ -17,7 +17,9 @@
 //!   key with the fingerprint the library computed (stored in the record) until
 //!   `createdAt + ttl`. A failed execution does not reserve it (the client may retry).
 //!
-//! Only records written by this executor (`policyDecision.executor`) are read. The log is
+//! Only records written by this executor (`policyDecision.executor`) and created within the
+//! horizon ([`horizon`]) are kept in memory, so memory stays proportional to recent
+//! activity, not to the size of the log. The log is
 //! verified first; a log that fails verification is not used (the executor refuses to run),
 //! since removing records from it would lift rate limits and replay protection. This makes
 //! the state exactly as trustworthy as the log: use a keyed chain (`--audit-key-file`) so
@@ -35,11 +37,38 @@ use kubesafe_audit_log::jiff::Timestamp;
 use kubesafe_audit_log::{Filter, SealedRecord, Status, VerifyOptions};
 use kubesafe_signing::action::ActionType;
 use kubesafe_signing::admission::{
-    IdempotencyError, IdempotencyStore, InMemoryIdempotencyStore, RateLimit, RateLimits,
-    Reservation,
+    DEFAULT_RATE_LIMIT, IdempotencyError, IdempotencyStore, InMemoryIdempotencyStore, RateLimit,
+    RateLimits, Reservation,
 };
 use kubesafe_signing::{InMemoryReplayStore, ReplayStore as _};
 use serde_json::Value;
+
+/// How far back the records matter, at least:
+///
+/// * `max_ttl + 2 × skew` for nonces: an envelope verified earlier expires by then, and an
+///   envelope with a longer lifetime is refused by the current verifier anyway;
+/// * the idempotency TTL for keys;
+/// * twice the longest `N × window` of the rate limits. The GCRA state after an admission at
+///   `t` lies before `t + N × window`, so older admissions only matter when the limit was
+///   used at full rate through the whole horizon; and every admission inside the last
+///   window is always replayed, which is what the guarantee "at most N in any window"
+///   rests on.
+pub(crate) fn horizon(
+    max_ttl: Duration,
+    skew: Duration,
+    idempotency_ttl: Duration,
+    limits: &BTreeMap<ActionType, RateLimit>,
+) -> Duration {
+    let longest_limit = ActionType::ALL
+        .iter()
+        .map(|ty| limits.get(ty).copied().unwrap_or(DEFAULT_RATE_LIMIT))
+        .map(|l| l.window().saturating_mul(l.max()))
+        .max()
+        .unwrap_or_default();
+    (max_ttl + skew * 2)
+        .max(idempotency_ttl)
+        .max(longest_limit.saturating_mul(2))
+}
 
 /// `policyDecision.executor` of the records this executor writes.
 pub(crate) const EXECUTOR_TAG: &str = "kubesafe-execute/v1";
@@ -92,8 +121,12 @@ pub(crate) struct Ledger {
 }
 
 impl Ledger {
-    /// Verifies the log and reads the executor's records from it.
-    pub(crate) fn load(log: &Path, verify: &VerifyOptions) -> Result<Self, String> {
+    /// Verifies the log and reads the executor's records created at or after `since`.
+    pub(crate) fn load(
+        log: &Path,
+        verify: &VerifyOptions,
+        since: Timestamp,
+    ) -> Result<Self, String> {
         let report = kubesafe_audit_log::verify(log, verify)
             .map_err(|e| format!("audit log {}: {e}", log.display()))?;
         if let Some(failure) = &report.failure {
@@ -103,10 +136,10 @@ impl Ledger {
                 log.display()
             ));
         }
-        let records = kubesafe_audit_log::query(log, &Filter::new())
+        let records = kubesafe_audit_log::query(log, &Filter::new().since(since))
             .map_err(|e| format!("audit log {}: {e}", log.display()))?;
         let mut ledger = Ledger {
-            records: records.len() as u64,
+            records: report.records,
             ..Ledger::default()
         };
         for r in &records {
@@ -357,6 +390,37 @@ mod tests {
         assert_eq!(store.reserve("b", &fp, 2000, 1200), Ok(Reservation::New));
         assert_eq!(store.fingerprint("b"), Some(fp));
         assert_eq!(store.fingerprint("a"), None);
+    }
+
+    #[test]
+    fn the_horizon_covers_nonces_keys_and_limits() {
+        let mut limits = BTreeMap::new();
+        let h = horizon(
+            Duration::from_secs(3600),
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+            &limits,
+        );
+        assert_eq!(h, Duration::from_secs(3660));
+        limits.insert(
+            ActionType::ScaleDeployment,
+            RateLimit::per_window(10, Duration::from_secs(3600)).unwrap(),
+        );
+        let h = horizon(
+            Duration::from_secs(3600),
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+            &limits,
+        );
+        assert_eq!(h, Duration::from_secs(72_000));
+        // The default limit (5 per 300 s) counts for types not configured.
+        let h = horizon(
+            Duration::ZERO,
+            Duration::ZERO,
+            Duration::ZERO,
+            &BTreeMap::new(),
+        );
+        assert_eq!(h, Duration::from_secs(3000));
     }
 
     #[test]
