@@ -220,11 +220,13 @@ impl KubeExecutor {
         Ok(KubeExecutor { client, options })
     }
 
-    async fn send(&self, request: &ApiRequest) -> Result<Value, kube::Error> {
-        let http = request
-            .to_http()
-            .map_err(|e| kube::Error::Service(e.to_string().into()))?;
-        self.client.request::<Value>(http).await
+    /// Sends `request` verbatim; `Ok(None)` for a 404.
+    async fn send(&self, request: &ApiRequest) -> Result<Option<Value>, ExecError> {
+        match self.client.request::<Value>(request.to_http()?).await {
+            Ok(v) => Ok(Some(v)),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+            Err(e) => Err(api_error(request, &e)),
+        }
     }
 }
 
@@ -247,12 +249,10 @@ fn api_error(request: &ApiRequest, error: &kube::Error) -> ExecError {
 
 impl ClusterRead for KubeExecutor {
     async fn read(&self, read: Read<'_>) -> Result<ReadResult, ExecError> {
-        let request = read.request()?;
-        match self.send(&request).await {
-            Ok(v) => Ok(ReadResult::Found(v)),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(ReadResult::NotFound),
-            Err(e) => Err(api_error(&request, &e)),
-        }
+        Ok(match self.send(&read.request()?).await? {
+            Some(v) => ReadResult::Found(v),
+            None => ReadResult::NotFound,
+        })
     }
 }
 
@@ -260,13 +260,20 @@ impl Executor for KubeExecutor {
     async fn execute(&self, action: &Admitted) -> Result<Execution, ExecError> {
         let plan = plan::plan(self, action.request(), self.options).await?;
         for (i, write) in plan.writes.iter().enumerate() {
-            if let Err(e) = self.send(write).await {
-                let mut err = api_error(write, &e);
-                if i > 0 {
-                    err =
-                        ExecError::failed(format!("{err} (after {i} earlier write(s) succeeded)"));
-                }
-                return Err(err);
+            let result = match self.send(write).await {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err(ExecError::failed(format!(
+                    "{}: 404 NotFound",
+                    write.summary()
+                ))),
+                Err(e) => Err(e),
+            };
+            if let Err(err) = result {
+                return Err(if i > 0 {
+                    ExecError::failed(format!("{err} (after {i} earlier write(s) succeeded)"))
+                } else {
+                    err
+                });
             }
             tracing::info!(request = %write.summary(), "sent");
         }
