@@ -1005,97 +1005,45 @@ fn respond(method: &str, path: &str, objects: &Value) -> (&'static str, Value) {
                    "message": format!("{what} not found"), "reason": "NotFound", "code": 404}),
         )
     };
-    let segments: Vec<&str> = path.split('?').next().unwrap().split('/').collect();
-    match (method, segments.as_slice()) {
-        ("GET", ["", "api", "v1", "namespaces", "shop", "pods", name]) => find("Pod", name)
-            .map_or_else(|| not_found(&format!("pods \"{name}\"")), |o| ("200 OK", o)),
-        ("DELETE", ["", "api", "v1", "namespaces", "shop", "pods", name]) => find("Pod", name)
-            .map_or_else(|| not_found(&format!("pods \"{name}\"")), |o| ("200 OK", o)),
-        (
-            "GET",
-            [
-                "",
-                "apis",
-                "apps",
-                "v1",
-                "namespaces",
-                "shop",
-                "deployments",
-                name,
-            ],
-        ) => find("Deployment", name).map_or_else(
-            || not_found(&format!("deployments.apps \"{name}\"")),
-            |o| ("200 OK", o),
-        ),
-        (
-            "GET",
-            [
-                "",
-                "apis",
-                "apps",
-                "v1",
-                "namespaces",
-                "shop",
-                "replicasets",
-            ],
-        ) => {
-            assert!(path.ends_with("?labelSelector=app%3Dweb"), "{path}");
-            let rss: Vec<Value> = items
-                .iter()
-                .filter(|o| o["kind"] == "ReplicaSet")
-                .cloned()
-                .collect();
-            (
-                "200 OK",
-                json!({"apiVersion": "apps/v1", "kind": "ReplicaSetList",
-                              "metadata": {"resourceVersion": "90300"}, "items": rss}),
-            )
-        }
-        (
-            "PATCH",
-            [
-                "",
-                "apis",
-                "apps",
-                "v1",
-                "namespaces",
-                "shop",
-                "deployments",
-                "web",
-                "scale",
-            ],
-        ) => (
+    let found = |o: Option<Value>, what: &str| o.map_or_else(|| not_found(what), |o| ("200 OK", o));
+    let route = path.split('?').next().unwrap();
+    if let Some(name) = route.strip_prefix("/api/v1/namespaces/shop/pods/") {
+        return match method {
+            "GET" | "DELETE" => found(find("Pod", name), name),
+            _ => not_found(path),
+        };
+    }
+    if route == "/apis/apps/v1/namespaces/shop/replicasets" && method == "GET" {
+        assert!(path.ends_with("?labelSelector=app%3Dweb"), "{path}");
+        let rss: Vec<Value> = items
+            .iter()
+            .filter(|o| o["kind"] == "ReplicaSet")
+            .cloned()
+            .collect();
+        return (
+            "200 OK",
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSetList",
+                   "metadata": {"resourceVersion": "90300"}, "items": rss}),
+        );
+    }
+    let Some(rest) = route.strip_prefix("/apis/apps/v1/namespaces/shop/deployments/") else {
+        return not_found(path);
+    };
+    match (method, rest) {
+        ("GET", name) => found(find("Deployment", name), name),
+        ("PATCH", "web/scale") => (
             "200 OK",
             json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
                    "metadata": {"name": "web", "namespace": "shop"},
                    "spec": {"replicas": 4}, "status": {"replicas": 3}}),
         ),
-        (
-            "PATCH",
-            [
-                "",
-                "apis",
-                "apps",
-                "v1",
-                "namespaces",
-                "shop",
-                "deployments",
-                "web",
-            ],
-        ) => ("200 OK", find("Deployment", "web").unwrap()),
-        (
-            "PATCH",
-            [
-                "",
-                "apis",
-                "apps",
-                "v1",
-                "namespaces",
-                "shop",
-                "deployments",
-                "stale",
-            ],
-        ) => (
+        ("PATCH", "slow/scale") => {
+            // Never answers in time: the test kills the executor meanwhile.
+            std::thread::sleep(Duration::from_secs(60));
+            not_found(path)
+        }
+        ("PATCH", "web") => found(find("Deployment", "web"), "web"),
+        ("PATCH", "stale") => (
             "422 Unprocessable Entity",
             json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                    "message": "the server rejected our request due to an error in our request",
@@ -1144,7 +1092,8 @@ fn apply_sends_exactly_the_dry_run_requests() {
             &sign(action),
             &["--apply", "--kubeconfig", p(&kubeconfig)],
         );
-        n += 2;
+        // One dry-run record; the applied action writes `in_progress` first, then its outcome.
+        n += 3;
         assert!(out.status.success(), "{action}: {}", stderr(&out));
         assert_eq!(applied["outcome"], "applied");
         assert_eq!(applied["execution"]["executor"], "kube");
@@ -1163,7 +1112,18 @@ fn apply_sends_exactly_the_dry_run_requests() {
             .map(Seen::from)
             .collect();
         assert_eq!(server.take(), expected, "{action}");
-        let rec = last_record(&dir);
+        let recs = records(&dir);
+        let (started, rec) = (&recs[recs.len() - 2], &recs[recs.len() - 1]);
+        assert_eq!(started["status"], "in_progress");
+        assert_eq!(
+            started["result"],
+            json!({"executor": "kube", "outcome": "started"})
+        );
+        assert_eq!(
+            started["policyDecision"]["envelope"],
+            rec["policyDecision"]["envelope"]
+        );
+        assert_eq!(rec["policyDecision"]["startedSeq"], started["seq"]);
         assert_eq!(rec["status"], "completed");
         assert_eq!(rec["result"]["executor"], "kube");
         assert_eq!(rec["result"]["outcome"], "applied");
@@ -1175,7 +1135,7 @@ fn apply_sends_exactly_the_dry_run_requests() {
         &sign(&restart("web-59b4d2-gone1")),
         &["--apply", "--kubeconfig", p(&kubeconfig)],
     );
-    n += 1;
+    n += 2;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert_eq!(json["outcome"], "failed");
     assert!(
@@ -1191,7 +1151,7 @@ fn apply_sends_exactly_the_dry_run_requests() {
         &sign(&json!({"type": "rollback_deployment", "namespace": "shop", "name": "stale"})),
         &["--apply", "--kubeconfig", p(&kubeconfig)],
     );
-    n += 1;
+    n += 2;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let message = json["message"].as_str().unwrap();
     assert!(
@@ -1211,7 +1171,7 @@ fn apply_sends_exactly_the_dry_run_requests() {
         &sign(&restart("debug-shell")),
         &["--apply", "--kubeconfig", p(&kubeconfig)],
     );
-    n += 1;
+    n += 2;
     assert_rejected_after_admission(&dir, &out, &json);
     assert!(server.take().iter().all(|s| s.method == "GET"));
 
@@ -1238,7 +1198,88 @@ fn apply_sends_exactly_the_dry_run_requests() {
             "20s",
         ],
     );
-    n += 1;
+    n += 2;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert_log_intact(&dir, n);
+}
+
+#[test]
+fn an_executor_killed_mid_apply_leaves_its_admission_on_record() {
+    let dir = Dir::new("killed");
+    let mut objects = cluster();
+    let mut slow = objects["items"][0].clone();
+    slow["metadata"]["name"] = "slow".into();
+    objects["items"].as_array_mut().unwrap().push(slow);
+    let server = FakeApiServer::start(objects);
+    let kubeconfig = server.kubeconfig(&dir);
+    let key = dir.path("key");
+    let log = dir.log();
+    let rate = ["--rate", "scale_deployment=1/300s"];
+    let mut action = json!({"type": "scale_deployment", "namespace": "shop", "name": "slow",
+                            "params": {"replicas": 9}, "idempotency_key": "incident-99"});
+    let envelope = sign(&action);
+    let mut args = vec![
+        "execute",
+        "--key-file",
+        p(&key),
+        "--kid",
+        KID,
+        "--allow-namespace",
+        "shop",
+        "--audit-log",
+        p(&log),
+        "--apply",
+        "--kubeconfig",
+        p(&kubeconfig),
+        "-",
+    ];
+    args.extend_from_slice(&rate);
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(envelope.as_bytes())
+        .unwrap();
+    // The server holds the PATCH; kill -9 the executor while it waits for the answer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !server
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|s| s.method == "PATCH")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the PATCH never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The write-ahead record is there; the outcome is unknown.
+    let recs = records(&dir);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["status"], "in_progress");
+    assert_log_intact(&dir, 1);
+    // The envelope cannot be replayed ...
+    let (out, json) = execute(&dir, &envelope, &rate);
+    assert_rejected(&dir, &out, &json, "CONFLICT");
+    // ... a retry under the same idempotency key is not run again by itself ...
+    let (out, json) = execute(&dir, &sign(&action), &rate);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json["outcome"], "duplicate");
+    // ... and the attempt used up the rate limit.
+    action["idempotency_key"] = "incident-100".into();
+    let (out, json) = execute(&dir, &sign(&action), &rate);
+    assert_rejected(&dir, &out, &json, "RATE_LIMIT_EXCEEDED");
+    assert_log_intact(&dir, 4);
 }

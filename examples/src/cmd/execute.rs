@@ -15,14 +15,16 @@
 //!    of its type);
 //! 4. execute it through an [`executor::Executor`]: [`executor::DryRunExecutor`] (default)
 //!    or, with `--apply`, [`executor::KubeExecutor`];
-//! 5. append one hash-chained audit record, whatever happened (also for rejections).
+//! 5. append one hash-chained audit record, whatever happened (also for rejections). With
+//!    `--apply`, an `in_progress` record is appended before the first request is sent (and
+//!    nothing is sent if it cannot be), so a crash mid-action leaves the admission on record.
 //!
 //! Exit codes: 0 executed, planned (dry run), skipped (rollback already at that template) or
-//! duplicate (idempotency key already done); 1 rejected (the canonical code is printed:
+//! duplicate (idempotency key already done or its outcome unknown); 1 rejected (the canonical code is printed:
 //! `UNAUTHORIZED`, `FORBIDDEN`, `RATE_LIMIT_EXCEEDED` with `Retry-After`, `CONFLICT`,
 //! `SCHEMA_VALIDATION_FAILED`, `INVARIANT_VIOLATION`, `RETRY_LATER`); 2 usage or setup error
-//! (nothing read from the envelope, nothing recorded); 3 execution failed; 4 the outcome
-//! could not be written to the audit log.
+//! (nothing read from the envelope, nothing recorded); 3 execution failed; 4 the audit log
+//! could not be written (before `--apply` sent anything, or after the outcome).
 
 mod executor;
 mod ledger;
@@ -71,7 +73,7 @@ const EXIT_UNAUDITED: u8 = 4;
     kubesafe execute --key ops-1=k1 --key ops-2=k2 --allow-namespace shop \\\n    \
       --rate restart_pod=3/10m --audit-log audit.jsonl --apply envelope.json\n\n\
 Exit status: 0 done/planned/skipped/duplicate, 1 rejected (canonical code printed), \
-2 usage or setup error, 3 execution failed, 4 outcome not audited.")]
+2 usage or setup error, 3 execution failed, 4 audit log not writable.")]
 pub(crate) struct ExecuteArgs {
     /// The signed envelope (JSON or `ks1.` token); `-` for standard input.
     envelope: PathBuf,
@@ -481,6 +483,21 @@ async fn process(args: &ExecuteArgs, setup: Setup, ledger: &Ledger, input: &[u8]
             }
             decision.insert("idempotencyKey".into(), key.into());
         }
+        if matches!(executor, AnyExecutor::Kube(_)) {
+            match log.append(&started_record(&claims, &decision, created_at, started)) {
+                Ok(sealed) => {
+                    decision.insert("startedSeq".into(), sealed.seq.into());
+                }
+                Err(e) => {
+                    eprintln!(
+                        "kubesafe: error: {}: not executed: cannot write to the audit log {}: {e}",
+                        describe(claims.request.as_ref()),
+                        args.audit_log.display()
+                    );
+                    return ExitCode::from(EXIT_UNAUDITED);
+                }
+            }
+        }
         match tokio::time::timeout(args.timeout, executor.execute(&admitted)).await {
             Ok(Ok(execution)) => Outcome::Done(execution),
             Ok(Err(ExecError::Refused { message })) => Outcome::Refused(message),
@@ -502,6 +519,26 @@ fn resource_type(ty: ActionType) -> &'static str {
         ActionType::RestartPod => "Pod",
         _ => "Deployment",
     }
+}
+
+/// The record of an admitted action about to be sent to the cluster (`--apply`): written
+/// before any request, so a crash in between leaves the nonce, the rate-limit use and the
+/// idempotency key on record (outcome unknown) instead of nothing.
+fn started_record(
+    claims: &Claims,
+    decision: &Map<String, Value>,
+    created_at: Timestamp,
+    started: Instant,
+) -> AuditRecord {
+    record_with(
+        claims,
+        decision,
+        Status::InProgress,
+        Some(json!({"executor": "kube", "outcome": "started"})),
+        None,
+        created_at,
+        started,
+    )
 }
 
 fn build_record(
@@ -545,6 +582,19 @@ fn build_record(
         }
         Outcome::Failed(message) => (Status::Failed, None, Some(message.clone())),
     };
+    record_with(claims, decision, status, result, error, created_at, started)
+}
+
+fn record_with(
+    claims: &Claims,
+    decision: &Map<String, Value>,
+    status: Status,
+    result: Option<Value>,
+    error: Option<String>,
+    created_at: Timestamp,
+    started: Instant,
+) -> AuditRecord {
+    let mut decision = decision.clone();
     if let (Some(kid), Some(nonce)) = (&claims.kid, &claims.nonce) {
         decision.insert(
             "envelope".into(),
@@ -571,7 +621,7 @@ fn build_record(
             record = record.requested_by(who);
         }
     }
-    record = record.policy_decision(Value::Object(decision.clone()));
+    record = record.policy_decision(Value::Object(decision));
     if let Some(mac) = &claims.mac {
         record = record.signature(mac.clone());
     }
@@ -580,6 +630,9 @@ fn build_record(
     }
     if let Some(e) = error {
         record = record.error_message(e);
+    }
+    if status == Status::InProgress {
+        return record;
     }
     record.completed_at = Some(Timestamp::now());
     record.duration_ms(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX))

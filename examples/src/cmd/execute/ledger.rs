@@ -8,14 +8,17 @@
 //!
 //! * **replay** — every record whose envelope verified (`policyDecision.envelope.verified`)
 //!   puts its `(kid, nonce)` into the verifier's replay store until `exp + skew`;
-//! * **rate limits** — every admitted action (`policyDecision.decision == "admitted"`,
-//!   whatever happened next) is replayed, in time order, through the same `governor` GCRA
+//! * **rate limits** — every admitted envelope (`policyDecision.decision == "admitted"`,
+//!   whatever happened next; `--apply` writes an `in_progress` record before sending
+//!   anything and the outcome record after, counted once) is replayed, in time order, through the same `governor` GCRA
 //!   limiter the library uses, on a fake clock set to each record's `createdAt`; the clock
 //!   is then set to now and the new action is checked. The limit therefore holds exactly
 //!   as in a long-running process;
-//! * **idempotency** — every completed admitted action with an idempotency key reserves the
-//!   key with the fingerprint the library computed (stored in the record) until
-//!   `createdAt + ttl`. A failed execution does not reserve it (the client may retry).
+//! * **idempotency** — every admitted action with an idempotency key that completed, or
+//!   that started and has no outcome record (the executor died: the outcome is unknown, so
+//!   it must not run again by itself), reserves the key with the fingerprint the library
+//!   computed (stored in the record) until `createdAt + ttl`. A failed or refused execution
+//!   does not reserve it (the client may retry).
 //!
 //! Only records written by this executor (`policyDecision.executor`) and created within the
 //! horizon ([`horizon`]) are kept in memory, so memory stays proportional to recent
@@ -107,6 +110,16 @@ impl ExecutorLock {
     }
 }
 
+/// One admitted envelope, as recorded.
+#[derive(Debug)]
+struct Attempt {
+    action_type: ActionType,
+    created_at: Timestamp,
+    key: Option<(String, [u8; 32])>,
+    /// The status of its latest record.
+    status: Status,
+}
+
 /// What earlier invocations recorded.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
@@ -142,48 +155,78 @@ impl Ledger {
             records: report.records,
             ..Ledger::default()
         };
+        let mut attempts = HashMap::new();
         for r in &records {
-            ledger.add(r);
+            ledger.add(r, &mut attempts);
         }
+        ledger.finish(attempts);
         Ok(ledger)
     }
 
-    fn add(&mut self, r: &SealedRecord) {
+    /// Reads one record; admitted attempts are collected in `attempts`, keyed by their
+    /// envelope, so the `in_progress` record `--apply` writes ahead and the outcome record
+    /// after it count as one admission.
+    fn add(&mut self, r: &SealedRecord, attempts: &mut HashMap<(String, String), Attempt>) {
         let Some(d) = r.record.policy_decision.as_ref().and_then(Value::as_object) else {
             return;
         };
         if d.get("executor").and_then(Value::as_str) != Some(EXECUTOR_TAG) {
             return;
         }
-        if let Some(env) = d.get("envelope")
-            && env.get("verified").and_then(Value::as_bool) == Some(true)
-            && let (Some(kid), Some(nonce), Some(exp)) = (
-                env.get("kid").and_then(Value::as_str),
-                env.get("nonce").and_then(Value::as_str),
-                env.get("exp").and_then(Value::as_u64),
-            )
-        {
-            self.nonces.push((kid.to_owned(), nonce.to_owned(), exp));
+        let Some(env) = d.get("envelope") else {
+            return;
+        };
+        let (Some(kid), Some(nonce), Some(exp)) = (
+            env.get("kid").and_then(Value::as_str),
+            env.get("nonce").and_then(Value::as_str),
+            env.get("exp").and_then(Value::as_u64),
+        ) else {
+            return;
+        };
+        if env.get("verified").and_then(Value::as_bool) != Some(true) {
+            return;
         }
+        self.nonces.push((kid.to_owned(), nonce.to_owned(), exp));
         if d.get("decision").and_then(Value::as_str) != Some("admitted") {
             return;
         }
-        let Ok(ty) =
+        let Ok(action_type) =
             serde_json::from_value::<ActionType>(Value::String(r.record.action_type.clone()))
         else {
             return;
         };
-        self.admissions.push((ty, r.record.created_at));
-        if r.record.status == Status::Completed
-            && let (Some(key), Some(fp)) = (
-                d.get("idempotencyKey").and_then(Value::as_str),
-                d.get("idempotencyFingerprint")
-                    .and_then(Value::as_str)
-                    .and_then(decode_hex32),
-            )
-        {
-            self.idempotency
-                .push((key.to_owned(), fp, r.record.created_at.as_second()));
+        let key = match (
+            d.get("idempotencyKey").and_then(Value::as_str),
+            d.get("idempotencyFingerprint")
+                .and_then(Value::as_str)
+                .and_then(decode_hex32),
+        ) {
+            (Some(key), Some(fp)) => Some((key.to_owned(), fp)),
+            _ => None,
+        };
+        attempts
+            .entry((kid.to_owned(), nonce.to_owned()))
+            .and_modify(|a| a.status = r.record.status)
+            .or_insert(Attempt {
+                action_type,
+                created_at: r.record.created_at,
+                key,
+                status: r.record.status,
+            });
+    }
+
+    /// Turns the admitted attempts into admissions and idempotency reservations.
+    fn finish(&mut self, attempts: HashMap<(String, String), Attempt>) {
+        for a in attempts.into_values() {
+            self.admissions.push((a.action_type, a.created_at));
+            // Completed, or started and never finished (a crash: outcome unknown, so a
+            // retry must not run it again automatically). Failed and refused ones free
+            // the key for a retry.
+            if matches!(a.status, Status::Completed | Status::InProgress)
+                && let Some((key, fp)) = a.key
+            {
+                self.idempotency.push((key, fp, a.created_at.as_second()));
+            }
         }
     }
 
@@ -354,6 +397,79 @@ mod tests {
         ledger.admissions.reverse();
         let rl = ledger.rate_limits(&limits, ts(999_000));
         assert!(rl.check(ActionType::RestartPod).is_err());
+    }
+
+    fn line(
+        seq: u64,
+        status: &str,
+        nonce: &str,
+        decision: &str,
+        key: Option<&str>,
+    ) -> SealedRecord {
+        let mut d = serde_json::json!({
+            "executor": EXECUTOR_TAG, "decision": decision,
+            "envelope": {"kid": "k", "nonce": nonce, "iat": 1, "exp": 2, "verified": true}
+        });
+        if let Some(key) = key {
+            d["idempotencyKey"] = key.into();
+            d["idempotencyFingerprint"] = hex(&[seq as u8; 32]).into();
+        }
+        let v = serde_json::json!({
+            "seq": seq, "prevHash": "0".repeat(64), "hash": "1".repeat(64), "v": 1,
+            "actionType": "scale_deployment", "status": status,
+            "createdAt": format!("2025-01-01T00:00:{seq:02}Z"), "policyDecision": d
+        });
+        SealedRecord::parse_line(&v.to_string()).unwrap()
+    }
+
+    fn ledger_of(records: &[SealedRecord]) -> Ledger {
+        let mut ledger = Ledger::default();
+        let mut attempts = HashMap::new();
+        for r in records {
+            ledger.add(r, &mut attempts);
+        }
+        ledger.finish(attempts);
+        ledger
+    }
+
+    #[test]
+    fn a_started_and_finished_attempt_counts_once() {
+        let ledger = ledger_of(&[
+            // Applied: in_progress then completed, one admission, key reserved.
+            line(1, "in_progress", "a", "admitted", Some("ka")),
+            line(2, "completed", "a", "admitted", Some("ka")),
+            // Killed mid-apply: only in_progress; counts, and keeps its key.
+            line(3, "in_progress", "b", "admitted", Some("kb")),
+            // Failed: counts, frees its key.
+            line(4, "in_progress", "c", "admitted", Some("kc")),
+            line(5, "failed", "c", "admitted", Some("kc")),
+            // Rejected at admission: nonce spent, no admission.
+            line(6, "rejected", "d", "rejected", None),
+            // Another tool's record (no executor tag): ignored.
+            SealedRecord::parse_line(
+                &serde_json::json!({
+                    "seq": 7, "prevHash": "0".repeat(64), "hash": "1".repeat(64), "v": 1,
+                    "actionType": "scale_deployment", "status": "completed",
+                    "createdAt": "2025-01-01T00:00:07Z",
+                    "policyDecision": {"decision": "admitted",
+                                       "envelope": {"kid": "k", "nonce": "x", "exp": 2,
+                                                    "verified": true}}
+                })
+                .to_string(),
+            )
+            .unwrap(),
+        ]);
+        assert_eq!(ledger.admissions.len(), 3);
+        let mut keys: Vec<_> = ledger
+            .idempotency
+            .iter()
+            .map(|(k, _, _)| k.as_str())
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["ka", "kb"]);
+        let mut nonces: Vec<_> = ledger.nonces.iter().map(|(_, n, _)| n.as_str()).collect();
+        nonces.dedup();
+        assert_eq!(nonces, ["a", "b", "c", "d"]);
     }
 
     #[test]
