@@ -15,7 +15,7 @@
 )]
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -899,8 +899,16 @@ struct FakeApiServer {
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
+trait Stream: std::io::Read + std::io::Write + Send {}
+impl<T: std::io::Read + std::io::Write + Send> Stream for T {}
+
 impl FakeApiServer {
     fn start(objects: Value) -> Self {
+        Self::start_with(objects, None)
+    }
+
+    /// With `tls`, serves HTTPS (rustls on ring) instead of plain HTTP.
+    fn start_with(objects: Value, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -910,7 +918,17 @@ impl FakeApiServer {
                 let Ok(stream) = stream else { return };
                 let seen = Arc::clone(&seen2);
                 let objects = objects.clone();
-                std::thread::spawn(move || serve(stream, &objects, &seen));
+                let tls = tls.clone();
+                std::thread::spawn(move || {
+                    let stream: Box<dyn Stream> = match tls {
+                        Some(cfg) => Box::new(rustls::StreamOwned::new(
+                            rustls::ServerConnection::new(cfg).unwrap(),
+                            stream,
+                        )),
+                        None => Box::new(stream),
+                    };
+                    serve(stream, &objects, &seen);
+                });
             }
         });
         FakeApiServer { port, seen }
@@ -935,9 +953,8 @@ impl FakeApiServer {
     }
 }
 
-fn serve(stream: TcpStream, objects: &Value, seen: &Mutex<Vec<Seen>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
+fn serve(stream: Box<dyn Stream>, objects: &Value, seen: &Mutex<Vec<Seen>>) {
+    let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -951,7 +968,9 @@ fn serve(stream: TcpStream, objects: &Value, seen: &Mutex<Vec<Seen>>) {
         let (mut length, mut content_type, mut authorization) = (0usize, None, None);
         loop {
             let mut h = String::new();
-            reader.read_line(&mut h).unwrap();
+            if reader.read_line(&mut h).is_err() {
+                return;
+            }
             let h = h.trim_end();
             if h.is_empty() {
                 break;
@@ -982,7 +1001,10 @@ fn serve(stream: TcpStream, objects: &Value, seen: &Mutex<Vec<Seen>>) {
             "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             reply.len()
         );
-        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(reply.as_bytes()).is_err()
+        let out = reader.get_mut();
+        if out.write_all(head.as_bytes()).is_err()
+            || out.write_all(reply.as_bytes()).is_err()
+            || out.flush().is_err()
         {
             return;
         }
@@ -1281,5 +1303,88 @@ fn an_executor_killed_mid_apply_leaves_its_admission_on_record() {
     action["idempotency_key"] = "incident-100".into();
     let (out, json) = execute(&dir, &sign(&action), &rate);
     assert_rejected(&dir, &out, &json, "RATE_LIMIT_EXCEEDED");
+    assert_log_intact(&dir, 4);
+}
+
+/// A private CA and a `localhost` server certificate signed by it.
+fn private_ca() -> (String, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
+    )
+    .unwrap();
+    (ca.pem(), Arc::new(config))
+}
+
+#[test]
+fn apply_over_tls_checks_the_api_servers_certificate() {
+    use base64::Engine as _;
+    let dir = Dir::new("tls");
+    let (ca_pem, server_config) = private_ca();
+    let server = FakeApiServer::start_with(cluster(), Some(server_config));
+    let kubeconfig_for = |name: &str, ca: &str| {
+        let ca = base64::engine::general_purpose::STANDARD.encode(ca);
+        dir.file(
+            name,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: tls\n  cluster:\n    \
+                 server: https://localhost:{}\n    certificate-authority-data: {ca}\n\
+                 contexts:\n- name: tls\n  context:\n    cluster: tls\n    user: tester\n\
+                 current-context: tls\nusers:\n- name: tester\n  user:\n    token: sesame\n",
+                server.port
+            )
+            .as_bytes(),
+        )
+    };
+    // The right CA: applied over TLS (rustls with ring, the workspace's one provider).
+    let good = kubeconfig_for("kubeconfig", &ca_pem);
+    let (out, json) = execute(
+        &dir,
+        &sign(&scale(4)),
+        &["--apply", "--kubeconfig", p(&good)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json["outcome"], "applied");
+    let seen = server.take();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].path,
+        "/apis/apps/v1/namespaces/shop/deployments/web/scale"
+    );
+    // Another CA: the certificate is refused, nothing is sent, the action failed.
+    let (other_ca, _) = private_ca();
+    let bad = kubeconfig_for("bad-kubeconfig", &other_ca);
+    let (out, json) = execute(
+        &dir,
+        &sign(&scale(4)),
+        &["--apply", "--kubeconfig", p(&bad)],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(json["outcome"], "failed");
+    assert!(
+        json["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid peer certificate"),
+        "{json}"
+    );
+    assert!(server.take().is_empty());
+    assert_eq!(last_record(&dir)["status"], "failed");
     assert_log_intact(&dir, 4);
 }

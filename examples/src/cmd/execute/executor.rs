@@ -242,7 +242,21 @@ fn api_error(request: &ApiRequest, error: &kube::Error) -> ExecError {
             },
             status.message
         ),
-        other => other.to_string(),
+        other => {
+            // The cause (refused connection, unknown certificate issuer, …) is deep in the
+            // source chain; "client error (Connect)" alone does not help an operator.
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !text.contains(&cause_text) {
+                    text.push_str(": ");
+                    text.push_str(&cause_text);
+                }
+                source = cause.source();
+            }
+            text
+        }
     };
     ExecError::failed(format!("{}: {detail}", request.summary()))
 }
