@@ -43,6 +43,8 @@ enum Command {
     Remediate(Box<cmd::remediate::RemediateArgs>),
     /// The whole flow against a SIMULATED node: applied, rolled back, audited.
     Demo(cmd::demo::DemoArgs),
+    /// Verify, admit and carry out a signed remediation action (dry run by default); audit it.
+    Execute(cmd::execute::ExecuteArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -78,5 +80,6 @@ fn main() -> ExitCode {
         Command::Audit(args) => cmd::audit::run(args),
         Command::Remediate(args) => cmd::remediate::run(*args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Execute(args) => cmd::execute::run(args),
     }
 }

@@ -5,6 +5,7 @@
 pub(crate) mod audit;
 pub(crate) mod demo;
 pub(crate) mod edit;
+pub(crate) mod execute;
 pub(crate) mod guardrails;
 pub(crate) mod remediate;
 pub(crate) mod sign;
