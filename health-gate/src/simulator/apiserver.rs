@@ -332,10 +332,16 @@ where
     ExitCode::from(1)
 }
 
-/// If this process was started under the name `kube-apiserver` (for example
-/// through a symlink the kubelet simulator made), runs the simulated server
-/// and returns its exit code; otherwise returns `None`. Lets a binary such
-/// as `kubesafe` double as the simulator:
+/// The environment variable the kubelet simulator sets (to `1`) on every
+/// server it starts. [`dispatch_by_argv0`] acts only when it is present, so a
+/// binary that merely happens to be installed or linked as `kube-apiserver` on
+/// a real node never turns into a fake API server answering health probes.
+pub const SIMULATION_ENV: &str = "KUBESAFE_SIMULATION";
+
+/// If this process was started under the name `kube-apiserver` by the kubelet
+/// simulator (through the symlink it makes, with [`SIMULATION_ENV`] set), runs
+/// the simulated server and returns its exit code; otherwise returns `None`.
+/// Lets a binary such as `kubesafe` double as the simulator:
 ///
 /// ```no_run
 /// fn main() -> std::process::ExitCode {
@@ -354,7 +360,13 @@ pub fn dispatch_by_argv0() -> Option<ExitCode> {
         .file_name()?
         .to_string_lossy()
         .into_owned();
-    (name == "kube-apiserver").then(|| serve_apiserver(args))
+    let simulated = std::env::var_os(SIMULATION_ENV).is_some_and(|v| v == "1");
+    if name == "kube-apiserver" && !simulated {
+        tracing::debug!(
+            "started as kube-apiserver without {SIMULATION_ENV}=1: not acting as the simulator"
+        );
+    }
+    (name == "kube-apiserver" && simulated).then(|| serve_apiserver(args))
 }
 
 fn write_ready_file(path: &Path) {

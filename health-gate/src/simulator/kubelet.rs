@@ -484,6 +484,7 @@ impl Runner {
             .open(self.cfg.work_dir.join(format!("{name}.log")))?;
         let mut cmd = Command::new(&link);
         cmd.args(argv.get(1..).unwrap_or_default())
+            .env(super::SIMULATION_ENV, "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
