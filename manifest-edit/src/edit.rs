@@ -272,9 +272,8 @@ impl Manifest {
     /// The `kind` of the first document that has one (`Pod`, `KubeletConfiguration`, ...).
     pub fn kind(&self) -> Option<&str> {
         self.tree
-            .docs
-            .iter()
-            .find_map(|d| d.root.get("kind").and_then(yaml::Node::scalar))
+            .docs()
+            .find_map(|d| d.get("kind").and_then(yaml::Node::scalar))
     }
 
     /// The name of the container flag operations act on by default.
