@@ -493,6 +493,16 @@ impl<'t> Argv<'t> {
         }))
     }
 
+    /// What `--name` is set to, found exactly as [`Argv::get`] finds it (duplicates and
+    /// ambiguous pairs are errors): `None` when absent, `Some(None)` for a bare flag.
+    /// Cheaper than `get`: no line number, no copies of the names.
+    pub(crate) fn value(&self, ctx: &Ctx<'_>, name: &str) -> Result<Option<Option<String>>> {
+        Ok(self.lookup(ctx, name)?.map(|hit| match hit.form {
+            Form::Joined(v) | Form::Split(_, v) => Some(v),
+            Form::Bare => None,
+        }))
+    }
+
     /// Replaces one item's text, keeping its quoting style where it can hold the text.
     fn replace_item(
         &self,

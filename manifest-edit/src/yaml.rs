@@ -35,7 +35,7 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    fn range(self) -> Range<usize> {
+    pub(crate) fn range(self) -> Range<usize> {
         self.at..self.at.saturating_add(self.len)
     }
 }
@@ -107,6 +107,9 @@ pub(crate) struct Tree {
     pub(crate) roots: Vec<usize>,
     /// Whether any document holds an alias (decoding then resolves anchors).
     pub(crate) has_alias: bool,
+    /// Blocks of `nodes` no collection points to any more (children a patch replaced),
+    /// in the order they were abandoned. Every other node is reachable from a root.
+    pub(crate) dead: Vec<Slot>,
 }
 
 /// A view of one node of a [`Tree`]. Derefs to its [`Raw`] fields (`start`, `end`, ...).
@@ -445,6 +448,7 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Tree> {
         strings: String::with_capacity(text.len()),
         roots: Vec::new(),
         has_alias: false,
+        dead: Vec::new(),
     };
     // Completed nodes whose parent collection is still open, in order; a collection's
     // children are moved to `tree.nodes` in one piece when it ends.
@@ -694,7 +698,12 @@ fn same(a: Node<'_>, aa: &Anchors<'_>, b: Node<'_>, ba: &Anchors<'_>, depth: usi
         return false;
     }
     match (a.kind(), b.kind()) {
-        (Kind::Scalar { .. }, Kind::Scalar { .. }) => decode_scalar(a) == decode_scalar(b),
+        (Kind::Scalar { value: x, style: s }, Kind::Scalar { value: y, style: t }) => {
+            // Decoding is a function of text, style, tag and emptiness: equal inputs need
+            // no decoding (the common case when comparing a file with its edit).
+            (x == y && s == t && a.tag() == b.tag() && a.is_empty_null() == b.is_empty_null())
+                || decode_scalar(a) == decode_scalar(b)
+        }
         (Kind::Seq { items: x, .. }, Kind::Seq { items: y, .. }) => {
             collection_tag(a) == collection_tag(b)
                 && x.len() == y.len()
@@ -728,6 +737,48 @@ impl Tree {
                 .docs()
                 .zip(other.docs())
                 .all(|(a, b)| same(a, &anchors_of(self, a), b, &anchors_of(other, b), 0))
+    }
+
+    /// Whether both trees hold exactly the same nodes: kinds, spans, styles, tags,
+    /// anchors and texts (the storage layout aside). The incremental re-parse is checked
+    /// against a full parse with this.
+    pub(crate) fn identical(&self, other: &Tree) -> bool {
+        fn eq(a: Node<'_>, b: Node<'_>) -> bool {
+            if (a.start, a.end, a.tag_start, a.anchor) != (b.start, b.end, b.tag_start, b.anchor)
+                || a.tag() != b.tag()
+            {
+                return false;
+            }
+            match (a.kind(), b.kind()) {
+                (Kind::Scalar { value: x, style: s }, Kind::Scalar { value: y, style: t }) => {
+                    x == y && s == t
+                }
+                (Kind::Seq { flow: f, items: x }, Kind::Seq { flow: g, items: y }) => {
+                    f == g && x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| eq(p, q))
+                }
+                (
+                    Kind::Map {
+                        flow: f,
+                        entries: x,
+                    },
+                    Kind::Map {
+                        flow: g,
+                        entries: y,
+                    },
+                ) => {
+                    f == g
+                        && x.len() == y.len()
+                        && x.iter()
+                            .zip(y.iter())
+                            .all(|((xk, xv), (yk, yv))| eq(xk, yk) && eq(xv, yv))
+                }
+                (Kind::Alias(x), Kind::Alias(y)) => x == y,
+                _ => false,
+            }
+        }
+        self.roots.len() == other.roots.len()
+            && self.has_alias == other.has_alias
+            && self.docs().zip(other.docs()).all(|(a, b)| eq(a, b))
     }
 }
 
