@@ -695,6 +695,220 @@ mod tests {
         ));
     }
 
+    /// Lists at columns 0, 2 and 4, indentless and indented, next to comments, implicit
+    /// nulls, block and multi-line scalars, anchors and aliases, other documents.
+    const TEMPLATES: &[&str] = &[
+        "kind: Pod\nspec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --a=1 # one\n    - \"--b=2\"\n    image: x\n  - args:\n    - --c\n    name: y\n",
+        "k:\n  - a\n  - 'b'\n# after\nz: &z 1\nw: *z\n",
+        "top:\n- a\n- b\n  # deeper comment\nnext:\n",
+        "- a\n- b\n- c",
+        "a:\n- x\n- |\n  text\n- y\n---\nb: [1, 2]\n",
+        "m:\n  l:\n  - p\n  - q\n  n:\n",
+        "l:\n- \"multi\n  line\"\n- plain\n  more\n- z\n",
+        "l:\r\n  - a\r\n  - b # c\r\nz: 1\r\n",
+        "s:\n- - in\n  - in2\n- out\n",
+    ];
+
+    /// Lines a window may hold: entries at several columns, and hostile lines.
+    const LINES: &[&str] = &[
+        "- x",
+        "  - x",
+        "    - x",
+        "    - --a=9",
+        "  - \"q\" # c",
+        "  - 'it''s'",
+        "- x  # c",
+        "- x#c",
+        "- \"unclosed",
+        "- a: b",
+        "- [a, b]",
+        "- {a: b}",
+        "- &n x",
+        "- *z",
+        "- !!str x",
+        "- |",
+        "  literal",
+        "-",
+        "- ",
+        "-x",
+        "   - x",
+        "\t- x",
+        "- x\t",
+        "# comment",
+        "    # comment",
+        "",
+        "   ",
+        "key: v",
+        "  key: v",
+        "---",
+        "...",
+        "%YAML 1.2",
+        "- ? x",
+        "- - x",
+        "- 'a",
+        "- x ]",
+        "- x, y",
+        "- @x",
+        "- %x",
+        "- ---",
+        "- -x",
+        "  cont",
+        "   cont",
+        "- \"a\\\"b\"",
+        "- x\u{2028}y",
+        "\u{feff}- x",
+        "- x\ry",
+    ];
+
+    #[test]
+    fn accepted_windows_always_equal_a_full_parse() {
+        let file = Path::new("t.yaml");
+        let (mut cases, mut accepted) = (0usize, 0usize);
+        for template in TEMPLATES {
+            let old_tree = yaml::parse(template, file).unwrap();
+            let eol = if template.contains('\r') {
+                "\r\n"
+            } else {
+                "\n"
+            };
+            let lines: Vec<&str> = template.split_inclusive('\n').collect();
+            let mut replacements: Vec<Vec<&str>> = vec![vec![]];
+            replacements.extend(LINES.iter().map(|l| vec![*l]));
+            for x in ["- x", "  - x", "    - x", "# comment", "key: v", "  cont"] {
+                for y in ["- y", "  - y", "    - y", "  more", ""] {
+                    replacements.push(vec![x, y]);
+                }
+            }
+            for start in 0..=lines.len() {
+                for len in 0..=2.min(lines.len() - start) {
+                    for new in &replacements {
+                        let mut text = lines[..start].concat();
+                        for l in new {
+                            text.push_str(l);
+                            text.push_str(eol);
+                        }
+                        text.push_str(&lines[start + len..].concat());
+                        cases += 1;
+                        let Some(fast) = reparse(template, &old_tree, &text) else {
+                            continue;
+                        };
+                        accepted += 1;
+                        match yaml::parse(&text, file) {
+                            Ok(full) => assert!(
+                                fast.identical(&full),
+                                "{template:?} -> {text:?}\n{fast:#?}\n{full:#?}"
+                            ),
+                            Err(e) => panic!("accepted {text:?} (from {template:?}): {e}"),
+                        }
+                    }
+                }
+            }
+        }
+        // The sweep must exercise acceptance, not only refusals.
+        eprintln!("{cases} cases, {accepted} accepted");
+        assert!(
+            cases > 10_000 && accepted > 300,
+            "{cases} cases, {accepted} accepted"
+        );
+    }
+
+    /// Item contents that are tricky after a correct `- ` prefix.
+    const CONTENTS: &[&str] = &[
+        "x",
+        "--v=2",
+        "x: y",
+        "x:",
+        "x #c",
+        "x#c",
+        "x  # c: d",
+        "'a'",
+        "'a",
+        "a'",
+        "\"a\"",
+        "\"a",
+        "\"a\\\"\"",
+        "[a]",
+        "[a",
+        "a]",
+        "{a: b}",
+        "{",
+        "&a b",
+        "*z",
+        "!t x",
+        "!!str x",
+        "|",
+        ">-",
+        "? x",
+        "- y",
+        "-",
+        "--- x",
+        "#x",
+        "@x",
+        "`x",
+        "%x",
+        ",",
+        "a, b",
+        "x\ty",
+        "x ",
+        "\"x\" y",
+        "'x' # c",
+        "\"x\"#c",
+        "é—ж",
+        "~",
+        "null",
+        "*",
+        "&",
+        "!",
+        "x\u{85}y",
+    ];
+
+    #[test]
+    fn accepted_items_always_equal_a_full_parse() {
+        let file = Path::new("t.yaml");
+        let (mut cases, mut accepted) = (0usize, 0usize);
+        for template in TEMPLATES {
+            let old_tree = yaml::parse(template, file).unwrap();
+            let eol = if template.contains('\r') {
+                "\r\n"
+            } else {
+                "\n"
+            };
+            let lines: Vec<&str> = template.split_inclusive('\n').collect();
+            for (i, line) in lines.iter().enumerate() {
+                let body = line.trim_start_matches(' ');
+                if !body.starts_with("- ") {
+                    continue;
+                }
+                let prefix = &line[..line.len() - body.len() + 2];
+                for content in CONTENTS {
+                    let item = format!("{prefix}{content}{eol}");
+                    // Replace the item line, insert before it, insert after it.
+                    for (from, to) in [(i, i + 1), (i, i), (i + 1, i + 1)] {
+                        let text =
+                            format!("{}{item}{}", lines[..from].concat(), lines[to..].concat());
+                        cases += 1;
+                        let Some(fast) = reparse(template, &old_tree, &text) else {
+                            continue;
+                        };
+                        accepted += 1;
+                        match yaml::parse(&text, file) {
+                            Ok(full) => assert!(
+                                fast.identical(&full),
+                                "{template:?} -> {text:?}\n{fast:#?}\n{full:#?}"
+                            ),
+                            Err(e) => panic!("accepted {text:?} (from {template:?}): {e}"),
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("{cases} cases, {accepted} accepted");
+        assert!(
+            cases > 2_000 && accepted > 1_000,
+            "{cases} cases, {accepted} accepted"
+        );
+    }
+
     #[test]
     fn a_broken_window_is_never_accepted() {
         // Whatever the window holds, an accepted tree is the full parse's (checked by
