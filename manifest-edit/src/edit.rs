@@ -433,6 +433,15 @@ impl Manifest {
         self.apply_with(edit, Reparse::Window)
     }
 
+    /// Like [`Manifest::apply`], but verifies every changed operation by parsing the whole
+    /// edited text, as [`crate::ManifestFile`] does, never by re-parsing only the changed
+    /// lines. It gives the same result (the two are checked against each other in the
+    /// tests) at the cost of one full parse per changed operation; for callers who write
+    /// the text to a node themselves and want the file writer's verification.
+    pub fn apply_full_reparse(&self, edit: &Edit) -> Result<Applied> {
+        self.apply_with(edit, Reparse::Full)
+    }
+
     /// [`Manifest::apply`], re-parsing each result as `how` says.
     pub(crate) fn apply_with(&self, edit: &Edit, how: Reparse) -> Result<Applied> {
         let container = edit.container.as_deref();

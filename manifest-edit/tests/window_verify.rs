@@ -110,6 +110,18 @@ fn window_and_full_verification_agree_on_the_corpus() {
             edits += 1;
             let window = m.apply(edit);
             let full = file.dry_run(edit);
+            let full_in_memory = m.apply_full_reparse(edit);
+            assert_eq!(
+                window
+                    .as_ref()
+                    .map(|w| w.manifest.text())
+                    .map_err(ToString::to_string),
+                full_in_memory
+                    .as_ref()
+                    .map(|w| w.manifest.text())
+                    .map_err(ToString::to_string),
+                "{name}: {edit:?}"
+            );
             match (&window, &full) {
                 (Ok(w), Ok(f)) => {
                     assert_eq!(
