@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::flags::{self, Argv, FlagValue};
 use crate::layout::{self, Splice};
 use crate::path::{self, KeyPath, ScalarValue};
+use crate::reparse;
 use crate::volumes::{self, HostPathMount};
 use crate::yaml::{self, Ctx, Tree};
 
@@ -181,6 +182,15 @@ pub struct OpOutcome {
     pub changed: bool,
 }
 
+/// How an edited text is re-parsed to verify it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reparse {
+    /// Only the changed lines when [`reparse::reparse`] proves the rest; else in full.
+    Window,
+    /// Always the whole text.
+    Full,
+}
+
 /// A parsed manifest: its exact text and the span tree of its YAML documents.
 ///
 /// Parsing is strict: malformed YAML and duplicate mapping keys are errors.
@@ -272,9 +282,8 @@ impl Manifest {
     /// The `kind` of the first document that has one (`Pod`, `KubeletConfiguration`, ...).
     pub fn kind(&self) -> Option<&str> {
         self.tree
-            .docs
-            .iter()
-            .find_map(|d| d.root.get("kind").and_then(yaml::Node::scalar))
+            .docs()
+            .find_map(|d| d.get("kind").and_then(yaml::Node::scalar))
     }
 
     /// The name of the container flag operations act on by default.
@@ -328,20 +337,22 @@ impl Manifest {
             path: self.name.clone(),
             reason: format!("after `{op}`: {reason}"),
         };
+        // The value as `get_flag` reads it, without building its report.
+        let read = |flag: &str| -> Result<Option<Option<String>>> {
+            let name = flags::flag_name(flag)?;
+            self.argv(container)?.value(&self.ctx(), name)
+        };
         match op {
-            Op::SetFlag { flag, value } => match self.get_flag(container, flag)? {
-                Some(FlagValue { value: Some(v), .. }) if v == *value => Ok(()),
+            Op::SetFlag { flag, value } => match read(flag)? {
+                Some(Some(v)) if v == *value => Ok(()),
                 other => Err(fail(format!("flag reads back as {other:?}"))),
             },
-            Op::RemoveFlag { flag } => match self.get_flag(container, flag)? {
+            Op::RemoveFlag { flag } => match read(flag)? {
                 None => Ok(()),
                 Some(v) => Err(fail(format!("flag still present: {v:?}"))),
             },
             Op::ListAdd { flag, item } | Op::ListRemove { flag, item } => {
-                let current = self
-                    .get_flag(container, flag)?
-                    .and_then(|v| v.value)
-                    .unwrap_or_default();
+                let current = read(flag)?.flatten().unwrap_or_default();
                 let present = current.split(',').any(|i| i.trim() == item);
                 let add = matches!(op, Op::ListAdd { .. });
                 let key = item.split('=').next().unwrap_or(item);
@@ -375,10 +386,64 @@ impl Manifest {
         }
     }
 
+    /// The manifest of `text`, an edit of this one by `op`: parsed in full, or derived
+    /// from this tree when [`reparse::reparse`] can prove the result (`how` allowing).
+    fn reparsed(&self, text: String, op: &Op, how: Reparse) -> Result<Manifest> {
+        if how == Reparse::Window
+            && let Some(tree) = reparse::reparse(&self.text, &self.tree, &text)
+        {
+            // Debug builds, and so every test, hold the proof to a full parse.
+            if cfg!(debug_assertions) {
+                let full = yaml::parse(&text, &self.name);
+                if !full.as_ref().is_ok_and(|f| f.identical(&tree)) {
+                    return Err(Error::VerifyFailed {
+                        path: self.name.clone(),
+                        reason: format!(
+                            "internal error: after `{op}` the window re-parse disagrees with a \
+                             full parse ({})",
+                            full.err()
+                                .map_or_else(|| "different trees".to_owned(), |e| e.to_string())
+                        ),
+                    });
+                }
+            }
+            return Ok(Manifest {
+                name: self.name.clone(),
+                text,
+                tree,
+            });
+        }
+        Manifest::parse_named(self.name.clone(), text).map_err(|e| Error::VerifyFailed {
+            path: self.name.clone(),
+            reason: format!("after `{op}` the result does not parse: {e}"),
+        })
+    }
+
     /// Applies `edit`: each operation splices the current text, the result is re-parsed
     /// and checked to hold the operation's intended state before the next one runs.
     /// Errors leave `self` untouched (it is not modified in any case).
+    ///
+    /// When an operation only replaces, adds or removes whole one-line items of a block
+    /// list (most flag operations), the re-parse reads only the changed lines and proves
+    /// the rest unchanged, byte for byte, instead of parsing the whole text again; any
+    /// other change is verified by a full parse. Both establish the same thing: the new
+    /// text parses, and to the tree the operation is checked against (see the crate docs,
+    /// "Verification"). [`crate::ManifestFile`] always re-parses the whole text.
     pub fn apply(&self, edit: &Edit) -> Result<Applied> {
+        self.apply_with(edit, Reparse::Window)
+    }
+
+    /// Like [`Manifest::apply`], but verifies every changed operation by parsing the whole
+    /// edited text, as [`crate::ManifestFile`] does, never by re-parsing only the changed
+    /// lines. It gives the same result (the two are checked against each other in the
+    /// tests) at the cost of one full parse per changed operation; for callers who write
+    /// the text to a node themselves and want the file writer's verification.
+    pub fn apply_full_reparse(&self, edit: &Edit) -> Result<Applied> {
+        self.apply_with(edit, Reparse::Full)
+    }
+
+    /// [`Manifest::apply`], re-parsing each result as `how` says.
+    pub(crate) fn apply_with(&self, edit: &Edit, how: Reparse) -> Result<Applied> {
         let container = edit.container.as_deref();
         let mut edited: Option<Manifest> = None;
         let mut outcomes = Vec::with_capacity(edit.ops.len());
@@ -388,12 +453,7 @@ impl Manifest {
             let changed = !splices.is_empty();
             if changed {
                 let text = layout::apply(&current.text, splices, &current.name)?;
-                let next = Manifest::parse_named(current.name.clone(), text).map_err(|e| {
-                    Error::VerifyFailed {
-                        path: current.name.clone(),
-                        reason: format!("after `{op}` the result does not parse: {e}"),
-                    }
-                })?;
+                let next = current.reparsed(text, op, how)?;
                 next.verify(container, op)?;
                 edited = Some(next);
             }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::edit::{Applied, Edit, Manifest};
+use crate::edit::{Applied, Edit, Manifest, Reparse};
 use crate::error::{Error, Result};
 use crate::report::{self, Report};
 
@@ -510,7 +510,9 @@ impl ManifestFile {
     }
 
     fn compute(&self, bytes: &[u8], edit: &Edit) -> Result<Applied> {
-        Manifest::from_bytes(self.path.clone(), bytes.to_vec())?.apply(edit)
+        // What is written to a node is verified by full parses, never by the window
+        // re-parse of the in-memory path.
+        Manifest::from_bytes(self.path.clone(), bytes.to_vec())?.apply_with(edit, Reparse::Full)
     }
 
     fn report(

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::layout::{self, Splice};
-use crate::yaml::{self, Ctx, Kind, Node, Tree};
+use crate::yaml::{self, Ctx, Items, Kind, Node, Tree};
 
 /// Binaries of the control-plane components: the default container is the one whose
 /// command (or args) starts one of these.
@@ -87,8 +87,8 @@ pub(crate) fn flag_name(flag: &str) -> Result<&str> {
 }
 
 /// Whether a mapping has a block scalar value that looks like a Pod manifest.
-fn holds_pod_text(node: &Node) -> bool {
-    match &node.kind {
+fn holds_pod_text(node: Node<'_>) -> bool {
+    match node.kind() {
         Kind::Map { entries, .. } => entries.iter().any(|(_, v)| {
             matches!(v.style(), Some(ScalarStyle::Literal | ScalarStyle::Folded))
                 && v.scalar().is_some_and(|s| s.contains("kind: Pod"))
@@ -98,60 +98,45 @@ fn holds_pod_text(node: &Node) -> bool {
 }
 
 /// The single `kind: Pod` document of the stream.
-pub(crate) fn find_pod<'t>(ctx: &Ctx<'_>, tree: &'t Tree) -> Result<&'t Node> {
-    let pods: Vec<&Node> = tree
-        .docs
-        .iter()
-        .map(|d| &d.root)
-        .filter(|r| r.get("kind").and_then(Node::scalar) == Some("Pod"))
-        .collect();
-    match pods.as_slice() {
-        [pod] => Ok(pod),
-        [] => {
-            let found = tree
-                .docs
-                .iter()
-                .map(|d| &d.root)
-                .find(|r| !r.is_empty_null())
-                .map_or_else(
-                    || "the file holds no YAML document".to_owned(),
-                    |r| match r.get("kind").and_then(Node::scalar) {
-                        Some(kind @ "KubeletConfiguration") => format!(
-                            "kind: {kind}; its fields are set by key path (set-path), not as flags"
-                        ),
-                        Some(kind) => format!("kind: {kind}"),
-                        None if holds_pod_text(r) => "a mapping without `kind` whose block \
+pub(crate) fn find_pod<'t>(ctx: &Ctx<'_>, tree: &'t Tree) -> Result<Node<'t>> {
+    let mut pods = tree
+        .docs()
+        .filter(|r| r.get("kind").and_then(Node::scalar) == Some("Pod"));
+    match (pods.next(), pods.count()) {
+        (Some(pod), 0) => Ok(pod),
+        (None, _) => {
+            let found = tree.docs().find(|r| !r.is_empty_null()).map_or_else(
+                || "the file holds no YAML document".to_owned(),
+                |r| match r.get("kind").and_then(Node::scalar) {
+                    Some(kind @ "KubeletConfiguration") => format!(
+                        "kind: {kind}; its fields are set by key path (set-path), not as flags"
+                    ),
+                    Some(kind) => format!("kind: {kind}"),
+                    None if holds_pod_text(r) => "a mapping without `kind` whose block \
                             scalar holds a Pod manifest as text (e.g. a kops `contents: |` \
                             task); text inside a string is not edited"
-                            .to_owned(),
-                        None if matches!(r.kind, Kind::Map { .. }) => {
-                            "a mapping without `kind`".to_owned()
-                        }
-                        None => format!("{} at the top level", r.describe()),
-                    },
-                );
+                        .to_owned(),
+                    None if r.is_map() => "a mapping without `kind`".to_owned(),
+                    None => format!("{} at the top level", r.describe()),
+                },
+            );
             Err(Error::NotAPod {
                 file: ctx.file.to_path_buf(),
                 found,
             })
         }
-        many => Err(Error::AmbiguousDocument {
+        (Some(_), more) => Err(Error::AmbiguousDocument {
             file: ctx.file.to_path_buf(),
-            count: many.len(),
+            count: more + 1,
             what: "kind: Pod",
         }),
     }
 }
 
 /// The Pod's `spec`, which must be a mapping.
-pub(crate) fn pod_spec<'t>(ctx: &Ctx<'_>, pod: &'t Node) -> Result<&'t Node> {
+pub(crate) fn pod_spec<'t>(ctx: &Ctx<'_>, pod: Node<'t>) -> Result<Node<'t>> {
     match pod.get("spec") {
-        Some(
-            spec @ Node {
-                kind: Kind::Map { .. },
-                ..
-            },
-        ) => Ok(spec),
+        Some(spec) if spec.is_map() => Ok(spec),
         Some(other) => Err(ctx.unsupported(
             other.start,
             format!("`spec` is {}, not a mapping", other.describe()),
@@ -163,39 +148,35 @@ pub(crate) fn pod_spec<'t>(ctx: &Ctx<'_>, pod: &'t Node) -> Result<&'t Node> {
 /// A selected container.
 pub(crate) struct Container<'t> {
     pub(crate) name: String,
-    pub(crate) node: &'t Node,
+    pub(crate) node: Node<'t>,
 }
 
-fn container_name(c: &Node) -> String {
+fn container_name(c: Node<'_>) -> String {
     c.get("name")
         .and_then(Node::scalar)
         .unwrap_or("<unnamed>")
         .to_owned()
 }
 
-fn first_argv_word(c: &Node) -> Option<&str> {
+fn first_argv_word(c: Node<'_>) -> Option<&str> {
     let list = c.get("command").or_else(|| c.get("args"))?;
-    match &list.kind {
-        Kind::Seq { items, .. } => items.first().and_then(Node::scalar),
-        _ => None,
-    }
+    list.items()?.first().and_then(Node::scalar)
 }
 
 fn basename(word: &str) -> &str {
     word.rsplit('/').next().unwrap_or(word)
 }
 
-fn container_list<'t>(ctx: &Ctx<'_>, spec: &'t Node, key: &str) -> Result<Vec<&'t Node>> {
+fn container_list<'t>(ctx: &Ctx<'_>, spec: Node<'t>, key: &str) -> Result<Vec<Node<'t>>> {
     match spec.get(key) {
         None => Ok(Vec::new()),
-        Some(Node {
-            kind: Kind::Seq { items, .. },
-            ..
-        }) => items
-            .iter()
-            .map(|c| match c.kind {
-                Kind::Map { .. } => Ok(c),
-                _ => Err(ctx.unsupported(
+        Some(n) if n.is_seq() => n
+            .items()
+            .into_iter()
+            .flat_map(|items| items.iter())
+            .map(|c| match c.is_map() {
+                true => Ok(c),
+                false => Err(ctx.unsupported(
                     c.start,
                     format!("an item of `{key}` is {}, not a mapping", c.describe()),
                 )),
@@ -212,7 +193,7 @@ fn container_list<'t>(ctx: &Ctx<'_>, spec: &'t Node, key: &str) -> Result<Vec<&'
 /// default the one running a control-plane binary, or the only one.
 pub(crate) fn select_container<'t>(
     ctx: &Ctx<'_>,
-    pod: &'t Node,
+    pod: Node<'t>,
     want: Option<&str>,
 ) -> Result<Container<'t>> {
     let spec = pod_spec(ctx, pod)?;
@@ -220,12 +201,12 @@ pub(crate) fn select_container<'t>(
     let list_pos = spec
         .entry("containers")
         .map_or(spec.start, |(k, _)| k.start);
-    let names = |cs: &[&Node]| {
+    let names = |cs: &[Node<'_>]| {
         if cs.is_empty() {
             "(none)".to_owned()
         } else {
             cs.iter()
-                .map(|c| container_name(c))
+                .map(|c| container_name(*c))
                 .collect::<Vec<_>>()
                 .join(", ")
         }
@@ -238,7 +219,7 @@ pub(crate) fn select_container<'t>(
             .find(|c| c.get("name").and_then(Node::scalar) == Some(want))
             .map(|c| Container {
                 name: want.to_owned(),
-                node: c,
+                node: *c,
             })
             .ok_or_else(|| Error::NoSuchContainer {
                 location: ctx.loc(list_pos),
@@ -249,15 +230,15 @@ pub(crate) fn select_container<'t>(
     if containers.is_empty() {
         return Err(ctx.unsupported(list_pos, "the Pod has no containers (`spec.containers`)"));
     }
-    let running: Vec<&Node> = containers
+    let running: Vec<Node<'t>> = containers
         .iter()
         .copied()
-        .filter(|c| first_argv_word(c).is_some_and(|w| COMPONENTS.contains(&basename(w))))
+        .filter(|c| first_argv_word(*c).is_some_and(|w| COMPONENTS.contains(&basename(w))))
         .collect();
     match (running.as_slice(), containers.as_slice()) {
         ([one], _) | ([], [one]) => Ok(Container {
-            name: container_name(one),
-            node: one,
+            name: container_name(*one),
+            node: *one,
         }),
         ([], _) => Err(Error::AmbiguousContainer {
             location: ctx.loc(list_pos),
@@ -278,8 +259,8 @@ pub(crate) fn select_container<'t>(
 /// One of the container's argument lists.
 pub(crate) struct List<'t> {
     pub(crate) kind: ArgList,
-    pub(crate) seq: &'t Node,
-    pub(crate) items: &'t [Node],
+    pub(crate) seq: Node<'t>,
+    pub(crate) items: Items<'t>,
     pub(crate) flow: bool,
 }
 
@@ -316,12 +297,12 @@ impl<'t> Argv<'t> {
             let Some(node) = container.node.get(kind.key()) else {
                 continue;
             };
-            match &node.kind {
+            match node.kind() {
                 Kind::Seq { flow, items } => lists.push(List {
                     kind,
                     seq: node,
                     items,
-                    flow: *flow,
+                    flow,
                 }),
                 Kind::Alias(_) => {
                     return Err(Error::AnchorOrAlias {
@@ -344,7 +325,7 @@ impl<'t> Argv<'t> {
         Ok(argv)
     }
 
-    fn words(&self) -> impl Iterator<Item = &'t Node> + '_ {
+    fn words(&self) -> impl Iterator<Item = Node<'t>> + '_ {
         self.lists.iter().flat_map(|l| l.items.iter())
     }
 
@@ -460,8 +441,8 @@ impl<'t> Argv<'t> {
                 context: context(),
             });
         }
-        for item in list.items {
-            let what = match item.kind {
+        for item in list.items.iter() {
+            let what = match item.kind() {
                 Kind::Alias(_) => Some("an alias"),
                 _ if item.anchor != 0 => Some("an anchor"),
                 Kind::Seq { .. } | Kind::Map { .. } => {
@@ -509,6 +490,16 @@ impl<'t> Argv<'t> {
             },
             list: list.kind,
             line,
+        }))
+    }
+
+    /// What `--name` is set to, found exactly as [`Argv::get`] finds it (duplicates and
+    /// ambiguous pairs are errors): `None` when absent, `Some(None)` for a bare flag.
+    /// Cheaper than `get`: no line number, no copies of the names.
+    pub(crate) fn value(&self, ctx: &Ctx<'_>, name: &str) -> Result<Option<Option<String>>> {
+        Ok(self.lookup(ctx, name)?.map(|hit| match hit.form {
+            Form::Joined(v) | Form::Split(_, v) => Some(v),
+            Form::Bare => None,
         }))
     }
 
@@ -560,7 +551,7 @@ impl<'t> Argv<'t> {
             let node = list.items.get(i).ok_or_else(|| {
                 ctx.unsupported(list.seq.start, "internal error: item out of range")
             })?;
-            if layout::block_item_prefix(ctx.text, node).is_none() {
+            if layout::block_item_prefix(ctx.text, &node).is_none() {
                 return Err(
                     ctx.unsupported(node.start, "list item does not start its own `- ` line")
                 );

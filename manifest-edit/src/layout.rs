@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::text;
-use crate::yaml::{self, Kind, Node};
+use crate::yaml::{self, Items, Kind, Node, Raw};
 
 /// Replace `at` with `text`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +61,7 @@ pub(crate) fn apply(text: &str, mut splices: Vec<Splice>, file: &Path) -> Result
 
 /// The offset just after the line holding the node's last byte: where a line inserted
 /// "after this node" goes. A trailing comment on that line stays with the node.
-pub(crate) fn after_node_line(text: &str, node: &Node) -> usize {
+pub(crate) fn after_node_line(text: &str, node: &Raw) -> usize {
     text::next_line_start(text, node.last_byte())
 }
 
@@ -113,7 +113,7 @@ pub(crate) fn remove_lines(text: &str, first: usize, last: usize) -> Splice {
 
 /// The prefix of a block sequence item's line up to its content: spaces, `-`, spaces
 /// (e.g. `"    - "`). `None` when the item does not start on its own dash line.
-pub(crate) fn block_item_prefix<'t>(text: &'t str, item: &Node) -> Option<&'t str> {
+pub(crate) fn block_item_prefix<'t>(text: &'t str, item: &Raw) -> Option<&'t str> {
     let start = text::line_start(text, item.prop_start());
     let bytes = text.as_bytes();
     let mut i = start;
@@ -141,18 +141,18 @@ pub(crate) fn column(text: &str, pos: usize) -> usize {
 
 /// The indentation step of the document: how much deeper a nested block mapping's keys sit
 /// than their parent's (2 when the document has no nested block mapping).
-pub(crate) fn indent_step(text: &str, root: &Node) -> usize {
-    fn walk(text: &str, node: &Node) -> Option<usize> {
-        match &node.kind {
+pub(crate) fn indent_step(text: &str, root: Node<'_>) -> usize {
+    fn walk(text: &str, node: Node<'_>) -> Option<usize> {
+        match node.kind() {
             Kind::Map {
                 flow: false,
                 entries,
             } => {
-                for (k, v) in entries {
+                for (k, v) in entries.iter() {
                     if let Kind::Map {
                         flow: false,
                         entries: child,
-                    } = &v.kind
+                    } = v.kind()
                         && let Some((ck, _)) = child.first()
                     {
                         let step = column(text, ck.prop_start())
@@ -177,17 +177,17 @@ pub(crate) fn indent_step(text: &str, root: &Node) -> usize {
 
 /// How far the dash of a block sequence sits right of the key that holds it, as the
 /// document does it (0 for kubeadm's `key:\n- item`, 2 for `key:\n  - item`).
-pub(crate) fn seq_dash_offset(text: &str, root: &Node) -> usize {
-    fn walk(text: &str, node: &Node) -> Option<usize> {
-        match &node.kind {
+pub(crate) fn seq_dash_offset(text: &str, root: Node<'_>) -> usize {
+    fn walk(text: &str, node: Node<'_>) -> Option<usize> {
+        match node.kind() {
             Kind::Map {
                 flow: false,
                 entries,
             } => {
-                for (k, v) in entries {
-                    if let Kind::Seq { flow: false, items } = &v.kind
+                for (k, v) in entries.iter() {
+                    if let Kind::Seq { flow: false, items } = v.kind()
                         && let Some(first) = items.first()
-                        && let Some(prefix) = block_item_prefix(text, first)
+                        && let Some(prefix) = block_item_prefix(text, &first)
                     {
                         let dash = prefix.len() - prefix.trim_start().len();
                         if let Some(off) = dash.checked_sub(column(text, k.prop_start())) {
@@ -237,14 +237,14 @@ pub(crate) fn entry_lines(indent: usize, key: &str, value: &NewValue) -> Vec<Str
 /// existing keys are sorted (as kubeadm writes them), else after the last entry.
 pub(crate) fn insert_into_block_map(
     text: &str,
-    map: &Node,
+    map: Node<'_>,
     key: &str,
     value: &NewValue,
 ) -> Option<Splice> {
     let Kind::Map {
         flow: false,
         entries,
-    } = &map.kind
+    } = map.kind()
     else {
         return None;
     };
@@ -268,13 +268,13 @@ pub(crate) fn insert_into_block_map(
     } else {
         last_value
     };
-    Some(insert_lines(text, after_node_line(text, last), &lines))
+    Some(insert_lines(text, after_node_line(text, &last), &lines))
 }
 
 /// Inserts `item` (already rendered for flow context) at the end of a flow sequence or
 /// `key: value` text into a flow mapping, keeping the separator style of the collection.
-pub(crate) fn insert_into_flow(text: &str, node: &Node, item: &str) -> Option<Splice> {
-    let (first, last): (Option<(usize, usize)>, Option<usize>) = match &node.kind {
+pub(crate) fn insert_into_flow(text: &str, node: Node<'_>, item: &str) -> Option<Splice> {
+    let (first, last): (Option<(usize, usize)>, Option<usize>) = match node.kind() {
         Kind::Seq { flow: true, items } => (
             match (items.first(), items.get(1)) {
                 (Some(a), Some(b)) => Some((a.end, b.prop_start())),
@@ -311,9 +311,13 @@ pub(crate) fn insert_into_flow(text: &str, node: &Node, item: &str) -> Option<Sp
 
 /// Inserts a new item (already rendered) after the last item of a block sequence, with
 /// the last item's dash prefix.
-pub(crate) fn append_block_item(text: &str, items: &[Node], rendered: &[String]) -> Option<Splice> {
+pub(crate) fn append_block_item(
+    text: &str,
+    items: Items<'_>,
+    rendered: &[String],
+) -> Option<Splice> {
     let last = items.last()?;
-    let prefix = block_item_prefix(text, last)?;
+    let prefix = block_item_prefix(text, &last)?;
     let cont = " ".repeat(prefix.len());
     let lines: Vec<String> = rendered
         .iter()
@@ -326,25 +330,27 @@ pub(crate) fn append_block_item(text: &str, items: &[Node], rendered: &[String])
             }
         })
         .collect();
-    Some(insert_lines(text, after_node_line(text, last), &lines))
+    Some(insert_lines(text, after_node_line(text, &last), &lines))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::yaml::parse;
+    use crate::yaml::{Tree, parse};
 
-    fn root(t: &str) -> Node {
-        parse(t, Path::new("t")).unwrap().docs.remove(0).root
+    fn tree(t: &str) -> Tree {
+        parse(t, Path::new("t")).unwrap()
+    }
+
+    fn root(t: &Tree) -> Node<'_> {
+        t.docs().next().unwrap()
     }
 
     #[test]
     fn insert_keeps_missing_final_newline_and_crlf() {
         let t = "a:\r\n- x\r\n- y";
-        let r = root(t);
-        let Kind::Seq { items, .. } = &r.get("a").unwrap().kind else {
-            panic!()
-        };
+        let tr = tree(t);
+        let items = root(&tr).get("a").unwrap().items().unwrap();
         let s = append_block_item(t, items, &["z".into()]).unwrap();
         assert_eq!(
             apply(t, vec![s], Path::new("t")).unwrap(),
@@ -362,15 +368,15 @@ mod tests {
     #[test]
     fn sorted_insert_and_append() {
         let t = "a: 1\nc: 3\n";
-        let r = root(t);
-        let s = insert_into_block_map(t, &r, "b", &NewValue::Inline("2".into())).unwrap();
+        let tr = tree(t);
+        let s = insert_into_block_map(t, root(&tr), "b", &NewValue::Inline("2".into())).unwrap();
         assert_eq!(
             apply(t, vec![s], Path::new("t")).unwrap(),
             "a: 1\nb: 2\nc: 3\n"
         );
         let t = "c: 3\na: 1\n";
-        let r = root(t);
-        let s = insert_into_block_map(t, &r, "b", &NewValue::Inline("2".into())).unwrap();
+        let tr = tree(t);
+        let s = insert_into_block_map(t, root(&tr), "b", &NewValue::Inline("2".into())).unwrap();
         assert_eq!(
             apply(t, vec![s], Path::new("t")).unwrap(),
             "c: 3\na: 1\nb: 2\n"
@@ -380,7 +386,8 @@ mod tests {
     #[test]
     fn flow_insert_keeps_separator() {
         let t = "a: [x,  y]\nb: []\n";
-        let r = root(t);
+        let tr = tree(t);
+        let r = root(&tr);
         let s1 = insert_into_flow(t, r.get("a").unwrap(), "z").unwrap();
         let s2 = insert_into_flow(t, r.get("b").unwrap(), "w").unwrap();
         assert_eq!(
@@ -392,8 +399,8 @@ mod tests {
     #[test]
     fn detects_indent_step_and_dash_offset() {
         let t = "a:\n    b: 1\nl:\n  - x\n";
-        let r = root(t);
-        assert_eq!(indent_step(t, &r), 4);
-        assert_eq!(seq_dash_offset(t, &r), 2);
+        let tr = tree(t);
+        assert_eq!(indent_step(t, root(&tr)), 4);
+        assert_eq!(seq_dash_offset(t, root(&tr)), 2);
     }
 }

@@ -76,6 +76,28 @@
 //! aliases where the edit would happen. Every error is an [`Error`] naming the file and,
 //! where it applies, the line and column.
 //!
+//! # Verification
+//!
+//! Every operation is verified before the next one runs: the edited text must parse
+//! (strictly, as above) and hold the operation's intended state — the flag reads back
+//! with the value set, the removed flag is gone, the path holds the scalar, the mount is
+//! complete. A splice bug therefore surfaces as [`Error::VerifyFailed`], never as a
+//! damaged file.
+//!
+//! How the edited text is parsed depends on the change. Most flag operations replace,
+//! add or remove whole one-line items of a block list (`- --profiling=false`). For those,
+//! [`Manifest::apply`] parses only the changed lines and proves the rest of the text
+//! unchanged byte for byte; a property of YAML's block sequences (each item is a whole
+//! line group starting with a dash at the list's column, read the same wherever the list
+//! sits) then gives the tree of the whole new text without parsing it again. The
+//! conditions are strict (one block list, single-line scalar items, no tab, no comment
+//! line inside the change, the next line not indented deeper, ...) and are checked on the
+//! two texts themselves, not taken from the edit; whatever does not meet them — flow
+//! lists, `set-path`, mounts — is verified by parsing the whole new text. Debug builds
+//! (and so the test suite) also parse the whole text and fail the edit if the two trees
+//! differ in any position, value or style. [`ManifestFile`] always parses the whole text:
+//! what it writes to a node has been verified by a full parse.
+//!
 //! # Safe writes
 //!
 //! [`ManifestFile`] writes the result: it takes an exclusive lock on a separate, stable,
@@ -116,6 +138,7 @@ mod file;
 mod flags;
 mod layout;
 mod path;
+mod reparse;
 mod report;
 mod text;
 mod volumes;

@@ -161,19 +161,14 @@ impl fmt::Display for ScalarValue {
 }
 
 /// The single document whose root is a mapping.
-fn mapping_doc<'t>(ctx: &Ctx<'_>, tree: &'t Tree) -> Result<&'t Node> {
-    let maps: Vec<&Node> = tree
-        .docs
-        .iter()
-        .map(|d| &d.root)
-        .filter(|r| matches!(r.kind, Kind::Map { .. }))
-        .collect();
-    match maps.as_slice() {
-        [one] => Ok(one),
-        [] => Err(ctx.unsupported(0, "no document is a mapping; set-path needs one")),
-        many => Err(Error::AmbiguousDocument {
+fn mapping_doc<'t>(ctx: &Ctx<'_>, tree: &'t Tree) -> Result<Node<'t>> {
+    let mut maps = tree.docs().filter(|r| r.is_map());
+    match (maps.next(), maps.count()) {
+        (Some(one), 0) => Ok(one),
+        (None, _) => Err(ctx.unsupported(0, "no document is a mapping; set-path needs one")),
+        (Some(_), more) => Err(Error::AmbiguousDocument {
             file: ctx.file.to_path_buf(),
-            count: many.len(),
+            count: more + 1,
             what: "mapping documents for set-path",
         }),
     }
@@ -183,8 +178,8 @@ fn dotted(segs: &[String]) -> String {
     KeyPath(segs.to_vec()).to_string()
 }
 
-fn refuse_aliasing(ctx: &Ctx<'_>, node: &Node, path: &str) -> Result<()> {
-    let what = match node.kind {
+fn refuse_aliasing(ctx: &Ctx<'_>, node: Node<'_>, path: &str) -> Result<()> {
+    let what = match node.kind() {
         Kind::Alias(_) => Some("an alias"),
         _ if node.anchor != 0 => Some("an anchor"),
         _ if node.has_merge_key() => Some("a merge key"),
@@ -205,7 +200,7 @@ pub(crate) fn lookup<'t>(
     ctx: &Ctx<'_>,
     tree: &'t Tree,
     path: &KeyPath,
-) -> Result<Option<&'t Node>> {
+) -> Result<Option<Node<'t>>> {
     let mut node = mapping_doc(ctx, tree)?;
     for seg in path.segments() {
         match node.get(seg) {
@@ -217,12 +212,12 @@ pub(crate) fn lookup<'t>(
 }
 
 /// The quoting style most string values of `map` use (for a new string value).
-fn string_style(map: &Node) -> ScalarStyle {
-    let Kind::Map { entries, .. } = &map.kind else {
+fn string_style(map: Node<'_>) -> ScalarStyle {
+    let Kind::Map { entries, .. } = map.kind() else {
         return ScalarStyle::Plain;
     };
     let (mut plain, mut single, mut double) = (0, 0, 0);
-    for (_, v) in entries {
+    for (_, v) in entries.iter() {
         match (v.style(), yaml::decode_scalar(v)) {
             (Some(ScalarStyle::DoubleQuoted), _) => double += 1,
             (Some(ScalarStyle::SingleQuoted), _) => single += 1,
@@ -295,7 +290,7 @@ pub(crate) fn set(
             dotted(segs.get(..i).unwrap_or_default())
         };
         refuse_aliasing(ctx, node, &here)?;
-        let Kind::Map { flow, .. } = node.kind else {
+        let Kind::Map { flow, .. } = node.kind() else {
             return Err(ctx.unsupported(
                 node.start,
                 format!("`{here}` is {}, not a mapping", node.describe()),
@@ -322,7 +317,7 @@ pub(crate) fn set(
             });
         };
         let full = dotted(segs.get(..=i).unwrap_or_default());
-        if matches!(val.kind, Kind::Alias(_)) || val.anchor != 0 {
+        if val.is_alias() || val.anchor != 0 {
             refuse_aliasing(ctx, val, &full)?;
         }
         if last {
@@ -335,7 +330,7 @@ pub(crate) fn set(
             let Some(first) = rest.first() else { break };
             let nv = new_value(rest, value, ScalarStyle::Plain, step);
             let lines = layout::entry_lines(indent, first, &nv);
-            let pos = layout::after_node_line(ctx.text, key);
+            let pos = layout::after_node_line(ctx.text, &key);
             return Ok(vec![layout::insert_lines(ctx.text, pos, &lines)]);
         }
         node = val;
@@ -345,14 +340,14 @@ pub(crate) fn set(
 
 fn replace_scalar(
     ctx: &Ctx<'_>,
-    key: &Node,
-    val: &Node,
+    key: Node<'_>,
+    val: Node<'_>,
     value: &ScalarValue,
     path: &str,
     flow: bool,
 ) -> Result<Vec<Splice>> {
-    let style = match &val.kind {
-        Kind::Scalar { style, .. } => *style,
+    let style = match val.kind() {
+        Kind::Scalar { style, .. } => style,
         _ => {
             return Err(ctx.unsupported(
                 val.start,

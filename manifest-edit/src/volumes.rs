@@ -64,21 +64,18 @@ fn norm(p: &str) -> &str {
     if t.is_empty() { p } else { t }
 }
 
-fn items<'t>(ctx: &Ctx<'_>, list: Option<&'t Node>, what: &str) -> Result<&'t [Node]> {
+fn items<'t>(ctx: &Ctx<'_>, list: Option<Node<'t>>, what: &str) -> Result<Vec<Node<'t>>> {
     match list {
-        None => Ok(&[]),
-        Some(Node {
-            kind: Kind::Seq { items, .. },
-            ..
-        }) => Ok(items),
-        Some(n) if n.is_empty_null() => Ok(&[]),
+        None => Ok(Vec::new()),
+        Some(n) if n.is_seq() => Ok(n.items().map(|i| i.iter().collect()).unwrap_or_default()),
+        Some(n) if n.is_empty_null() => Ok(Vec::new()),
         Some(n) => {
             Err(ctx.unsupported(n.start, format!("`{what}` is {}, not a list", n.describe())))
         }
     }
 }
 
-fn host_path_of(vol: &Node) -> Option<&str> {
+fn host_path_of(vol: Node<'_>) -> Option<&str> {
     vol.get("hostPath")?.get("path")?.scalar()
 }
 
@@ -116,8 +113,8 @@ fn mount_lines(m: &HostPathMount, name: &str, name_first: bool) -> Vec<String> {
     v
 }
 
-fn first_key_is_name(items: &[Node]) -> Option<bool> {
-    match &items.first()?.kind {
+fn first_key_is_name(items: &[Node<'_>]) -> Option<bool> {
+    match items.first()?.kind() {
         Kind::Map { entries, .. } => Some(entries.first()?.0.scalar() == Some("name")),
         _ => None,
     }
@@ -127,8 +124,8 @@ fn first_key_is_name(items: &[Node]) -> Option<bool> {
 /// block mapping `parent`, creating the key when it is missing.
 fn add_item(
     ctx: &Ctx<'_>,
-    root: &Node,
-    parent: &Node,
+    root: Node<'_>,
+    parent: Node<'_>,
     key: &str,
     lines: &[String],
 ) -> Result<Splice> {
@@ -147,14 +144,12 @@ fn add_item(
             })
             .collect()
     };
-    match list {
-        Some((
-            _,
-            seq @ Node {
-                kind: Kind::Seq { flow: false, items },
-                ..
-            },
-        )) => {
+    let block_items = list.and_then(|(_, v)| match v.kind() {
+        Kind::Seq { flow: false, items } => Some((v, items)),
+        _ => None,
+    });
+    if let Some((seq, items)) = block_items {
+        {
             if seq.anchor != 0 {
                 return Err(Error::AnchorOrAlias {
                     location: ctx.loc(seq.start),
@@ -162,13 +157,15 @@ fn add_item(
                     context: format!("`{key}`"),
                 });
             }
-            layout::append_block_item(ctx.text, items, lines).ok_or_else(|| {
+            return layout::append_block_item(ctx.text, items, lines).ok_or_else(|| {
                 ctx.unsupported(
                     seq.start,
                     format!("cannot add to `{key}`: unusual item layout"),
                 )
-            })
+            });
         }
+    }
+    match list {
         Some((k, v)) if v.is_empty_null() => {
             let indent = layout::column(ctx.text, k.prop_start());
             let block: Vec<String> = as_block(indent + dash)
@@ -177,7 +174,7 @@ fn add_item(
                 .collect();
             Ok(layout::insert_lines(
                 ctx.text,
-                layout::after_node_line(ctx.text, k),
+                layout::after_node_line(ctx.text, &k),
                 &block,
             ))
         }
@@ -185,7 +182,7 @@ fn add_item(
             v.start,
             format!(
                 "`{key}` is {} (only block lists are edited)",
-                if matches!(v.kind, Kind::Seq { .. }) {
+                if v.is_seq() {
                     "a flow-style list"
                 } else {
                     v.describe()
@@ -227,6 +224,7 @@ pub(crate) fn ensure(
         volumes
             .iter()
             .find(|v| v.get("name").and_then(Node::scalar) == Some(name))
+            .copied()
     };
 
     if let Some(existing) = mounts.iter().find(|mt| {
@@ -256,7 +254,7 @@ pub(crate) fn ensure(
 
     let by_path = volumes
         .iter()
-        .find(|v| host_path_of(v).is_some_and(|p| norm(p) == norm(&m.host_path)));
+        .find(|v| host_path_of(**v).is_some_and(|p| norm(p) == norm(&m.host_path)));
     let (vol_name, create) = match (volume_named(&m.name), by_path) {
         (Some(v), _) if host_path_of(v).is_some_and(|p| norm(p) == norm(&m.host_path)) => {
             (m.name.clone(), false)
@@ -290,7 +288,7 @@ pub(crate) fn ensure(
         .first()
         .and_then(|v| {
             let (hk, hv) = v.entry("hostPath")?;
-            let Kind::Map { entries, .. } = &hv.kind else {
+            let Kind::Map { entries, .. } = hv.kind() else {
                 return None;
             };
             let (ck, _) = entries.first()?;
@@ -300,11 +298,11 @@ pub(crate) fn ensure(
         .filter(|s| *s > 0)
         .unwrap_or_else(|| layout::indent_step(ctx.text, root));
 
-    let mount_name_first = first_key_is_name(mounts)
-        .or_else(|| first_key_is_name(volumes))
+    let mount_name_first = first_key_is_name(&mounts)
+        .or_else(|| first_key_is_name(&volumes))
         .unwrap_or(false);
-    let volume_name_first = first_key_is_name(volumes)
-        .or_else(|| first_key_is_name(mounts))
+    let volume_name_first = first_key_is_name(&volumes)
+        .or_else(|| first_key_is_name(&mounts))
         .unwrap_or(false);
 
     // The mount first: when both lists are created they may land at the same offset,

@@ -4,8 +4,16 @@
 //! The tree keeps, for every node, its byte range in the source; the editor splices only
 //! inside or between those ranges. Comments and blank lines are not nodes: they live in the
 //! bytes between nodes and are found by scanning the source ([`crate::text`]).
+//!
+//! Storage is flat: all nodes live in one `Vec` (the children of a collection are
+//! contiguous, a mapping's as key, value, key, value, ...) and all scalar texts and tags in
+//! one `String`. Parsing a manifest thus allocates a handful of buffers instead of one per
+//! scalar and per collection, and a copy of a tree is two `memcpy`s. [`Node`] is a cheap,
+//! copyable view of one node.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
 use std::path::Path;
 
 use granit_parser::{Event, Parser, ScalarStyle, StructureStyle};
@@ -13,9 +21,28 @@ use granit_parser::{Event, Parser, ScalarStyle, StructureStyle};
 use crate::error::{Error, Location, Result};
 use crate::text;
 
-/// One node of the span tree.
-#[derive(Debug, Clone)]
-pub(crate) struct Node {
+/// The parser options. Comments are found by scanning the source between spans, not as
+/// events.
+pub(crate) fn parser_options() -> granit_parser::Options {
+    granit_parser::options! { emit_comments: false }
+}
+
+/// A range of [`Tree::strings`] or of [`Tree::nodes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Slot {
+    pub(crate) at: usize,
+    pub(crate) len: usize,
+}
+
+impl Slot {
+    pub(crate) fn range(self) -> Range<usize> {
+        self.at..self.at.saturating_add(self.len)
+    }
+}
+
+/// The stored form of one node (see [`Node`] for the view the editor uses).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Raw {
     /// Byte offset where the node's content starts (after any tag/anchor).
     pub(crate) start: usize,
     /// Byte offset just after the node's content. For block collections: the end of the
@@ -26,95 +53,39 @@ pub(crate) struct Node {
     /// The anchor id defined on this node (0: none).
     pub(crate) anchor: usize,
     /// The node's tag, as written after resolution (`tag:yaml.org,2002:str`), if any.
-    pub(crate) tag: Option<String>,
+    pub(crate) tag: Option<Slot>,
     /// What the node is.
-    pub(crate) kind: Kind,
+    pub(crate) kind: RawKind,
 }
 
-/// The kinds of node.
-#[derive(Debug, Clone)]
-pub(crate) enum Kind {
-    /// A scalar with its decoded (escape-processed) text.
-    Scalar { value: String, style: ScalarStyle },
-    /// A sequence.
-    Seq { flow: bool, items: Vec<Node> },
-    /// A mapping, entries in source order.
-    Map {
-        flow: bool,
-        entries: Vec<(Node, Node)>,
-    },
+/// The stored kinds of node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum RawKind {
+    /// A scalar: its decoded (escape-processed) text in [`Tree::strings`], and its style.
+    Scalar { value: Slot, style: ScalarStyle },
+    /// A sequence: its items in [`Tree::nodes`].
+    Seq { flow: bool, children: Slot },
+    /// A mapping: key, value, key, value, ... in [`Tree::nodes`], in source order.
+    Map { flow: bool, children: Slot },
     /// An alias (`*name`) to the node with this anchor id.
     Alias(usize),
 }
 
-impl Node {
-    /// Where the node's source starts, including its tag.
-    pub(crate) fn prop_start(&self) -> usize {
-        self.tag_start.map_or(self.start, |t| t.min(self.start))
-    }
-
-    /// The scalar's decoded text, if the node is a scalar.
-    pub(crate) fn scalar(&self) -> Option<&str> {
-        match &self.kind {
-            Kind::Scalar { value, .. } => Some(value),
-            _ => None,
-        }
-    }
-
-    /// The scalar's style, if the node is a scalar.
-    pub(crate) fn style(&self) -> Option<ScalarStyle> {
-        match &self.kind {
-            Kind::Scalar { style, .. } => Some(*style),
-            _ => None,
-        }
-    }
-
+impl Raw {
     /// True for the implicit null of `key:` with nothing after it.
     pub(crate) fn is_empty_null(&self) -> bool {
         matches!(
-            &self.kind,
-            Kind::Scalar {
+            self.kind,
+            RawKind::Scalar {
                 style: ScalarStyle::Plain,
                 ..
             }
         ) && self.start == self.end
     }
 
-    /// The mapping value for `key` (compared with the decoded key text).
-    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
-        self.entry(key).map(|(_, v)| v)
-    }
-
-    /// The mapping entry for `key`.
-    pub(crate) fn entry(&self, key: &str) -> Option<(&Node, &Node)> {
-        match &self.kind {
-            Kind::Map { entries, .. } => entries
-                .iter()
-                .find(|(k, _)| k.scalar() == Some(key))
-                .map(|(k, v)| (k, v)),
-            _ => None,
-        }
-    }
-
-    /// Whether a mapping node has a YAML merge key (`<<`).
-    pub(crate) fn has_merge_key(&self) -> bool {
-        match &self.kind {
-            Kind::Map { entries, .. } => entries
-                .iter()
-                .any(|(k, _)| k.scalar() == Some("<<") && k.style() == Some(ScalarStyle::Plain)),
-            _ => false,
-        }
-    }
-
-    /// A short description of the node kind for messages.
-    pub(crate) fn describe(&self) -> &'static str {
-        match &self.kind {
-            Kind::Scalar { .. } if self.is_empty_null() => "empty (null)",
-            Kind::Scalar { .. } => "a scalar",
-            Kind::Seq { .. } => "a list",
-            Kind::Map { .. } => "a mapping",
-            Kind::Alias(_) => "an alias",
-        }
+    /// Where the node's source starts, including its tag.
+    pub(crate) fn prop_start(&self) -> usize {
+        self.tag_start.map_or(self.start, |t| t.min(self.start))
     }
 
     /// Byte offset of the last byte of the node's content (for line computations).
@@ -127,29 +98,270 @@ impl Node {
     }
 }
 
-/// One YAML document of the stream.
-#[derive(Debug, Clone)]
-pub(crate) struct Doc {
-    /// The root node (an empty null scalar for a document holding only comments).
-    pub(crate) root: Node,
-}
-
-/// The parsed stream.
-#[derive(Debug, Clone)]
+/// The parsed stream: every node of every document, flat.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Tree {
-    pub(crate) docs: Vec<Doc>,
+    pub(crate) nodes: Vec<Raw>,
+    pub(crate) strings: String,
+    /// The root node of each document, in order.
+    pub(crate) roots: Vec<usize>,
+    /// Whether any document holds an alias (decoding then resolves anchors).
+    pub(crate) has_alias: bool,
+    /// Blocks of `nodes` no collection points to any more (children a patch replaced),
+    /// in the order they were abandoned. Every other node is reachable from a root.
+    pub(crate) dead: Vec<Slot>,
 }
 
-enum Frame {
-    Seq {
-        node: Node,
-        items: Vec<Node>,
-    },
-    Map {
-        node: Node,
-        entries: Vec<(Node, Node)>,
-        pending_key: Option<Node>,
-    },
+/// A view of one node of a [`Tree`]. Derefs to its [`Raw`] fields (`start`, `end`, ...).
+#[derive(Clone, Copy)]
+pub(crate) struct Node<'t> {
+    tree: &'t Tree,
+    raw: &'t Raw,
+}
+
+impl std::ops::Deref for Node<'_> {
+    type Target = Raw;
+    fn deref(&self) -> &Raw {
+        self.raw
+    }
+}
+
+impl fmt::Debug for Node<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Node");
+        d.field("start", &self.start).field("end", &self.end);
+        if let Some(t) = self.tag() {
+            d.field("tag", &t);
+        }
+        match self.kind() {
+            Kind::Scalar { value, style } => d.field("scalar", &value).field("style", &style),
+            Kind::Seq { flow, items } => d.field("flow", &flow).field("items", &items),
+            Kind::Map { flow, entries } => d.field("flow", &flow).field("entries", &entries),
+            Kind::Alias(id) => d.field("alias", &id),
+        };
+        d.finish()
+    }
+}
+
+/// What a node is, with its content borrowed from the tree.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind<'t> {
+    /// A scalar with its decoded (escape-processed) text.
+    Scalar { value: &'t str, style: ScalarStyle },
+    /// A sequence.
+    Seq { flow: bool, items: Items<'t> },
+    /// A mapping, entries in source order.
+    Map { flow: bool, entries: Entries<'t> },
+    /// An alias (`*name`) to the node with this anchor id.
+    Alias(usize),
+}
+
+/// The items of a sequence.
+#[derive(Clone, Copy)]
+pub(crate) struct Items<'t> {
+    tree: &'t Tree,
+    raw: &'t [Raw],
+}
+
+impl<'t> Items<'t> {
+    pub(crate) fn len(self) -> usize {
+        self.raw.len()
+    }
+
+    pub(crate) fn get(self, i: usize) -> Option<Node<'t>> {
+        let tree = self.tree;
+        self.raw.get(i).map(|raw| Node { tree, raw })
+    }
+
+    pub(crate) fn first(self) -> Option<Node<'t>> {
+        self.get(0)
+    }
+
+    pub(crate) fn last(self) -> Option<Node<'t>> {
+        self.len().checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    pub(crate) fn iter(self) -> impl DoubleEndedIterator<Item = Node<'t>> + ExactSizeIterator {
+        let tree = self.tree;
+        self.raw.iter().map(move |raw| Node { tree, raw })
+    }
+}
+
+impl fmt::Debug for Items<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The entries of a mapping, in source order.
+#[derive(Clone, Copy)]
+pub(crate) struct Entries<'t> {
+    tree: &'t Tree,
+    /// Key, value, key, value, ...
+    raw: &'t [Raw],
+}
+
+impl<'t> Entries<'t> {
+    pub(crate) fn len(self) -> usize {
+        self.raw.len() / 2
+    }
+
+    pub(crate) fn get(self, i: usize) -> Option<(Node<'t>, Node<'t>)> {
+        let tree = self.tree;
+        let k = self.raw.get(i.checked_mul(2)?)?;
+        let v = self.raw.get(i.checked_mul(2)?.checked_add(1)?)?;
+        Some((Node { tree, raw: k }, Node { tree, raw: v }))
+    }
+
+    pub(crate) fn first(self) -> Option<(Node<'t>, Node<'t>)> {
+        self.get(0)
+    }
+
+    pub(crate) fn last(self) -> Option<(Node<'t>, Node<'t>)> {
+        self.len().checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    pub(crate) fn iter(self) -> impl DoubleEndedIterator<Item = (Node<'t>, Node<'t>)> {
+        let tree = self.tree;
+        self.raw.chunks_exact(2).filter_map(move |kv| match kv {
+            [k, v] => Some((Node { tree, raw: k }, Node { tree, raw: v })),
+            _ => None,
+        })
+    }
+}
+
+impl fmt::Debug for Entries<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl Tree {
+    /// The text stored in `slot` ("" for an out-of-range slot, which the tree never holds).
+    pub(crate) fn str(&self, slot: Slot) -> &str {
+        self.strings.get(slot.range()).unwrap_or("")
+    }
+
+    /// The children stored in `slot`.
+    pub(crate) fn children(&self, slot: Slot) -> &[Raw] {
+        self.nodes.get(slot.range()).unwrap_or(&[])
+    }
+
+    /// The view of the node stored at `index`.
+    pub(crate) fn node(&self, index: usize) -> Option<Node<'_>> {
+        self.nodes.get(index).map(|raw| Node { tree: self, raw })
+    }
+
+    /// The root node of each document.
+    pub(crate) fn docs(&self) -> impl Iterator<Item = Node<'_>> {
+        self.roots.iter().filter_map(|&i| self.node(i))
+    }
+}
+
+impl<'t> Node<'t> {
+    /// What the node is.
+    pub(crate) fn kind(self) -> Kind<'t> {
+        let tree = self.tree;
+        match self.raw.kind {
+            RawKind::Scalar { value, style } => Kind::Scalar {
+                value: tree.str(value),
+                style,
+            },
+            RawKind::Seq { flow, children } => Kind::Seq {
+                flow,
+                items: Items {
+                    tree,
+                    raw: tree.children(children),
+                },
+            },
+            RawKind::Map { flow, children } => Kind::Map {
+                flow,
+                entries: Entries {
+                    tree,
+                    raw: tree.children(children),
+                },
+            },
+            RawKind::Alias(id) => Kind::Alias(id),
+        }
+    }
+
+    /// The node's tag, if any.
+    pub(crate) fn tag(self) -> Option<&'t str> {
+        self.raw.tag.map(|t| self.tree.str(t))
+    }
+
+    /// The scalar's decoded text, if the node is a scalar.
+    pub(crate) fn scalar(self) -> Option<&'t str> {
+        match self.raw.kind {
+            RawKind::Scalar { value, .. } => Some(self.tree.str(value)),
+            _ => None,
+        }
+    }
+
+    /// The scalar's style, if the node is a scalar.
+    pub(crate) fn style(self) -> Option<ScalarStyle> {
+        match self.raw.kind {
+            RawKind::Scalar { style, .. } => Some(style),
+            _ => None,
+        }
+    }
+
+    /// The items, if the node is a sequence.
+    pub(crate) fn items(self) -> Option<Items<'t>> {
+        match self.kind() {
+            Kind::Seq { items, .. } => Some(items),
+            _ => None,
+        }
+    }
+
+    /// Whether the node is a mapping.
+    pub(crate) fn is_map(self) -> bool {
+        matches!(self.raw.kind, RawKind::Map { .. })
+    }
+
+    /// Whether the node is a sequence.
+    pub(crate) fn is_seq(self) -> bool {
+        matches!(self.raw.kind, RawKind::Seq { .. })
+    }
+
+    /// Whether the node is an alias.
+    pub(crate) fn is_alias(self) -> bool {
+        matches!(self.raw.kind, RawKind::Alias(_))
+    }
+
+    /// The mapping value for `key` (compared with the decoded key text).
+    pub(crate) fn get(self, key: &str) -> Option<Node<'t>> {
+        self.entry(key).map(|(_, v)| v)
+    }
+
+    /// The mapping entry for `key`.
+    pub(crate) fn entry(self, key: &str) -> Option<(Node<'t>, Node<'t>)> {
+        match self.kind() {
+            Kind::Map { entries, .. } => entries.iter().find(|(k, _)| k.scalar() == Some(key)),
+            _ => None,
+        }
+    }
+
+    /// Whether a mapping node has a YAML merge key (`<<`).
+    pub(crate) fn has_merge_key(self) -> bool {
+        match self.kind() {
+            Kind::Map { entries, .. } => entries
+                .iter()
+                .any(|(k, _)| k.scalar() == Some("<<") && k.style() == Some(ScalarStyle::Plain)),
+            _ => false,
+        }
+    }
+
+    /// A short description of the node kind for messages.
+    pub(crate) fn describe(self) -> &'static str {
+        match self.raw.kind {
+            RawKind::Scalar { .. } if self.is_empty_null() => "empty (null)",
+            RawKind::Scalar { .. } => "a scalar",
+            RawKind::Seq { .. } => "a list",
+            RawKind::Map { .. } => "a mapping",
+            RawKind::Alias(_) => "an alias",
+        }
+    }
 }
 
 /// Converts a parser error into [`Error::Syntax`].
@@ -202,22 +414,57 @@ pub(crate) fn location(text: &str, file: &Path, pos: usize) -> Location {
     }
 }
 
+/// Appends `s` to `strings` and returns its slot.
+pub(crate) fn store(strings: &mut String, s: &str) -> Slot {
+    let at = strings.len();
+    strings.push_str(s);
+    Slot { at, len: s.len() }
+}
+
+/// Appends the text of `t` to `strings` (no temporary `String`) and returns its slot.
+fn store_display(strings: &mut String, t: &impl fmt::Display) -> Slot {
+    use std::fmt::Write as _;
+    let at = strings.len();
+    // Writing to a `String` cannot fail.
+    let _ = write!(strings, "{t}");
+    Slot {
+        at,
+        len: strings.len() - at,
+    }
+}
+
+/// An open collection while its children are parsed.
+struct Frame {
+    node: Raw,
+    /// Where its children start in the pending stack.
+    first: usize,
+}
+
 /// Parses `text` into a span tree. Refuses duplicate mapping keys.
 pub(crate) fn parse(text: &str, file: &Path) -> Result<Tree> {
-    let mut docs = Vec::new();
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut root: Option<Node> = None;
+    let mut tree = Tree {
+        // About one node per 14 bytes of a kubeadm manifest; a guess only saves regrowth.
+        nodes: Vec::with_capacity(text.len() / 12 + 8),
+        strings: String::with_capacity(text.len()),
+        roots: Vec::new(),
+        has_alias: false,
+        dead: Vec::new(),
+    };
+    // Completed nodes whose parent collection is still open, in order; a collection's
+    // children are moved to `tree.nodes` in one piece when it ends.
+    let mut pending: Vec<Raw> = Vec::with_capacity(64);
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut root: Option<Raw> = None;
     let mut doc_open = false;
 
-    // Comments are found by scanning the source between spans, not as events.
-    let options = granit_parser::options! { emit_comments: false };
-    for next in Parser::new_from_str_with_options(text, options) {
+    for next in Parser::new_from_str_with_options(text, parser_options()) {
         let (event, span) = next.map_err(|e| syntax_error(text, file, &e))?;
         let range = span.byte_range().ok_or_else(|| Error::Syntax {
             location: location(text, file, 0),
             message: "parser reported no byte offsets".to_owned(),
         })?;
         let tag_start = span.tag_start().and_then(|m| m.byte_offset());
+        let is_seq_start = matches!(event, Event::SequenceStart(..));
         let complete = match event {
             Event::DocumentStart(..) => {
                 doc_open = true;
@@ -226,129 +473,130 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Tree> {
             }
             Event::DocumentEnd => {
                 if doc_open {
-                    let root = root.take().unwrap_or(Node {
+                    let node = root.take().unwrap_or(Raw {
                         start: range.start,
                         end: range.start,
                         tag_start: None,
                         anchor: 0,
                         tag: None,
-                        kind: Kind::Scalar {
-                            value: String::new(),
+                        kind: RawKind::Scalar {
+                            value: Slot::default(),
                             style: ScalarStyle::Plain,
                         },
                     });
-                    docs.push(Doc { root });
+                    tree.roots.push(tree.nodes.len());
+                    tree.nodes.push(node);
                 }
                 doc_open = false;
                 None
             }
-            Event::Scalar(value, style, anchor, tag) => Some(Node {
+            Event::Scalar(value, style, anchor, tag) => Some(Raw {
                 start: range.start,
                 end: range.end,
                 tag_start,
                 anchor,
-                tag: tag.map(|t| t.to_string()),
-                kind: Kind::Scalar {
-                    value: value.into_owned(),
+                tag: tag.map(|t| store_display(&mut tree.strings, &t)),
+                kind: RawKind::Scalar {
+                    value: store(&mut tree.strings, &value),
                     style,
                 },
             }),
-            Event::Alias(id) => Some(Node {
-                start: range.start,
-                end: range.end,
-                tag_start: None,
-                anchor: 0,
-                tag: None,
-                kind: Kind::Alias(id),
-            }),
-            Event::SequenceStart(style, anchor, tag) => {
+            Event::Alias(id) => {
+                tree.has_alias = true;
+                Some(Raw {
+                    start: range.start,
+                    end: range.end,
+                    tag_start: None,
+                    anchor: 0,
+                    tag: None,
+                    kind: RawKind::Alias(id),
+                })
+            }
+            Event::SequenceStart(style, anchor, tag) | Event::MappingStart(style, anchor, tag) => {
                 let flow = style == StructureStyle::Flow;
-                stack.push(Frame::Seq {
-                    node: Node {
+                let children = Slot::default();
+                let kind = if is_seq_start {
+                    RawKind::Seq { flow, children }
+                } else {
+                    RawKind::Map { flow, children }
+                };
+                frames.push(Frame {
+                    node: Raw {
                         start: range.start,
                         end: range.end,
                         tag_start,
                         anchor,
-                        tag: tag.map(|t| t.to_string()),
-                        kind: Kind::Seq {
-                            flow,
-                            items: Vec::new(),
-                        },
+                        tag: tag.map(|t| store_display(&mut tree.strings, &t)),
+                        kind,
                     },
-                    items: Vec::new(),
+                    first: pending.len(),
                 });
                 None
             }
-            Event::MappingStart(style, anchor, tag) => {
-                let flow = style == StructureStyle::Flow;
-                stack.push(Frame::Map {
-                    node: Node {
-                        start: range.start,
-                        end: range.end,
-                        tag_start,
-                        anchor,
-                        tag: tag.map(|t| t.to_string()),
-                        kind: Kind::Map {
-                            flow,
-                            entries: Vec::new(),
-                        },
-                    },
-                    entries: Vec::new(),
-                    pending_key: None,
-                });
-                None
+            Event::SequenceEnd | Event::MappingEnd => {
+                let seq_end = matches!(event, Event::SequenceEnd);
+                let Some(Frame { mut node, first }) = frames.pop() else {
+                    return Err(internal(
+                        text,
+                        file,
+                        range.start,
+                        "unbalanced collection end",
+                    ));
+                };
+                let kids = pending.get(first..).unwrap_or(&[]);
+                let children = Slot {
+                    at: tree.nodes.len(),
+                    len: kids.len(),
+                };
+                node.kind = match node.kind {
+                    RawKind::Seq { flow, .. } if seq_end => RawKind::Seq { flow, children },
+                    RawKind::Map { flow, .. } if !seq_end => RawKind::Map { flow, children },
+                    _ => return Err(internal(text, file, range.start, "mismatched end event")),
+                };
+                node.end = match node.kind {
+                    RawKind::Seq { flow: true, .. } | RawKind::Map { flow: true, .. } => range.end,
+                    _ => block_end(&node, kids),
+                };
+                tree.nodes.extend_from_slice(kids);
+                pending.truncate(first);
+                Some(node)
             }
-            Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq { mut node, items }) => {
-                    let flow = matches!(node.kind, Kind::Seq { flow: true, .. });
-                    node.end = if flow {
-                        range.end
-                    } else {
-                        items.last().map_or(node.start, |n| n.end)
-                    };
-                    node.kind = Kind::Seq { flow, items };
-                    Some(node)
-                }
-                _ => return Err(internal(text, file, range.start, "unbalanced sequence end")),
-            },
-            Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map {
-                    mut node, entries, ..
-                }) => {
-                    let flow = matches!(node.kind, Kind::Map { flow: true, .. });
-                    node.end = if flow {
-                        range.end
-                    } else {
-                        entries.last().map_or(node.start, |(k, v)| {
-                            if v.is_empty_null() { k.end } else { v.end }
-                        })
-                    };
-                    node.kind = Kind::Map { flow, entries };
-                    Some(node)
-                }
-                _ => return Err(internal(text, file, range.start, "unbalanced mapping end")),
-            },
             _ => None,
         };
 
         let Some(node) = complete else { continue };
-        match stack.last_mut() {
-            Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map {
-                entries,
-                pending_key,
-                ..
-            }) => match pending_key.take() {
-                None => *pending_key = Some(node),
-                Some(key) => {
-                    check_duplicate(text, file, entries, &key)?;
-                    entries.push((key, node));
+        match frames.last() {
+            Some(frame) => {
+                let siblings = pending.get(frame.first..).unwrap_or(&[]);
+                let is_value =
+                    matches!(frame.node.kind, RawKind::Map { .. }) && siblings.len() % 2 == 1;
+                if is_value {
+                    check_duplicate(text, file, &tree.strings, siblings)?;
                 }
-            },
+                pending.push(node);
+            }
             None => root = Some(node),
         }
     }
-    Ok(Tree { docs })
+    Ok(tree)
+}
+
+/// The end of a block collection `node` whose children are `kids`: the end of its last
+/// child (for a mapping whose last value is an implicit null, the end of that key).
+pub(crate) fn block_end(node: &Raw, kids: &[Raw]) -> usize {
+    match node.kind {
+        RawKind::Map { .. } => match kids {
+            [.., k, v] => {
+                if v.is_empty_null() {
+                    k.end
+                } else {
+                    v.end
+                }
+            }
+            _ => node.start,
+        },
+        _ => kids.last().map_or(node.start, |n| n.end),
+    }
 }
 
 fn internal(text: &str, file: &Path, pos: usize, what: &str) -> Error {
@@ -358,16 +606,21 @@ fn internal(text: &str, file: &Path, pos: usize, what: &str) -> Error {
     }
 }
 
-fn check_duplicate(text: &str, file: &Path, entries: &[(Node, Node)], key: &Node) -> Result<()> {
-    let Kind::Scalar { value, .. } = &key.kind else {
+/// `entries` is key, value, ..., key: refuses the last key when an earlier key decodes to
+/// the same data.
+fn check_duplicate(text: &str, file: &Path, strings: &str, entries: &[Raw]) -> Result<()> {
+    let Some((key, earlier)) = entries.split_last() else {
         return Ok(());
     };
-    let decoded = decode_scalar(key);
-    for (k, _) in entries {
-        if matches!(k.kind, Kind::Scalar { .. }) && decode_scalar(k) == decoded {
+    let RawKind::Scalar { value, .. } = key.kind else {
+        return Ok(());
+    };
+    let decoded = decode_raw(key, strings);
+    for k in earlier.iter().step_by(2) {
+        if matches!(k.kind, RawKind::Scalar { .. }) && decode_raw(k, strings) == decoded {
             return Err(Error::DuplicateKey {
                 location: location(text, file, key.start),
-                key: value.clone(),
+                key: strings.get(value.range()).unwrap_or("").to_owned(),
                 first_line: text::line_col(text, k.start).0,
             });
         }
@@ -396,13 +649,13 @@ pub(crate) enum Scalar<'a> {
 
 const MAX_ALIAS_DEPTH: usize = 64;
 
-type Anchors<'a> = HashMap<usize, &'a Node>;
+type Anchors<'t> = HashMap<usize, Node<'t>>;
 
-fn collect_anchors<'a>(node: &'a Node, anchors: &mut Anchors<'a>) {
+fn collect_anchors<'t>(node: Node<'t>, anchors: &mut Anchors<'t>) {
     if node.anchor != 0 {
         anchors.insert(node.anchor, node);
     }
-    match &node.kind {
+    match node.kind() {
         Kind::Seq { items, .. } => items.iter().for_each(|n| collect_anchors(n, anchors)),
         Kind::Map { entries, .. } => entries.iter().for_each(|(k, v)| {
             collect_anchors(k, anchors);
@@ -412,43 +665,51 @@ fn collect_anchors<'a>(node: &'a Node, anchors: &mut Anchors<'a>) {
     }
 }
 
-fn anchors_of(node: &Node) -> Anchors<'_> {
+/// The anchored nodes of a document (none are looked up when the stream has no alias).
+fn anchors_of<'t>(tree: &'t Tree, root: Node<'t>) -> Anchors<'t> {
     let mut anchors = HashMap::new();
-    collect_anchors(node, &mut anchors);
+    if tree.has_alias {
+        collect_anchors(root, &mut anchors);
+    }
     anchors
 }
 
 /// Follows aliases to the node they stand for.
-fn resolve<'a>(mut node: &'a Node, anchors: &Anchors<'a>) -> Option<&'a Node> {
+fn resolve<'t>(mut node: Node<'t>, anchors: &Anchors<'t>) -> Option<Node<'t>> {
     for _ in 0..MAX_ALIAS_DEPTH {
         match node.kind {
-            Kind::Alias(id) => node = anchors.get(&id)?,
+            RawKind::Alias(id) => node = *anchors.get(&id)?,
             _ => return Some(node),
         }
     }
     None
 }
 
-fn collection_tag(node: &Node) -> Option<&str> {
-    node.tag
-        .as_deref()
-        .filter(|t| !t.starts_with("tag:yaml.org,2002:"))
+fn collection_tag<'t>(node: Node<'t>) -> Option<&'t str> {
+    node.tag().filter(|t| !t.starts_with("tag:yaml.org,2002:"))
 }
 
 /// Whether two nodes decode to the same data. Mapping order does not matter.
-fn same(a: &Node, aa: &Anchors<'_>, b: &Node, ba: &Anchors<'_>, depth: usize) -> bool {
+fn same(a: Node<'_>, aa: &Anchors<'_>, b: Node<'_>, ba: &Anchors<'_>, depth: usize) -> bool {
     let (Some(a), Some(b)) = (resolve(a, aa), resolve(b, ba)) else {
         return false;
     };
     if depth > MAX_ALIAS_DEPTH {
         return false;
     }
-    match (&a.kind, &b.kind) {
-        (Kind::Scalar { .. }, Kind::Scalar { .. }) => decode_scalar(a) == decode_scalar(b),
+    match (a.kind(), b.kind()) {
+        (Kind::Scalar { value: x, style: s }, Kind::Scalar { value: y, style: t }) => {
+            // Decoding is a function of text, style, tag and emptiness: equal inputs need
+            // no decoding (the common case when comparing a file with its edit).
+            (x == y && s == t && a.tag() == b.tag() && a.is_empty_null() == b.is_empty_null())
+                || decode_scalar(a) == decode_scalar(b)
+        }
         (Kind::Seq { items: x, .. }, Kind::Seq { items: y, .. }) => {
             collection_tag(a) == collection_tag(b)
                 && x.len() == y.len()
-                && x.iter().zip(y).all(|(p, q)| same(p, aa, q, ba, depth + 1))
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|(p, q)| same(p, aa, q, ba, depth + 1))
         }
         (Kind::Map { entries: x, .. }, Kind::Map { entries: y, .. }) => {
             if collection_tag(a) != collection_tag(b) || x.len() != y.len() {
@@ -459,8 +720,8 @@ fn same(a: &Node, aa: &Anchors<'_>, b: &Node, ba: &Anchors<'_>, depth: usize) ->
             x.iter().enumerate().all(|(i, (xk, xv))| {
                 let found = y
                     .get(i)
-                    .filter(|(yk, _)| same(xk, aa, yk, ba, depth + 1))
-                    .or_else(|| y.iter().find(|(yk, _)| same(xk, aa, yk, ba, depth + 1)));
+                    .filter(|(yk, _)| same(xk, aa, *yk, ba, depth + 1))
+                    .or_else(|| y.iter().find(|(yk, _)| same(xk, aa, *yk, ba, depth + 1)));
                 found.is_some_and(|(_, yv)| same(xv, aa, yv, ba, depth + 1))
             })
         }
@@ -471,32 +732,76 @@ fn same(a: &Node, aa: &Anchors<'_>, b: &Node, ba: &Anchors<'_>, depth: usize) ->
 impl Tree {
     /// Whether both streams hold the same decoded documents.
     pub(crate) fn same_data(&self, other: &Tree) -> bool {
-        self.docs.len() == other.docs.len()
-            && self.docs.iter().zip(&other.docs).all(|(a, b)| {
-                same(
-                    &a.root,
-                    &anchors_of(&a.root),
-                    &b.root,
-                    &anchors_of(&b.root),
-                    0,
-                )
-            })
+        self.roots.len() == other.roots.len()
+            && self
+                .docs()
+                .zip(other.docs())
+                .all(|(a, b)| same(a, &anchors_of(self, a), b, &anchors_of(other, b), 0))
+    }
+
+    /// Whether both trees hold exactly the same nodes: kinds, spans, styles, tags,
+    /// anchors and texts (the storage layout aside). The incremental re-parse is checked
+    /// against a full parse with this.
+    pub(crate) fn identical(&self, other: &Tree) -> bool {
+        fn eq(a: Node<'_>, b: Node<'_>) -> bool {
+            if (a.start, a.end, a.tag_start, a.anchor) != (b.start, b.end, b.tag_start, b.anchor)
+                || a.tag() != b.tag()
+            {
+                return false;
+            }
+            match (a.kind(), b.kind()) {
+                (Kind::Scalar { value: x, style: s }, Kind::Scalar { value: y, style: t }) => {
+                    x == y && s == t
+                }
+                (Kind::Seq { flow: f, items: x }, Kind::Seq { flow: g, items: y }) => {
+                    f == g && x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| eq(p, q))
+                }
+                (
+                    Kind::Map {
+                        flow: f,
+                        entries: x,
+                    },
+                    Kind::Map {
+                        flow: g,
+                        entries: y,
+                    },
+                ) => {
+                    f == g
+                        && x.len() == y.len()
+                        && x.iter()
+                            .zip(y.iter())
+                            .all(|((xk, xv), (yk, yv))| eq(xk, yk) && eq(xv, yv))
+                }
+                (Kind::Alias(x), Kind::Alias(y)) => x == y,
+                _ => false,
+            }
+        }
+        self.roots.len() == other.roots.len()
+            && self.has_alias == other.has_alias
+            && self.docs().zip(other.docs()).all(|(a, b)| eq(a, b))
     }
 }
 
 /// Decodes one scalar node.
-pub(crate) fn decode_scalar(node: &Node) -> Scalar<'_> {
-    let Kind::Scalar { value, style } = &node.kind else {
+pub(crate) fn decode_scalar(node: Node<'_>) -> Scalar<'_> {
+    decode_raw(node.raw, &node.tree.strings)
+}
+
+/// Decodes one stored scalar whose texts are in `strings`.
+fn decode_raw<'s>(raw: &Raw, strings: &'s str) -> Scalar<'s> {
+    let RawKind::Scalar { value, style } = raw.kind else {
         return Scalar::Null;
     };
-    if let Some(tag) = &node.tag {
+    let value = strings.get(value.range()).unwrap_or("");
+    if let Some(tag) = raw.tag {
+        let tag = strings.get(tag.range()).unwrap_or("");
         return match tag.strip_prefix("tag:yaml.org,2002:") {
             Some("str") => Scalar::Str(value),
             Some(_) => resolve_plain(value),
             None => Scalar::Tagged(tag, value),
         };
     }
-    if node.is_empty_null() {
+    if raw.is_empty_null() {
         return Scalar::Null;
     }
     match style {
@@ -754,12 +1059,11 @@ mod tests {
     fn spans_are_byte_offsets_after_multibyte_text() {
         let src = "# д — ж\na:\n- \"да\" # ё\n- x\n";
         let t = tree(src);
-        let root = &t.docs[0].root;
-        let Kind::Seq { items, .. } = &root.get("a").unwrap().kind else {
-            panic!("not a seq")
-        };
-        assert_eq!(&src[items[0].start..items[0].end], "\"да\"");
-        assert_eq!(&src[items[1].start..items[1].end], "x");
+        let root = t.docs().next().unwrap();
+        let items = root.get("a").unwrap().items().unwrap();
+        let (x, y) = (items.get(0).unwrap(), items.get(1).unwrap());
+        assert_eq!(&src[x.start..x.end], "\"да\"");
+        assert_eq!(&src[y.start..y.end], "x");
     }
 
     #[test]
@@ -843,9 +1147,7 @@ mod tests {
                         format!("k:\n- {r}\n")
                     };
                     let t = tree(&doc);
-                    let Kind::Seq { items, .. } = &t.docs[0].root.get("k").unwrap().kind else {
-                        panic!("{doc}")
-                    };
+                    let items = t.docs().next().unwrap().get("k").unwrap().items().unwrap();
                     assert_eq!(
                         items.iter().map(decode_scalar).collect::<Vec<_>>(),
                         vec![Scalar::Str(s)],
