@@ -13,6 +13,14 @@ use crate::record::{AuditRecord, SealedRecord};
 
 type HmacSha256 = Hmac<Sha256>;
 
+// The keyed HMAC state an `AuditKey` keeps (SHA-256 states after absorbing the padded
+// key) is as secret as the key. `Hmac<Sha256>` holds it in two `Sha256VarCore`s, which
+// wipe themselves on drop only with `sha2`'s `zeroize` feature: fail the build without it.
+const _: fn() = || {
+    fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    wiped_on_drop::<sha2::block_api::Sha256VarCore>();
+};
+
 /// A 32-byte chain hash (SHA-256 or HMAC-SHA256), written as 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct ChainHash(pub [u8; 32]);
