@@ -15,12 +15,15 @@ use crate::record::FORMAT_VERSION;
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct VerifyOptions {
-    /// Keys for keyed records, looked up by `keyId`.
+    /// Keys for keyed records, looked up by `keyId`. Whenever it holds a key, unkeyed
+    /// records are refused ([`FailureKind::Unkeyed`]) unless
+    /// [`allow_unkeyed`](VerifyOptions::allow_unkeyed) is set: otherwise whoever can
+    /// write the log could replace a keyed chain by an unkeyed one they computed
+    /// themselves.
     pub keys: KeyRing,
-    /// Refuse unkeyed records. Defaults to `true` once keys are given with
-    /// [`keys`](VerifyOptions::keys): otherwise whoever can write the log could replace
-    /// a keyed chain by an unkeyed one they computed themselves.
-    pub require_keyed: bool,
+    /// Accept unkeyed records even though [`keys`](VerifyOptions::keys) holds keys
+    /// (default `false`; without keys unkeyed records are always accepted).
+    pub allow_unkeyed: bool,
     /// A checkpoint (already signature-checked) the log must still contain.
     pub checkpoint: Option<VerifiedCheckpoint>,
     /// Threads for the per-line work (canonical scan and hash); 0 (default) uses the
@@ -34,18 +37,23 @@ impl VerifyOptions {
         VerifyOptions::default()
     }
 
-    /// Verifies keyed records with these keys; unkeyed records are refused unless
-    /// [`allow_unkeyed`](VerifyOptions::allow_unkeyed) is called after.
+    /// Verifies keyed records with these keys; unkeyed records are then refused unless
+    /// [`allow_unkeyed`](VerifyOptions::allow_unkeyed) is called (before or after).
     pub fn keys(mut self, keys: KeyRing) -> Self {
-        self.require_keyed = !keys.is_empty();
         self.keys = keys;
         self
     }
 
     /// Accepts unkeyed records even though keys are given.
     pub fn allow_unkeyed(mut self) -> Self {
-        self.require_keyed = false;
+        self.allow_unkeyed = true;
         self
+    }
+
+    /// Whether unkeyed records are refused: keys are given and unkeyed records were not
+    /// explicitly allowed.
+    fn refuses_unkeyed(&self) -> bool {
+        !self.keys.is_empty() && !self.allow_unkeyed
     }
 
     /// Sets the number of threads (1 = single-threaded; 0 = available cores).
@@ -304,7 +312,7 @@ fn analyze_inner(
     };
     let parts: [&[u8]; 2] = [&line[..cut_start], &line[cut_end..]];
     let check = match key_id.as_deref() {
-        None if opts.require_keyed => Check::Unkeyed,
+        None if opts.refuses_unkeyed() => Check::Unkeyed,
         None => {
             if chain::verify_parts(None, &parts, &hash) {
                 Check::Ok

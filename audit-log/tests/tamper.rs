@@ -289,6 +289,26 @@ fn keyed_log_without_key_and_unkeyed_downgrade() {
 }
 
 #[test]
+fn keys_given_through_the_field_still_refuse_an_unkeyed_rewrite() {
+    // The public `keys` field, set without the builder, must protect as much as the
+    // builder: otherwise a keyed log replaced by a recomputed unkeyed one verifies.
+    let (unkeyed, _, _) = sample_log(3, &Chain::unkeyed());
+    let mut opts = VerifyOptions::new();
+    opts.keys = KeyRing::new().with(key());
+    let f = verify_bytes("x", &unkeyed, &opts)
+        .failure
+        .expect("an unkeyed rewrite of a keyed log verified");
+    assert_eq!((f.kind, f.seq), (FailureKind::Unkeyed, 1), "{f}");
+    // Accepting unkeyed records is an explicit choice, in whatever order it is made.
+    opts.allow_unkeyed = true;
+    assert!(verify_bytes("x", &unkeyed, &opts).is_intact());
+    let opts = VerifyOptions::new()
+        .allow_unkeyed()
+        .keys(KeyRing::new().with(key()));
+    assert!(verify_bytes("x", &unkeyed, &opts).is_intact());
+}
+
+#[test]
 fn forged_record_inserted_with_recomputed_hash_is_located() {
     // Unkeyed: an attacker seals a fake seq 3 after the real seq 2; the real seq 3 follows.
     let chain = Chain::unkeyed();
