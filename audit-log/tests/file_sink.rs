@@ -314,6 +314,44 @@ fn group_commit_and_never_policies_store_everything() {
     assert!(err.to_string().contains("fsync"), "{err}");
 }
 
+/// The background fsync of group commit fails (fdatasync of /dev/null is EINVAL, like a
+/// failing disk): the failure must reach the caller — the next append and flush fail,
+/// and keep failing, since after a failed fsync the kernel may have dropped the dirty
+/// pages and a later fsync can succeed without them.
+#[cfg(unix)]
+#[test]
+fn a_failed_background_fsync_is_reported_by_the_next_append_and_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    std::os::unix::fs::symlink("/dev/null", &path).unwrap();
+    let policy = FsyncPolicy::Batch {
+        records: 1000,
+        interval: Some(Duration::from_millis(1)),
+    };
+    let mut log =
+        AuditLog::new(FileSink::open(&path, FileSinkOptions::new().fsync(policy)).unwrap());
+    log.append(&rec(0)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let err = loop {
+        std::thread::sleep(Duration::from_millis(20));
+        match log.append(&rec(1)) {
+            Err(e) => break e,
+            Ok(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "appends still succeed after the background fsync failed"
+            ),
+        }
+    };
+    assert!(
+        matches!(&err, Error::Io { op: "fsync", path: p, .. } if *p == path),
+        "{err}"
+    );
+    assert!(err.to_string().contains("audit.jsonl"), "{err}");
+    // Sticky: nothing later pretends to be durable.
+    assert!(log.append(&rec(2)).is_err());
+    assert!(log.flush().is_err());
+}
+
 #[test]
 fn keyed_log_checkpoint_detects_truncation() {
     let dir = tempfile::tempdir().unwrap();
