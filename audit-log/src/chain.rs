@@ -423,6 +423,17 @@ impl Chain {
             self.key_check.as_deref(),
             buf,
         );
+        // The stored line adds `,"hash":"<64 hex>"` (74 bytes) to the hashed bytes.
+        let line_len = buf.len() + 74;
+        if line_len > crate::record::MAX_RECORD_BYTES {
+            return Err(Error::invalid(
+                "record",
+                format!(
+                    "the sealed record would be {line_len} bytes, more than the maximum of {} bytes",
+                    crate::record::MAX_RECORD_BYTES
+                ),
+            ));
+        }
         let hash = digest_parts(self.key.as_ref(), &[buf.as_slice()]);
         let (before, after) = buf.split_at(at);
         let mut line = String::with_capacity(buf.len() + 76);

@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 use crate::chain::{Chain, ChainHead};
 use crate::error::{Error, Result};
 use crate::query::{Filter, Stats, StatsBuilder};
-use crate::record::{AuditRecord, SealedRecord};
+use crate::record::{AuditRecord, MAX_RECORD_BYTES, SealedRecord};
 use crate::sink::AuditSink;
 
 /// When appended records are made durable with `fdatasync`.
@@ -489,7 +489,20 @@ struct Tail {
     torn: Option<(u64, Vec<u8>)>,
 }
 
+/// Reads the tail of a log file. A torn tail and the last line are each at most
+/// [`MAX_RECORD_BYTES`] (a writer never writes a longer line), so at most about twice that
+/// is read; a longer run without newlines is not this crate's data: [`Error::CorruptTail`].
 fn read_tail(file: &File, len: u64, path: &Path) -> Result<Tail> {
+    let max = MAX_RECORD_BYTES as u64;
+    let limit = 2 * max + 2;
+    let too_long = |offset: u64| Error::CorruptTail {
+        path: path.to_owned(),
+        offset,
+        message: format!(
+            "no newline for more than {MAX_RECORD_BYTES} bytes: a line longer than the \
+             maximum record size, which no writer of this crate produces"
+        ),
+    };
     let mut window: u64 = 64 * 1024;
     loop {
         let start = len.saturating_sub(window);
@@ -500,6 +513,13 @@ fn read_tail(file: &File, len: u64, path: &Path) -> Result<Tail> {
         f.read_exact(&mut buf)
             .map_err(|e| Error::io("read", path, e))?;
         let at_file_start = start == 0;
+        let grow = |window: u64| {
+            if window >= limit {
+                Err(too_long(start))
+            } else {
+                Ok((window * 4).min(limit))
+            }
+        };
         // Split off torn bytes after the last newline.
         let (complete_end, torn) = match memchr::memrchr(b'\n', &buf) {
             Some(nl) if nl + 1 == buf.len() => (buf.len(), None),
@@ -509,10 +529,15 @@ fn read_tail(file: &File, len: u64, path: &Path) -> Result<Tail> {
             ),
             None if at_file_start => (0, (!buf.is_empty()).then(|| (0, buf.clone()))),
             None => {
-                window = window.saturating_mul(4);
+                window = grow(window)?;
                 continue;
             }
         };
+        if let Some((offset, t)) = &torn
+            && t.len() as u64 > max
+        {
+            return Err(too_long(*offset));
+        }
         if complete_end == 0 {
             return Ok(Tail {
                 last_line: None,
@@ -524,10 +549,13 @@ fn read_tail(file: &File, len: u64, path: &Path) -> Result<Tail> {
             Some(nl) => nl + 1,
             None if at_file_start => 0,
             None => {
-                window = window.saturating_mul(4);
+                window = grow(window)?;
                 continue;
             }
         };
+        if (body.len() - line_start) as u64 > max {
+            return Err(too_long(start + line_start as u64));
+        }
         return Ok(Tail {
             last_line: Some((start + line_start as u64, body[line_start..].to_vec())),
             torn,
@@ -972,17 +1000,25 @@ fn for_each_record(path: &Path, mut f: impl FnMut(SealedRecord) -> bool) -> Resu
         let mut n = 0u64;
         loop {
             line.clear();
-            let got = std::io::BufRead::read_until(&mut reader, b'\n', &mut line)
+            let got = read_line_bounded(&mut reader, &mut line, MAX_RECORD_BYTES)
                 .map_err(|e| Error::io("read", &p, e))?;
-            if got == 0 {
+            let Some(terminated) = got else {
                 break;
-            }
+            };
             n += 1;
-            if line.last() != Some(&b'\n') {
+            if line.len() > MAX_RECORD_BYTES {
+                return Err(Error::Corrupt {
+                    path: p.clone(),
+                    line: n,
+                    message: format!(
+                        "line longer than the maximum record size of {MAX_RECORD_BYTES} bytes"
+                    ),
+                });
+            }
+            if !terminated {
                 tracing::warn!(file = %p.display(), line = n, "skipping torn final line");
                 break;
             }
-            line.pop();
             let text = std::str::from_utf8(&line).map_err(|e| Error::Corrupt {
                 path: p.clone(),
                 line: n,
@@ -999,4 +1035,37 @@ fn for_each_record(path: &Path, mut f: impl FnMut(SealedRecord) -> bool) -> Resu
         }
     }
     Ok(())
+}
+
+/// Reads one line (without its newline) into `line`, reading no more than `max + 1`
+/// bytes of it: `Ok(None)` at the end of the input, `Ok(Some(terminated))` otherwise. A
+/// line longer than `max` comes back with `max + 1` bytes, the rest unread.
+fn read_line_bounded(
+    reader: &mut impl std::io::BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok((!line.is_empty()).then_some(false));
+        }
+        let room = (max + 1).saturating_sub(line.len());
+        let (take, newline) = match memchr::memchr(b'\n', buf) {
+            Some(nl) if nl <= room => (nl, true),
+            _ => (buf.len().min(room), false),
+        };
+        line.extend_from_slice(&buf[..take]);
+        reader.consume(take + usize::from(newline));
+        if newline {
+            return Ok(Some(true));
+        }
+        if line.len() > max {
+            return Ok(Some(true));
+        }
+    }
 }

@@ -188,6 +188,8 @@ pub use checkpoint::{
 pub use error::{Error, Result};
 pub use file::{FileSink, FileSinkOptions, FsyncPolicy, LockMode, Recovery, query, stats};
 pub use query::{Filter, Stats};
-pub use record::{AuditRecord, FORMAT_VERSION, MAX_VALUE_DEPTH, SealedRecord, Status};
+pub use record::{
+    AuditRecord, FORMAT_VERSION, MAX_RECORD_BYTES, MAX_VALUE_DEPTH, SealedRecord, Status,
+};
 pub use sink::{AuditLog, AuditSink};
 pub use verify::{Failure, FailureKind, Location, Report, VerifyOptions, verify, verify_bytes};

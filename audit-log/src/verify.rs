@@ -9,10 +9,10 @@ use crate::canon::{self, Member};
 use crate::chain::{self, ChainHash, ChainHead, KeyRing};
 use crate::checkpoint::VerifiedCheckpoint;
 use crate::error::{Error, Result};
-use crate::record::FORMAT_VERSION;
+use crate::record::{FORMAT_VERSION, MAX_RECORD_BYTES};
 
 /// What to verify against.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct VerifyOptions {
     /// Keys for keyed records, looked up by `keyId`. Whenever it holds a key, unkeyed
@@ -29,6 +29,23 @@ pub struct VerifyOptions {
     /// Threads for the per-line work (canonical scan and hash); 0 (default) uses the
     /// available cores, at most 8. The chain walk itself is sequential.
     pub threads: usize,
+    /// Lines longer than this (bytes, without the newline) are reported as bad records
+    /// without being held in memory. Default [`MAX_RECORD_BYTES`], the longest line a
+    /// writer of this crate produces; the verifier's memory stays within about twice
+    /// this, whatever the log holds.
+    pub max_line_bytes: usize,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            keys: KeyRing::default(),
+            allow_unkeyed: false,
+            checkpoint: None,
+            threads: 0,
+            max_line_bytes: MAX_RECORD_BYTES,
+        }
+    }
 }
 
 impl VerifyOptions {
@@ -69,6 +86,12 @@ impl VerifyOptions {
                 .min(8),
             n => n,
         }
+    }
+
+    /// Sets [`max_line_bytes`](VerifyOptions::max_line_bytes).
+    pub fn max_line_bytes(mut self, n: usize) -> Self {
+        self.max_line_bytes = n;
+        self
     }
 
     /// Also checks that the log still holds this checkpoint's record.
@@ -249,7 +272,14 @@ struct Info {
 
 /// Parses and checks one line: canonical form, required chain fields, hash.
 fn analyze(line: &[u8], opts: &VerifyOptions, members: &mut Vec<Member>) -> Result<Info, String> {
+    if line.len() > opts.max_line_bytes {
+        return Err(too_long(line.len() as u64, opts.max_line_bytes));
+    }
     analyze_inner(line, opts, members)
+}
+
+fn too_long(len: u64, max: usize) -> String {
+    format!("the line is {len} bytes, longer than the limit of {max} bytes")
 }
 
 fn analyze_inner(
@@ -431,12 +461,13 @@ impl<'o> Engine<'o> {
             return;
         }
         let info = analyze(line, self.opts, &mut Vec::new());
-        self.push_info(info, line.len(), terminated, loc);
+        self.push_info(info, line.len() as u64, terminated, loc);
     }
 
-    /// Feeds the analysis of one line (computed by [`analyze`], possibly on another thread).
-    fn push_info(&mut self, info: Result<Info, String>, len: usize, terminated: bool, loc: Loc) {
-        self.bytes += len as u64 + u64::from(terminated);
+    /// Feeds the analysis of one line of `len` bytes (computed by [`analyze`], possibly
+    /// on another thread).
+    fn push_info(&mut self, info: Result<Info, String>, len: u64, terminated: bool, loc: Loc) {
+        self.bytes += len + u64::from(terminated);
         if self.failure.is_some() {
             return;
         }
@@ -787,6 +818,9 @@ impl<'o> Engine<'o> {
 // ---------------------------------------------------------------------------------------
 
 /// Feeds one file's bytes to the engine.
+///
+/// Memory stays bounded: a line that outgrows [`VerifyOptions::max_line_bytes`] is not
+/// buffered but skipped up to its newline and reported as a bad record.
 fn feed_reader(
     engine: &mut Engine<'_>,
     file_idx: usize,
@@ -794,14 +828,24 @@ fn feed_reader(
     path: &Path,
 ) -> Result<u64> {
     const CHUNK: usize = 4 << 20;
+    let max_line = engine.opts.max_line_bytes;
     let mut buf: Vec<u8> = vec![0; CHUNK];
     let mut filled = 0usize; // bytes in buf[..filled] not yet consumed
     let mut base: u64 = 0; // file offset of buf[0]
     let mut line_no: u64 = 0;
+    // An over-long line being skipped: its start offset and the bytes seen so far.
+    let mut skipping: Option<(u64, u64)> = None;
     loop {
         if filled == buf.len() {
-            // A line longer than the buffer: grow.
-            buf.resize(buf.len() * 2, 0);
+            // No newline in the whole buffer: one line as long as the buffer.
+            if filled > max_line {
+                skipping = Some((base, filled as u64));
+                base += filled as u64;
+                filled = 0;
+            } else {
+                let grown = (buf.len() * 2).min(max_line.saturating_add(1));
+                buf.resize(grown.max(buf.len() + 1), 0);
+            }
         }
         let n = reader
             .read(&mut buf[filled..])
@@ -809,7 +853,28 @@ fn feed_reader(
         if n == 0 {
             break;
         }
-        filled += n;
+        if let Some((start, len)) = skipping {
+            // `filled` is 0 while skipping: the new bytes are buf[..n].
+            let Some(nl) = memchr::memchr(b'\n', &buf[..n]) else {
+                skipping = Some((start, len + n as u64));
+                base += n as u64;
+                continue;
+            };
+            line_no += 1;
+            let len = len + nl as u64;
+            let loc = Loc::File {
+                file: file_idx,
+                offset: start,
+                line: line_no,
+            };
+            engine.push_info(Err(too_long(len, max_line)), len, true, loc);
+            skipping = None;
+            buf.copy_within(nl + 1..n, 0);
+            base += nl as u64 + 1;
+            filled = n - nl - 1;
+        } else {
+            filled += n;
+        }
         let mut start = 0usize;
         let mut lines: Vec<(usize, usize)> = Vec::new();
         while let Some(nl) = memchr::memchr(b'\n', &buf[start..filled]) {
@@ -830,13 +895,23 @@ fn feed_reader(
                 line: line_no,
             };
             match infos.next() {
-                Some(info) => engine.push_info(info, e - s, true, loc),
+                Some(info) => engine.push_info(info, (e - s) as u64, true, loc),
                 None => engine.push(&buf[s..e], true, loc),
             }
         }
         buf.copy_within(start..filled, 0);
         base += start as u64;
         filled -= start;
+    }
+    if let Some((start, len)) = skipping {
+        line_no += 1;
+        let loc = Loc::File {
+            file: file_idx,
+            offset: start,
+            line: line_no,
+        };
+        engine.push_info(Err(too_long(len, max_line)), len, false, loc);
+        return Ok(start + len);
     }
     if filled > 0 {
         line_no += 1;

@@ -449,3 +449,93 @@ fn query_and_stats_over_a_rotated_set() {
     assert_eq!(s.last_seq, 20);
     assert_eq!(s.first_created_at, Some(t(0)));
 }
+
+/// The largest record is bounded, for the writer and for every reader: a writer refuses
+/// a record whose line would exceed `MAX_RECORD_BYTES`, so no reader ever has to hold a
+/// longer line in memory — and none does when a file holds one anyway.
+#[test]
+fn records_and_lines_longer_than_the_maximum_are_refused_without_buffering_them() {
+    use kubesafe_audit_log::{ChainHead, MAX_RECORD_BYTES};
+    let too_big =
+        AuditRecord::new("big", Status::Completed).parameter("blob", "x".repeat(MAX_RECORD_BYTES));
+    let err = Chain::unkeyed()
+        .seal(&ChainHead::default(), &too_big)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidRecord { .. }), "{err}");
+    assert!(err.to_string().contains("bytes"), "{err}");
+    drop(too_big);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut log = AuditLog::new(FileSink::open(&path, FileSinkOptions::new()).unwrap());
+    let first = log.append(&rec(0)).unwrap();
+    drop(log);
+    // A junk line of 9 MiB (more than the verifier's 4 MiB read buffer), then a record
+    // that links to the first one: the junk is an insertion, reported with its size.
+    let junk_len = 9 << 20;
+    let second = Chain::unkeyed().seal(&first.head(), &rec(1)).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(&vec![b'x'; junk_len]).unwrap();
+    f.write_all(format!("\n{}\n", second.line()).as_bytes())
+        .unwrap();
+    drop(f);
+    let opts = VerifyOptions::new().max_line_bytes(1 << 20);
+    let report = verify(&path, &opts).unwrap();
+    let failure = report.failure.unwrap();
+    assert_eq!(failure.kind, FailureKind::Inserted, "{failure}");
+    assert!(
+        failure.detail.contains(&format!("{junk_len} bytes"))
+            && failure.detail.contains("longer than"),
+        "{failure}"
+    );
+    assert_eq!(
+        failure.location,
+        Location::File {
+            path: path.clone(),
+            offset: first.line().len() as u64 + 1,
+            line: 2
+        }
+    );
+    assert_eq!(report.bytes, std::fs::metadata(&path).unwrap().len());
+    // With the default limit, a line that long but under 64 MiB is analysed as usual.
+    let failure = verify(&path, &VerifyOptions::new())
+        .unwrap()
+        .failure
+        .unwrap();
+    assert_eq!(failure.kind, FailureKind::Inserted, "{failure}");
+    assert!(failure.detail.contains("not canonical"), "{failure}");
+
+    // Queries and the writer's tail read refuse a line over the maximum instead of
+    // loading it (a sparse file: no disk space needed).
+    let big = dir.path().join("big.jsonl");
+    std::fs::write(&big, format!("{}\n", first.line())).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&big).unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len + 3 * MAX_RECORD_BYTES as u64).unwrap();
+    drop(f);
+    let err = FileSink::open(&big, FileSinkOptions::new()).unwrap_err();
+    assert!(matches!(err, Error::CorruptTail { .. }), "{err}");
+    assert!(err.to_string().contains("longer than"), "{err}");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&big)
+        .unwrap()
+        .write_all(b"\n")
+        .unwrap();
+    let err = query(&big, &Filter::new()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { line: 2, .. }) && err.to_string().contains("longer than"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("torn")),
+        "nothing was moved aside"
+    );
+}
