@@ -132,7 +132,11 @@
 //!   continue from is named);
 //! * the right `seq` but a `prevHash` that does not link → **modified** (the chain was
 //!   recomputed from here) or **inserted** if the chain links around it;
-//! * a final line without newline → **torn tail**;
+//! * the log's final line without newline → **torn tail** (a rotated file that ends
+//!   without newline although later files follow is a bad line inside the chain:
+//!   **inserted** if the chain links around it, else **modified**);
+//! * a line longer than [`VerifyOptions::max_line_bytes`] → a bad line (as above),
+//!   skipped without being held in memory;
 //! * with a checkpoint: the log ends before the checkpoint's seq → **truncated tail**;
 //!   the record at that seq has another hash → **checkpoint mismatch**.
 //!

@@ -155,8 +155,8 @@ pub enum FailureKind {
     /// The record at the checkpoint's `seq` has a different hash: history was
     /// rewritten after the checkpoint was taken.
     CheckpointMismatch,
-    /// The final line has no newline: an interrupted write (a writer recovers it
-    /// into a `.torn` file on open) or a cut.
+    /// The log's final line (in its last file) has no newline: an interrupted write (a
+    /// writer recovers it into a `.torn` file on open) or a cut.
     TornTail,
     /// The key supplied is not the key the records were sealed with.
     BadKey,
@@ -392,6 +392,18 @@ pub(crate) enum Loc {
     Row { index: u64 },
 }
 
+/// How a line ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LineEnd {
+    /// With a newline.
+    Newline,
+    /// At the end of the whole log, without a newline: a torn tail.
+    EndOfLog,
+    /// At the end of a rotated file that later files follow, without a newline: no
+    /// writer recovers that, so it is a bad line inside the chain.
+    EndOfFileMidSet,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Prev {
     seq: u64,
@@ -455,22 +467,33 @@ impl<'o> Engine<'o> {
     }
 
     /// Feeds one line (without its newline).
-    pub(crate) fn push(&mut self, line: &[u8], terminated: bool, loc: Loc) {
+    pub(crate) fn push(&mut self, line: &[u8], end: LineEnd, loc: Loc) {
         if self.failure.is_some() {
-            self.bytes += line.len() as u64 + u64::from(terminated);
+            self.bytes += line.len() as u64 + u64::from(end == LineEnd::Newline);
             return;
         }
         let info = analyze(line, self.opts, &mut Vec::new());
-        self.push_info(info, line.len() as u64, terminated, loc);
+        self.push_info(info, line.len() as u64, end, loc);
     }
 
     /// Feeds the analysis of one line of `len` bytes (computed by [`analyze`], possibly
     /// on another thread).
-    fn push_info(&mut self, info: Result<Info, String>, len: u64, terminated: bool, loc: Loc) {
-        self.bytes += len + u64::from(terminated);
+    fn push_info(&mut self, info: Result<Info, String>, len: u64, end: LineEnd, loc: Loc) {
+        self.bytes += len + u64::from(end == LineEnd::Newline);
         if self.failure.is_some() {
             return;
         }
+        let info = match (end, info) {
+            (LineEnd::EndOfFileMidSet, info) => Err(format!(
+                "the file ends without a newline although later files of the set follow \
+                 (not a torn tail a writer recovers){}",
+                match info {
+                    Ok(_) => String::new(),
+                    Err(why) => format!("; {why}"),
+                }
+            )),
+            (_, info) => info,
+        };
         if let Some(p) = self.pending.as_mut() {
             let ok = info.as_ref().ok().filter(|i| i.check == Check::Ok);
             if let Some(i) = ok {
@@ -491,7 +514,7 @@ impl<'o> Engine<'o> {
             }
             return;
         }
-        if !terminated {
+        if end == LineEnd::EndOfLog {
             self.failure = Some((
                 FailureKind::TornTail,
                 self.expected,
@@ -824,9 +847,15 @@ impl<'o> Engine<'o> {
 fn feed_reader(
     engine: &mut Engine<'_>,
     file_idx: usize,
+    last_file: bool,
     mut reader: impl Read,
     path: &Path,
 ) -> Result<u64> {
+    let unterminated = if last_file {
+        LineEnd::EndOfLog
+    } else {
+        LineEnd::EndOfFileMidSet
+    };
     const CHUNK: usize = 4 << 20;
     let max_line = engine.opts.max_line_bytes;
     let mut buf: Vec<u8> = vec![0; CHUNK];
@@ -867,7 +896,7 @@ fn feed_reader(
                 offset: start,
                 line: line_no,
             };
-            engine.push_info(Err(too_long(len, max_line)), len, true, loc);
+            engine.push_info(Err(too_long(len, max_line)), len, LineEnd::Newline, loc);
             skipping = None;
             buf.copy_within(nl + 1..n, 0);
             base += nl as u64 + 1;
@@ -895,8 +924,8 @@ fn feed_reader(
                 line: line_no,
             };
             match infos.next() {
-                Some(info) => engine.push_info(info, (e - s) as u64, true, loc),
-                None => engine.push(&buf[s..e], true, loc),
+                Some(info) => engine.push_info(info, (e - s) as u64, LineEnd::Newline, loc),
+                None => engine.push(&buf[s..e], LineEnd::Newline, loc),
             }
         }
         buf.copy_within(start..filled, 0);
@@ -910,14 +939,14 @@ fn feed_reader(
             offset: start,
             line: line_no,
         };
-        engine.push_info(Err(too_long(len, max_line)), len, false, loc);
+        engine.push_info(Err(too_long(len, max_line)), len, unterminated, loc);
         return Ok(start + len);
     }
     if filled > 0 {
         line_no += 1;
         engine.push(
             &buf[..filled],
-            false,
+            unterminated,
             Loc::File {
                 file: file_idx,
                 offset: base,
@@ -968,7 +997,7 @@ pub fn verify_bytes(name: impl Into<PathBuf>, bytes: &[u8], opts: &VerifyOptions
     let name = name.into();
     let mut engine = Engine::new(opts);
     // Reading from a slice cannot fail.
-    let len = feed_reader(&mut engine, 0, bytes, &name).unwrap_or(bytes.len() as u64);
+    let len = feed_reader(&mut engine, 0, true, bytes, &name).unwrap_or(bytes.len() as u64);
     let files = vec![name];
     let resolve = file_resolver(&files);
     engine.finish(
@@ -1026,7 +1055,7 @@ pub fn verify(path: impl AsRef<Path>, opts: &VerifyOptions) -> Result<Report> {
     };
     for (idx, f) in files.iter().enumerate() {
         let file = std::fs::File::open(f).map_err(|e| Error::io("open", f, e))?;
-        let len = feed_reader(&mut engine, idx, file, f)?;
+        let len = feed_reader(&mut engine, idx, idx + 1 == files.len(), file, f)?;
         end = Loc::File {
             file: idx,
             offset: len,
@@ -1059,7 +1088,7 @@ where
             engine.failure = Some((FailureKind::Modified, seq, Some(seq), loc, why.clone()));
             break;
         }
-        engine.push(line.as_bytes(), true, loc);
+        engine.push(line.as_bytes(), LineEnd::Newline, loc);
     }
     let table = table.to_owned();
     Ok(engine.finish(

@@ -539,3 +539,64 @@ fn records_and_lines_longer_than_the_maximum_are_refused_without_buffering_them(
         "nothing was moved aside"
     );
 }
+
+/// A file of a rotated set that ends without a newline although later files follow is
+/// not a torn tail a writer recovers (recovery only touches the active file): it is a bad
+/// line inside the chain, located in its file and classified like any other.
+#[test]
+fn a_line_without_newline_in_the_middle_of_a_rotated_set_is_located_and_classified() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let opts = FileSinkOptions::new()
+        .fsync(FsyncPolicy::Never)
+        .rotate_bytes(1500);
+    let mut log = AuditLog::new(FileSink::open(&path, opts).unwrap());
+    let sealed: Vec<SealedRecord> = (0..20).map(|i| log.append(&rec(i)).unwrap()).collect();
+    drop(log);
+    let first = dir.path().join("audit.jsonl.1");
+    let original = std::fs::read(&first).unwrap();
+    let last_of_first = SealedRecord::parse_line(lines_of(&first).last().unwrap()).unwrap();
+    assert!(dir.path().join("audit.jsonl.2").exists());
+
+    // 1. Junk without newline appended to the first file: the chain links around it.
+    let mut junk = original.clone();
+    junk.extend_from_slice(b"{\"actionType\":\"half a rec");
+    std::fs::write(&first, &junk).unwrap();
+    let report = verify(&path, &VerifyOptions::new()).unwrap();
+    let f = report.failure.unwrap();
+    assert_eq!(f.kind, FailureKind::Inserted, "{f}");
+    assert_eq!(f.seq, last_of_first.seq + 1, "{f}");
+    assert!(f.detail.contains("newline"), "{f}");
+    assert_eq!(
+        f.location,
+        Location::File {
+            path: first.clone(),
+            offset: original.len() as u64,
+            line: lines_of(&first).len() as u64,
+        }
+    );
+    assert_eq!(report.records, last_of_first.seq);
+
+    // 2. The first file's last record cut short: the next file links to the lost record.
+    let cut = &original[..original.len() - 30];
+    std::fs::write(&first, cut).unwrap();
+    let f = verify(&path, &VerifyOptions::new())
+        .unwrap()
+        .failure
+        .unwrap();
+    assert_eq!(
+        (f.kind, f.seq),
+        (FailureKind::Modified, last_of_first.seq),
+        "{f}"
+    );
+    assert!(f.detail.contains("newline"), "{f}");
+    if let Location::File { path: p, .. } = &f.location {
+        assert_eq!(p, &first);
+    }
+
+    // Restored, the set verifies again (and the writer never touched the rotated file).
+    std::fs::write(&first, &original).unwrap();
+    let report = verify(&path, &VerifyOptions::new()).unwrap();
+    assert!(report.is_intact(), "{:?}", report.failure);
+    assert_eq!(report.records, sealed.len() as u64);
+}
