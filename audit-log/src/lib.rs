@@ -104,8 +104,21 @@
 //! # Keyed chains
 //!
 //! An unkeyed chain shows accidental or naive edits, but anyone who can write the file
-//! can recompute every hash after an edit. Two defences: [checkpoints](Checkpoint)
-//! stored elsewhere, and keyed chains ([`Chain::keyed`] with an [`AuditKey`]). A keyed
+//! can edit a record and recompute every hash after it: the verifier then reports the
+//! log as **intact** (a test, `rewritten_history_is_caught_by_the_checkpoint`, does
+//! exactly that). Two defences: [checkpoints](Checkpoint) stored elsewhere, and keyed
+//! chains ([`Chain::keyed`] with an [`AuditKey`]).
+//!
+//! | attacker who can write the log | unkeyed | keyed | + checkpoint at seq *c* |
+//! |---|---|---|---|
+//! | edits a record, recomputes the chain | undetected | detected | detected if the record's seq ≤ *c* |
+//! | appends forged records | undetected | detected (unless `allow_unkeyed`) | undetected if unkeyed |
+//! | cuts off the newest records | undetected | undetected | detected if the log ends before *c* |
+//!
+//! So with an unkeyed chain, whatever follows the newest checkpoint can be rewritten
+//! or cut off undetected until the next checkpoint; a keyed chain stops every rewrite
+//! by anyone without the key, but not the deletion of the newest records. Keep the key
+//! and the checkpoints out of reach of whoever can write the log. A keyed
 //! record carries `keyId` and `keyCheck` = the first 8 bytes (16 hex digits) of
 //! `HMAC-SHA256(secret, "kubesafe-audit-log key check v1")`. The verifier reports
 //! [`FailureKind::BadKey`] (not "modified") when no record sealed under that key id
