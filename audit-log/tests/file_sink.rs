@@ -600,3 +600,50 @@ fn a_line_without_newline_in_the_middle_of_a_rotated_set_is_located_and_classifi
     assert!(report.is_intact(), "{:?}", report.failure);
     assert_eq!(report.records, sealed.len() as u64);
 }
+
+/// The order of a rotated set comes from the file names; renaming files to reorder
+/// them, or adding a copy under a name that sorts into the set, is detected.
+#[test]
+fn reordering_or_duplicating_rotated_files_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let opts = FileSinkOptions::new()
+        .fsync(FsyncPolicy::Never)
+        .rotate_bytes(1500);
+    let mut log = AuditLog::new(FileSink::open(&path, opts).unwrap());
+    for i in 0..20 {
+        log.append(&rec(i)).unwrap();
+    }
+    drop(log);
+    let f1 = dir.path().join("audit.jsonl.1");
+    let f2 = dir.path().join("audit.jsonl.2");
+    let tmp = dir.path().join("swap");
+    std::fs::rename(&f1, &tmp).unwrap();
+    std::fs::rename(&f2, &f1).unwrap();
+    std::fs::rename(&tmp, &f2).unwrap();
+    let f = verify(&path, &VerifyOptions::new())
+        .unwrap()
+        .failure
+        .unwrap();
+    assert_eq!((f.kind, f.seq), (FailureKind::Reordered, 1), "{f}");
+    assert_eq!(
+        f.location,
+        Location::File {
+            path: f1.clone(),
+            offset: 0,
+            line: 1
+        }
+    );
+    std::fs::rename(&f1, &tmp).unwrap();
+    std::fs::rename(&f2, &f1).unwrap();
+    std::fs::rename(&tmp, &f2).unwrap();
+    assert!(verify(&path, &VerifyOptions::new()).unwrap().is_intact());
+
+    // "audit.jsonl.01" parses as rotation number 1 too: the copy is read, and refused.
+    std::fs::copy(&f1, dir.path().join("audit.jsonl.01")).unwrap();
+    let f = verify(&path, &VerifyOptions::new())
+        .unwrap()
+        .failure
+        .unwrap();
+    assert_eq!((f.kind, f.seq), (FailureKind::Inserted, 1), "{f}");
+}
