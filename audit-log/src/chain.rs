@@ -38,7 +38,11 @@ impl ChainHash {
 
     /// Parses exactly 64 lowercase hex digits (the only form written to a log).
     pub fn from_hex(s: &str) -> Option<ChainHash> {
-        let b = s.as_bytes();
+        Self::from_hex_bytes(s.as_bytes())
+    }
+
+    /// [`ChainHash::from_hex`] on bytes.
+    pub(crate) fn from_hex_bytes(b: &[u8]) -> Option<ChainHash> {
         if b.len() != 64 {
             return None;
         }

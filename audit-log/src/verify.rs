@@ -287,7 +287,7 @@ fn analyze_inner(
     opts: &VerifyOptions,
     members: &mut Vec<Member>,
 ) -> Result<Info, String> {
-    let text = canon::scan_object(line, members).map_err(|e| format!("not canonical JSON: {e}"))?;
+    canon::scan_object(line, members).map_err(|e| format!("not canonical JSON: {e}"))?;
     let mut seq = None;
     let mut prev = None;
     let mut hash = None;
@@ -295,28 +295,40 @@ fn analyze_inner(
     let mut key_id = None;
     let mut key_check = None;
     let mut version = None;
+    // A hash value is exactly `"` + 64 lowercase hex digits + `"` (no escape can occur
+    // in it, and one would fail the hex decoding anyway).
+    let hex_value = |raw: &[u8]| {
+        raw.strip_prefix(b"\"")
+            .and_then(|r| r.strip_suffix(b"\""))
+            .and_then(ChainHash::from_hex_bytes)
+    };
+    // A number member as u64 (digits only: the scan proved it a canonical number).
+    let int_value = |raw: &[u8]| {
+        raw.iter().try_fold(0u64, |n, &d| {
+            d.is_ascii_digit()
+                .then_some(())
+                .and_then(|()| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+        })
+    };
     for (i, m) in members.iter().enumerate() {
         let raw = &line[m.value.clone()];
-        match m.key(text).as_ref() {
-            "seq" => {
-                seq = std::str::from_utf8(raw)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
-            }
-            "prevHash" => {
-                prev = canon::string_value(text, &m.value).and_then(|s| ChainHash::from_hex(&s))
-            }
-            "hash" => {
-                hash = canon::string_value(text, &m.value).and_then(|s| ChainHash::from_hex(&s));
+        // The scan recognised the member names this crate writes (`Member::known`); a
+        // chain member's name cannot be spelt otherwise in the canonical form (no letter
+        // can be escaped), so every chain member is recognised.
+        match m.known {
+            Some(canon::SEQ_KEY) => seq = int_value(raw),
+            Some(canon::PREV_HASH_KEY) => prev = hex_value(raw),
+            Some(canon::HASH_KEY) => {
+                hash = hex_value(raw);
                 hash_idx = Some(i);
             }
-            "keyId" => key_id = canon::string_value(text, &m.value).map(|s| s.into_owned()),
-            "keyCheck" => key_check = canon::string_value(text, &m.value).map(|s| s.into_owned()),
-            "v" => {
-                version = std::str::from_utf8(raw)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
+            Some(canon::KEY_ID_KEY) => {
+                key_id = canon::string_value(line, &m.value).map(|s| s.into_owned());
             }
+            Some(canon::KEY_CHECK_KEY) => {
+                key_check = canon::string_value(line, &m.value).map(|s| s.into_owned());
+            }
+            Some(canon::V_KEY) => version = int_value(raw),
             _ => {}
         }
     }
@@ -440,6 +452,8 @@ pub(crate) struct Engine<'o> {
     verified_keys: HashSet<String>,
     pending: Option<Pending>,
     failure: Option<(FailureKind, u64, Option<u64>, Loc, String)>,
+    /// Scratch space for [`Engine::push`].
+    members: Vec<Member>,
 }
 
 impl<'o> Engine<'o> {
@@ -454,6 +468,7 @@ impl<'o> Engine<'o> {
             verified_keys: HashSet::new(),
             pending: None,
             failure: None,
+            members: Vec::with_capacity(32),
         }
     }
 
@@ -472,13 +487,54 @@ impl<'o> Engine<'o> {
             self.bytes += line.len() as u64 + u64::from(end == LineEnd::Newline);
             return;
         }
-        let info = analyze(line, self.opts, &mut Vec::new());
+        let mut members = std::mem::take(&mut self.members);
+        let info = analyze(line, self.opts, &mut members);
+        self.members = members;
         self.push_info(info, line.len() as u64, end, loc);
     }
 
     /// Feeds the analysis of one line of `len` bytes (computed by [`analyze`], possibly
     /// on another thread).
+    #[inline]
     fn push_info(&mut self, info: Result<Info, String>, len: u64, end: LineEnd, loc: Loc) {
+        // The common case, kept small enough to inline: a good record that continues
+        // the chain (no failure or anomaly so far, not the checkpoint's record).
+        if let Ok(i) = &info
+            && i.check == Check::Ok
+            && end == LineEnd::Newline
+            && self.failure.is_none()
+            && self.pending.is_none()
+            && i.seq == self.expected
+            && i.prev == self.prev_hash()
+            && self
+                .opts
+                .checkpoint
+                .as_ref()
+                .is_none_or(|cp| cp.seq() != i.seq)
+        {
+            self.bytes += len + 1;
+            if let Some(k) = &i.key_id
+                && !self.verified_keys.contains(k)
+            {
+                self.verified_keys.insert(k.clone());
+            }
+            self.prevprev = self.prev;
+            self.prev = Some(Prev {
+                seq: i.seq,
+                hash: i.hash,
+                prev: i.prev,
+                loc,
+            });
+            self.expected = i.seq + 1;
+            self.records += 1;
+            return;
+        }
+        self.push_info_slow(info, len, end, loc);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_info_slow(&mut self, info: Result<Info, String>, len: u64, end: LineEnd, loc: Loc) {
         self.bytes += len + u64::from(end == LineEnd::Newline);
         if self.failure.is_some() {
             return;
@@ -910,7 +966,10 @@ fn feed_reader(
             lines.push((start, start + nl));
             start += nl + 1;
         }
-        let infos = if engine.wants_more() {
+        // Several threads analyse the lines of a large chunk; otherwise each line is
+        // analysed as the chain walk reaches it (`Engine::push`).
+        let parallel = engine.wants_more() && engine.opts.thread_count() > 1 && lines.len() >= 128;
+        let infos = if parallel {
             analyze_many(&buf, &lines, engine.opts)
         } else {
             Vec::new()
