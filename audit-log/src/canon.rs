@@ -247,19 +247,27 @@ fn break_tie_to_even(f: f64, digits: &mut String, exp: i64) {
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
     /// The key's content (between the quotes).
+    #[cfg_attr(not(test), allow(dead_code))]
     key: Range<usize>,
     /// Whether the key contains escapes.
+    #[cfg_attr(not(test), allow(dead_code))]
     key_escaped: bool,
     /// Byte offset of the key's opening quote.
     pub(crate) start: usize,
     /// Byte range of the value.
     pub(crate) value: Range<usize>,
+    /// Which of [`RECORD_KEYS`] the name is (top-level members only).
+    pub(crate) known: Option<usize>,
 }
 
 impl Member {
     /// The decoded key.
-    pub(crate) fn key<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let raw = text.get(self.key.clone()).unwrap_or_default();
+    #[cfg(test)]
+    pub(crate) fn key<'a>(&self, line: &'a [u8]) -> Cow<'a, str> {
+        let raw = line
+            .get(self.key.clone())
+            .and_then(|r| std::str::from_utf8(r).ok())
+            .unwrap_or_default();
         if self.key_escaped {
             Cow::Owned(unescape(raw))
         } else {
@@ -287,39 +295,178 @@ type ScanResult<T> = Result<T, ScanError>;
 
 /// Checks that `line` is exactly the canonical form of one JSON object and returns
 /// its top-level members (in order). `line` must not contain the newline.
-pub(crate) fn scan_object<'a>(line: &'a [u8], members: &mut Vec<Member>) -> ScanResult<&'a str> {
+pub(crate) fn scan_object(line: &[u8], members: &mut Vec<Member>) -> ScanResult<()> {
     members.clear();
-    let text = std::str::from_utf8(line).map_err(|e| ScanError {
-        at: e.valid_up_to(),
-        message: "invalid UTF-8",
-    })?;
-    let mut sc = Scanner {
-        text,
-        b: text.as_bytes(),
-        pos: 0,
-    };
-    sc.object(0, Some(members))?;
+    // No byte below 0x20 anywhere: outside strings the canonical form has no whitespace,
+    // inside them every control character is escaped. One branch-free pass over the line
+    // (vectorised by the compiler) checks it, so the string scanner only looks for '"'
+    // and '\\'.
+    // The same pass finds the largest byte: an all-ASCII line (the usual case) needs no
+    // UTF-8 validation.
+    let (min, max) = line
+        .iter()
+        .fold((u8::MAX, 0u8), |(lo, hi), &b| (lo.min(b), hi.max(b)));
+    if min < 0x20 {
+        return Err(ScanError {
+            at: line.iter().position(|&b| b < 0x20).unwrap_or(0),
+            message: "control character (whitespace, or unescaped in a string)",
+        });
+    }
+    if max >= 0x80 {
+        std::str::from_utf8(line).map_err(|e| ScanError {
+            at: e.valid_up_to(),
+            message: "invalid UTF-8",
+        })?;
+    }
+    let mut sc = Scanner { b: line, pos: 0 };
+    sc.top_object(members)?;
     if sc.pos != sc.b.len() {
         return Err(sc.err("trailing bytes after the object"));
     }
-    Ok(text)
+    Ok(())
 }
 
-/// Bytes that end the fast path inside a string: controls, '"' and '\\'.
-static SPECIAL: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = true;
-        i += 1;
+/// The member names of a record line this crate writes, each with its quotes and the
+/// colon, in canonical (RFC 8785) order — a unit test checks the order.
+const RECORD_KEYS: [&[u8]; 20] = [
+    b"\"actionType\":",
+    b"\"completedAt\":",
+    b"\"createdAt\":",
+    b"\"durationMs\":",
+    b"\"errorMessage\":",
+    b"\"hash\":",
+    b"\"keyCheck\":",
+    b"\"keyId\":",
+    b"\"namespace\":",
+    b"\"parameters\":",
+    b"\"policyDecision\":",
+    b"\"prevHash\":",
+    b"\"requestedBy\":",
+    b"\"resourceName\":",
+    b"\"resourceType\":",
+    b"\"result\":",
+    b"\"seq\":",
+    b"\"signature\":",
+    b"\"status\":",
+    b"\"v\":",
+];
+/// Indices of the chain members in [`RECORD_KEYS`].
+pub(crate) const HASH_KEY: usize = 5;
+pub(crate) const KEY_CHECK_KEY: usize = 6;
+pub(crate) const KEY_ID_KEY: usize = 7;
+pub(crate) const PREV_HASH_KEY: usize = 11;
+pub(crate) const SEQ_KEY: usize = 16;
+pub(crate) const V_KEY: usize = 19;
+
+/// [`RECORD_KEYS`] as three little-endian words each (zero-padded), with the masks of
+/// their bytes: comparing a literal is then three XOR/AND on registers instead of a
+/// `memcmp` call.
+const RECORD_KEY_WORDS: [([u64; 3], [u64; 3]); 20] = {
+    let mut out = [([0u64; 3], [0u64; 3]); 20];
+    let mut k = 0;
+    while k < RECORD_KEYS.len() {
+        let lit = RECORD_KEYS[k];
+        let mut i = 0;
+        while i < lit.len() && i < 24 {
+            out[k].0[i / 8] |= (lit[i] as u64) << (8 * (i % 8));
+            out[k].1[i / 8] |= 0xff << (8 * (i % 8));
+            i += 1;
+        }
+        k += 1;
     }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
+    out
 };
 
+/// Which of [`RECORD_KEYS`] `rest` starts with, if any.
+#[inline]
+fn record_key(rest: &[u8]) -> Option<usize> {
+    // The next 24 bytes as words (zero-padded past the end: a literal has no zero byte,
+    // so padding never matches).
+    let mut bytes = [0u8; 24];
+    match rest.get(..24) {
+        Some(head) => bytes.copy_from_slice(head),
+        None => bytes[..rest.len()].copy_from_slice(rest),
+    }
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[8 * i..8 * i + 8]);
+        u64::from_le_bytes(w)
+    };
+    let v = [word(0), word(1), word(2)];
+    let candidates = match rest.get(1)? {
+        b'a' => 0..1,
+        b'c' => 1..3,
+        b'd' => 3..4,
+        b'e' => 4..5,
+        b'h' => 5..6,
+        b'k' => 6..8,
+        b'n' => 8..9,
+        b'p' => 9..12,
+        b'r' => 12..16,
+        b's' => 16..19,
+        b'v' => 19..20,
+        _ => return None,
+    };
+    candidates.into_iter().find(|&i| {
+        RECORD_KEY_WORDS.get(i).is_some_and(|(lit, mask)| {
+            ((v[0] ^ lit[0]) & mask[0]) | ((v[1] ^ lit[1]) & mask[1]) | ((v[2] ^ lit[2]) & mask[2])
+                == 0
+        })
+    })
+}
+
+/// Index of the first `"` or `\\` in `b`, or `b.len()`.
+///
+/// Sixteen bytes at a time (SWAR on two words): for a word `w`, `(v - 0x01…01) & !v &
+/// 0x80…80` with `v = w ^ 0x22…22` flags the bytes of `w` that are `"` (and with
+/// `0x5c…5c`, `\\`). A flag can be a false positive only in a byte *after* a true match
+/// (the borrow runs towards the more significant, later bytes), so the lowest flag is
+/// always a true match; bytes of 0x80 and up never match (`!v` clears their flag). Most
+/// strings of a record (keys, short values) end within the first sixteen bytes, so the
+/// loop's exit is well predicted — a byte-serial or eight-byte loop mispredicts once per
+/// string, which was the largest cost of verification after SHA-256 itself.
+#[inline]
+fn find_quote_or_backslash(b: &[u8]) -> usize {
+    #[inline(always)]
+    fn flags(word: &[u8]) -> u64 {
+        const LO: u64 = 0x0101_0101_0101_0101;
+        const HI: u64 = 0x8080_8080_8080_8080;
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let w = u64::from_le_bytes(bytes);
+        let q = w ^ (LO * b'"' as u64);
+        let s = w ^ (LO * b'\\' as u64);
+        ((q.wrapping_sub(LO) & !q) | (s.wrapping_sub(LO) & !s)) & HI
+    }
+    #[inline(always)]
+    fn first(pair: &[u8]) -> Option<usize> {
+        let (m0, m1) = (flags(&pair[..8]), flags(&pair[8..]));
+        if m0 | m1 == 0 {
+            None
+        } else if m0 != 0 {
+            Some((m0.trailing_zeros() / 8) as usize)
+        } else {
+            Some(8 + (m1.trailing_zeros() / 8) as usize)
+        }
+    }
+    let mut chunks = b.chunks_exact(16);
+    let mut i = 0;
+    for pair in &mut chunks {
+        if let Some(at) = first(pair) {
+            return i + at;
+        }
+        i += 16;
+    }
+    // The tail, padded with zeros (which match nothing).
+    let rest = chunks.remainder();
+    let mut pair = [0u8; 16];
+    pair[..rest.len()].copy_from_slice(rest);
+    i + first(&pair).unwrap_or(rest.len())
+}
+
+/// Scans a line already known to be valid UTF-8 (so every slice between ASCII
+/// delimiters is UTF-8 too).
 struct Scanner<'a> {
-    text: &'a str,
     b: &'a [u8],
     pos: usize,
 }
@@ -354,7 +501,7 @@ impl<'a> Scanner<'a> {
 
     fn value(&mut self, depth: usize) -> ScanResult<()> {
         match self.peek() {
-            Some(b'{') => self.object(depth + 1, None),
+            Some(b'{') => self.object(depth + 1),
             Some(b'[') => self.array(depth + 1),
             Some(b'"') => self.string().map(|_| ()),
             Some(b't') => self.literal(b"true"),
@@ -397,7 +544,8 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn object(&mut self, depth: usize, mut top: Option<&mut Vec<Member>>) -> ScanResult<()> {
+    /// A nested object.
+    fn object(&mut self, depth: usize) -> ScanResult<()> {
         if depth > MAX_DEPTH {
             return Err(self.err("nesting too deep"));
         }
@@ -422,16 +570,7 @@ impl<'a> Scanner<'a> {
                 });
             }
             self.expect(b':', "expected ':'")?;
-            let vstart = self.pos;
             self.value(depth)?;
-            if let Some(members) = top.as_deref_mut() {
-                members.push(Member {
-                    key: tok.raw.clone(),
-                    key_escaped: tok.escaped,
-                    start,
-                    value: vstart..self.pos,
-                });
-            }
             prev_key = Some(tok);
             match self.peek() {
                 Some(b',') => self.pos += 1,
@@ -442,6 +581,93 @@ impl<'a> Scanner<'a> {
                 _ => return Err(self.err("expected ',' or '}'")),
             }
         }
+    }
+
+    /// The top-level object of a line: like [`Scanner::object`], plus the member spans.
+    fn top_object(&mut self, members: &mut Vec<Member>) -> ScanResult<()> {
+        self.expect(b'{', "expected '{'")?;
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        let mut prev_key: Option<StrTok> = None;
+        let mut prev_known: Option<usize> = None;
+        loop {
+            let start = self.pos;
+            // A member name this crate writes is recognised by comparing a literal: the
+            // scan then moves on by a constant, which the CPU predicts, instead of waiting
+            // for the end of the string to be computed (see `RECORD_KEYS`).
+            let known = record_key(self.b.get(start..).unwrap_or_default());
+            let tok = match known.and_then(|k| RECORD_KEYS.get(k)) {
+                Some(lit) => {
+                    // The literal is `"name":` — the name has no escape.
+                    self.pos += lit.len();
+                    StrTok {
+                        raw: start + 1..start + lit.len() - 2,
+                        escaped: false,
+                    }
+                }
+                None => {
+                    if self.peek() != Some(b'"') {
+                        return Err(self.err("expected an object key"));
+                    }
+                    let tok = self.string()?;
+                    self.expect(b':', "expected ':'")?;
+                    tok
+                }
+            };
+            if let Some(prev) = &prev_key {
+                let ordered = match (prev_known, known) {
+                    // RECORD_KEYS is in canonical order.
+                    (Some(p), Some(k)) => p < k,
+                    _ => self.tok_cmp(prev, &tok) == Ordering::Less,
+                };
+                if !ordered {
+                    return Err(ScanError {
+                        at: start,
+                        message: "object keys not in canonical order (or duplicated)",
+                    });
+                }
+            }
+            let vstart = self.pos;
+            if !(matches!(known, Some(HASH_KEY | PREV_HASH_KEY)) && self.hash_value()) {
+                self.value(0)?;
+            }
+            members.push(Member {
+                key: tok.raw.clone(),
+                key_escaped: tok.escaped,
+                start,
+                value: vstart..self.pos,
+                known,
+            });
+            prev_key = Some(tok);
+            prev_known = known;
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.err("expected ',' or '}'")),
+            }
+        }
+    }
+
+    /// At a chain hash value (`"` + 64 hex digits + `"`): checks that it is a string of
+    /// 64 bytes without `"` or `\\` (controls are refused for the whole line) and skips
+    /// it. Otherwise leaves `pos` alone and returns `false` (the generic scan follows).
+    /// Whether the 64 bytes are lowercase hex is the analysis' business.
+    #[inline]
+    fn hash_value(&mut self) -> bool {
+        let ok = self.b.get(self.pos..self.pos + 66).is_some_and(|v| {
+            v.first() == Some(&b'"')
+                && v.last() == Some(&b'"')
+                && find_quote_or_backslash(v.get(1..65).unwrap_or_default()) == 64
+        });
+        if ok {
+            self.pos += 66;
+        }
+        ok
     }
 
     /// RFC 8785 order of two keys.
@@ -455,7 +681,11 @@ impl<'a> Scanner<'a> {
 
     fn decode(&self, tok: &StrTok) -> Cow<'a, str> {
         // String bodies start and end next to ASCII quotes: always char boundaries.
-        let raw = self.text.get(tok.raw.clone()).unwrap_or_default();
+        let raw = self
+            .b
+            .get(tok.raw.clone())
+            .and_then(|r| std::str::from_utf8(r).ok())
+            .unwrap_or_default();
         if tok.escaped {
             Cow::Owned(unescape(raw))
         } else {
@@ -463,17 +693,33 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// A string token at `self.pos` (its opening quote). The common case — no escape up
+    /// to the closing quote — is found by one [`find_special`] and returns here.
+    #[inline]
     fn string(&mut self) -> ScanResult<StrTok> {
-        self.pos += 1; // opening quote
-        let start = self.pos;
+        let start = self.pos + 1;
+        let n = find_quote_or_backslash(self.b.get(start..).unwrap_or_default());
+        if self.b.get(start + n) == Some(&b'"') {
+            self.pos = start + n + 1;
+            return Ok(StrTok {
+                raw: start..start + n,
+                escaped: false,
+            });
+        }
+        self.pos = start + n;
+        self.string_slow(start)
+    }
+
+    /// The rest of a string token from `self.pos` (at a special byte), `start` being the
+    /// first byte of its content.
+    #[cold]
+    fn string_slow(&mut self, start: usize) -> ScanResult<StrTok> {
         let mut escaped = false;
         loop {
-            // Fast skip over ordinary bytes (everything but '"', '\\' and controls).
+            // Fast skip to the next '"' or '\\' (controls are refused for the whole line
+            // before scanning).
             if let Some(rest) = self.b.get(self.pos..) {
-                self.pos += rest
-                    .iter()
-                    .position(|&c| SPECIAL[usize::from(c)])
-                    .unwrap_or(rest.len());
+                self.pos += find_quote_or_backslash(rest);
             }
             let Some(&c) = self.b.get(self.pos) else {
                 return Err(self.err("unterminated string"));
@@ -566,7 +812,12 @@ impl<'a> Scanner<'a> {
             }
         }
         self.pos = i;
-        let tok = self.text.get(start..i).unwrap_or_default();
+        // ASCII digits and signs only.
+        let tok = self
+            .b
+            .get(start..i)
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .unwrap_or_default();
         if plain_int {
             if tok == "-0" {
                 return Err(ScanError {
@@ -574,7 +825,8 @@ impl<'a> Scanner<'a> {
                     message: "non-canonical number (-0)",
                 });
             }
-            if tok.parse::<u64>().is_ok() || tok.parse::<i64>().is_ok() {
+            // Up to 18 digits always fit an i64 (and 19 a u64): no need to parse.
+            if n <= 18 || tok.parse::<u64>().is_ok() || tok.parse::<i64>().is_ok() {
                 return Ok(());
             }
         }
@@ -619,9 +871,9 @@ fn unescape(raw: &str) -> String {
 }
 
 /// Decodes a string value span (quotes included) of a scanned line.
-pub(crate) fn string_value<'a>(text: &'a str, span: &Range<usize>) -> Option<Cow<'a, str>> {
-    let inner = text
-        .get(span.clone())?
+pub(crate) fn string_value<'a>(line: &'a [u8], span: &Range<usize>) -> Option<Cow<'a, str>> {
+    let inner = std::str::from_utf8(line.get(span.clone())?)
+        .ok()?
         .strip_prefix('"')?
         .strip_suffix('"')?;
     if inner.contains('\\') {
@@ -641,6 +893,79 @@ mod tests {
         let mut out = Vec::new();
         write_value(v, &mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    fn naive_quote_or_backslash(b: &[u8]) -> usize {
+        b.iter()
+            .position(|&c| c == b'"' || c == b'\\')
+            .unwrap_or(b.len())
+    }
+
+    #[test]
+    fn find_quote_or_backslash_on_every_byte_at_every_position() {
+        for len in 0..=35 {
+            for pos in 0..len {
+                for byte in 0..=255u8 {
+                    for fill in [b'a', 0xff, 0x00, b'"' + 1] {
+                        let mut b = vec![fill; len];
+                        b[pos] = byte;
+                        assert_eq!(find_quote_or_backslash(&b), naive_quote_or_backslash(&b));
+                        // A borrow out of a matching byte must not flag the byte after it.
+                        if pos + 1 < len {
+                            b[pos + 1] = b'"' + 1;
+                            assert_eq!(find_quote_or_backslash(&b), naive_quote_or_backslash(&b));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn record_keys_are_the_writers_names_in_canonical_order() {
+        let names: Vec<String> = RECORD_KEYS
+            .iter()
+            .map(|k| {
+                let k = std::str::from_utf8(k).unwrap();
+                k.strip_prefix('"')
+                    .unwrap()
+                    .strip_suffix("\":")
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        for pair in names.windows(2) {
+            assert_eq!(key_cmp(&pair[0], &pair[1]), Ordering::Less, "{pair:?}");
+        }
+        assert_eq!(names[HASH_KEY], "hash");
+        assert_eq!(names[KEY_CHECK_KEY], "keyCheck");
+        assert_eq!(names[KEY_ID_KEY], "keyId");
+        assert_eq!(names[PREV_HASH_KEY], "prevHash");
+        assert_eq!(names[SEQ_KEY], "seq");
+        assert_eq!(names[V_KEY], "v");
+        for (i, k) in RECORD_KEYS.iter().enumerate() {
+            assert_eq!(record_key(k), Some(i));
+            assert_eq!(record_key(&k[..k.len() - 1]), None);
+        }
+        // Every member the writer emits is among them.
+        let rec = crate::AuditRecord::new("a", crate::Status::Completed)
+            .namespace("n")
+            .resource("t", "r")
+            .parameter("p", 1)
+            .requested_by("u")
+            .policy_decision(1)
+            .signature(1)
+            .duration_ms(1)
+            .error_message("e")
+            .result(1)
+            .completed_at(jiff::Timestamp::UNIX_EPOCH);
+        let key = crate::AuditKey::new("k", vec![1; 16]).unwrap();
+        let sealed = crate::Chain::keyed(key)
+            .seal(&crate::ChainHead::default(), &rec)
+            .unwrap();
+        let v: Value = serde_json::from_str(sealed.line()).unwrap();
+        let written: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(written, names.iter().collect::<Vec<_>>());
     }
 
     #[test]
@@ -754,7 +1079,8 @@ mod tests {
     fn scanner_reports_top_level_spans() {
         let line = br#"{"a":{"x":[1,2]},"b":"q\"r","c":3,"d\nk":0}"#;
         let mut m = Vec::new();
-        let text = scan_object(line, &mut m).unwrap();
+        scan_object(line, &mut m).unwrap();
+        let text = &line[..];
         let keys: Vec<String> = m.iter().map(|m| m.key(text).into_owned()).collect();
         assert_eq!(keys, ["a", "b", "c", "d\nk"]);
         assert_eq!(&line[m[0].value.clone()], br#"{"x":[1,2]}"#);
@@ -794,6 +1120,118 @@ mod tests {
         })
     }
 
+    /// The definition the scanner implements: `text` is one JSON object whose canonical
+    /// form is exactly `text`.
+    fn canonical_by_definition(text: &[u8]) -> bool {
+        match serde_json::from_slice::<Value>(text) {
+            Ok(v @ Value::Object(_)) => canon(&v).as_bytes() == text,
+            _ => false,
+        }
+    }
+
+    /// Objects shaped like record lines: the record member names (the scanner's fast
+    /// path), chain-hash-like values, and arbitrary extra members.
+    fn arb_record_like() -> impl Strategy<Value = Value> {
+        let name = prop_oneof![
+            prop::sample::select(
+                RECORD_KEYS
+                    .iter()
+                    .map(|k| String::from_utf8(k[1..k.len() - 2].to_vec()).unwrap())
+                    .collect::<Vec<_>>()
+            ),
+            "[a-zA-Z]{1,14}",
+            any::<String>(),
+        ];
+        let value = prop_oneof![
+            "[0-9a-f]{64}".prop_map(Value::String),
+            "[0-9a-f\\\\\"]{62,66}".prop_map(Value::String),
+            arb_json(),
+        ];
+        prop::collection::btree_map(name, value, 0..12)
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
+
+    /// One random edit of a line: replace, insert or delete a byte, duplicate a member,
+    /// or swap two members.
+    fn edit(line: &[u8], kind: u8, at: usize, byte: u8) -> Vec<u8> {
+        let mut out = line.to_vec();
+        let at = at % (out.len() + 1);
+        match kind % 5 {
+            0 if at < out.len() => out[at] = byte,
+            1 => out.insert(at, byte),
+            2 if at < out.len() => {
+                out.remove(at);
+            }
+            3 => {
+                // Repeat the member that ends at the first comma at or after `at` (or the
+                // last member): `{…,"k":v,…}` → `{…,"k":v,"k":v,…}`.
+                let end = out[at.min(out.len())..]
+                    .iter()
+                    .position(|b| *b == b',')
+                    .map_or(out.len().saturating_sub(1), |p| at + p);
+                let start = out[..end].iter().rposition(|b| *b == b',' || *b == b'{');
+                if let Some(start) = start
+                    && start + 1 < end
+                {
+                    let member = out[start + 1..end].to_vec();
+                    out.insert(end, b',');
+                    for (i, b) in member.into_iter().enumerate() {
+                        out.insert(end + 1 + i, b);
+                    }
+                }
+            }
+            _ => {
+                // Swap the member starting after the comma at or after `at` with the
+                // previous one (a crude reordering).
+                let commas: Vec<usize> = out
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b',')
+                    .map(|(i, _)| i)
+                    .collect();
+                if commas.len() >= 2 {
+                    let k = at % (commas.len() - 1);
+                    let (a, b) = (commas[k], commas[k + 1]);
+                    let start = if k == 0 { 1 } else { commas[k - 1] + 1 };
+                    let mut swapped = out[..start].to_vec();
+                    swapped.extend_from_slice(&out[a + 1..b]);
+                    swapped.push(b',');
+                    swapped.extend_from_slice(&out[start..a]);
+                    swapped.extend_from_slice(&out[b..]);
+                    out = swapped;
+                }
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        /// The scanner (with its fast paths for record member names and chain hashes)
+        /// accepts a line exactly when the line is the canonical form of the object it
+        /// encodes: canonical lines pass, and a random edit passes only if the edited
+        /// line happens to be canonical too.
+        #[test]
+        fn scanner_accepts_exactly_the_canonical_lines(
+            v in arb_record_like(),
+            kind in any::<u8>(),
+            at in any::<usize>(),
+            byte in prop_oneof![any::<u8>(), prop::sample::select(b"{}[],:\"\\ 0123456789.eE+-tfnu".to_vec())],
+        ) {
+            let line = canon(&v).into_bytes();
+            let mut m = Vec::new();
+            prop_assert!(scan_object(&line, &mut m).is_ok(), "{}", String::from_utf8_lossy(&line));
+            let edited = edit(&line, kind, at, byte);
+            prop_assert_eq!(
+                scan_object(&edited, &mut m).is_ok(),
+                canonical_by_definition(&edited),
+                "{}",
+                String::from_utf8_lossy(&edited)
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn canonical_output_scans_and_round_trips(v in arb_json()) {
@@ -804,6 +1242,19 @@ mod tests {
             let back: Value = serde_json::from_str(&text).unwrap();
             // Re-canonicalizing the parsed value gives the same bytes (idempotent).
             prop_assert_eq!(canon(&back), text);
+        }
+
+        #[test]
+        fn find_quote_or_backslash_agrees_with_a_byte_loop(
+            b in prop::collection::vec(prop_oneof![
+                any::<u8>(),
+                Just(b'"'), Just(b'\\'), Just(0x1f), Just(0x20), Just(0x21), Just(0x5b),
+                Just(0x5d), Just(0x80), Just(0xa2), Just(0xdc), Just(0x00),
+            ], 0..40),
+            start in 0usize..8,
+        ) {
+            let b = &b[start.min(b.len())..];
+            prop_assert_eq!(find_quote_or_backslash(b), naive_quote_or_backslash(b));
         }
 
         #[test]

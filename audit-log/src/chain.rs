@@ -13,6 +13,14 @@ use crate::record::{AuditRecord, SealedRecord};
 
 type HmacSha256 = Hmac<Sha256>;
 
+// The keyed HMAC state an `AuditKey` keeps (SHA-256 states after absorbing the padded
+// key) is as secret as the key. `Hmac<Sha256>` holds it in two `Sha256VarCore`s, which
+// wipe themselves on drop only with `sha2`'s `zeroize` feature: fail the build without it.
+const _: fn() = || {
+    fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    wiped_on_drop::<sha2::block_api::Sha256VarCore>();
+};
+
 /// A 32-byte chain hash (SHA-256 or HMAC-SHA256), written as 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct ChainHash(pub [u8; 32]);
@@ -30,7 +38,11 @@ impl ChainHash {
 
     /// Parses exactly 64 lowercase hex digits (the only form written to a log).
     pub fn from_hex(s: &str) -> Option<ChainHash> {
-        let b = s.as_bytes();
+        Self::from_hex_bytes(s.as_bytes())
+    }
+
+    /// [`ChainHash::from_hex`] on bytes.
+    pub(crate) fn from_hex_bytes(b: &[u8]) -> Option<ChainHash> {
         if b.len() != 64 {
             return None;
         }
@@ -80,19 +92,20 @@ pub(crate) fn push_hex(bytes: &[u8], out: &mut String) {
     }
 }
 
-pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
+/// Decodes hex (either case, surrounding whitespace ignored) into a buffer that is wiped
+/// on drop and never reallocated (so no stray copy of a secret is left behind).
+pub(crate) fn decode_hex(s: &str) -> Option<Zeroizing<Vec<u8>>> {
     let s = s.trim();
     if !s.len().is_multiple_of(2) {
         return None;
     }
-    s.as_bytes()
-        .chunks_exact(2)
-        .map(|p| {
-            let hi = hex_val(p[0].to_ascii_lowercase())?;
-            let lo = hex_val(p[1].to_ascii_lowercase())?;
-            Some((hi << 4) | lo)
-        })
-        .collect()
+    let mut out = Zeroizing::new(Vec::with_capacity(s.len() / 2));
+    for p in s.as_bytes().chunks_exact(2) {
+        let hi = hex_val(p[0].to_ascii_lowercase())?;
+        let lo = hex_val(p[1].to_ascii_lowercase())?;
+        out.push((hi << 4) | lo);
+    }
+    Some(out)
 }
 
 impl fmt::Display for ChainHash {
@@ -194,27 +207,39 @@ impl AuditKey {
         Ok(AuditKey { id, secret, mac })
     }
 
-    /// Parses the JSON key-file format `{"keyId": ..., "secret": "<hex>"}`.
+    /// Parses the JSON key-file format `{"keyId": ..., "secret": "<hex>"}`; `what` names
+    /// the source in errors. Error messages never quote the secret (nor any other value
+    /// of the file), and the transient copies of the secret made while parsing are wiped.
     pub fn from_json(text: &str, what: &str) -> Result<Self> {
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase", deny_unknown_fields)]
-        struct KeyFile {
-            key_id: String,
-            secret: String,
+        let invalid = |message: String| Error::InvalidKey {
+            what: what.to_owned(),
+            message,
+        };
+        const FORMAT: &str = r#"expected {"keyId": "<id>", "secret": "<hex>"}"#;
+        // Parsing into a `Value` can only fail on syntax, and serde_json's syntax errors
+        // name a position, never a value (unlike "invalid type: integer `…`").
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| invalid(format!("{FORMAT}: {e}")))?;
+        let serde_json::Value::Object(mut map) = value else {
+            return Err(invalid(format!("{FORMAT}: not a JSON object")));
+        };
+        let secret = match map.remove("secret") {
+            Some(serde_json::Value::String(s)) => Zeroizing::new(s),
+            Some(_) => return Err(invalid("\"secret\" must be a hex string".into())),
+            None => return Err(invalid(format!("{FORMAT}: \"secret\" is missing"))),
+        };
+        let key_id = match map.remove("keyId") {
+            Some(serde_json::Value::String(s)) => s,
+            Some(_) => return Err(invalid("\"keyId\" must be a string".into())),
+            None => return Err(invalid(format!("{FORMAT}: \"keyId\" is missing"))),
+        };
+        if let Some(field) = map.keys().next() {
+            return Err(invalid(format!("{FORMAT}: unknown field {field:?}")));
         }
-        let kf: KeyFile = serde_json::from_str(text).map_err(|e| Error::InvalidKey {
-            what: what.to_owned(),
-            message: format!("expected {{\"keyId\": ..., \"secret\": \"<hex>\"}}: {e}"),
-        })?;
-        let secret = Zeroizing::new(decode_hex(&kf.secret).ok_or_else(|| Error::InvalidKey {
-            what: what.to_owned(),
-            message: "secret is not hex".into(),
-        })?);
-        AuditKey::new(kf.key_id, secret.as_slice()).map_err(|e| match e {
-            Error::InvalidKey { message, .. } => Error::InvalidKey {
-                what: what.to_owned(),
-                message,
-            },
+        let secret = decode_hex(&secret)
+            .ok_or_else(|| invalid("\"secret\" is not an even number of hex digits".into()))?;
+        AuditKey::new(key_id, secret.as_slice()).map_err(|e| match e {
+            Error::InvalidKey { message, .. } => invalid(message),
             other => other,
         })
     }
@@ -222,16 +247,18 @@ impl AuditKey {
     /// Reads a key file (see [`AuditKey`] for the format).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| Error::io("read key file", path, e))?;
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|e| Error::io("read key file", path, e))?,
+        );
         AuditKey::from_json(&text, &path.display().to_string())
     }
 
     /// The key file JSON for this key (contains the secret).
     pub fn to_json(&self) -> String {
-        let mut hex = String::new();
+        let mut hex = Zeroizing::new(String::with_capacity(2 * self.secret.len()));
         push_hex(&self.secret, &mut hex);
-        serde_json::json!({"keyId": self.id, "secret": hex}).to_string()
+        let id = serde_json::Value::String(self.id.clone());
+        format!(r#"{{"keyId":{id},"secret":"{}"}}"#, hex.as_str())
     }
 
     /// The key id.
@@ -400,6 +427,17 @@ impl Chain {
             self.key_check.as_deref(),
             buf,
         );
+        // The stored line adds `,"hash":"<64 hex>"` (74 bytes) to the hashed bytes.
+        let line_len = buf.len() + 74;
+        if line_len > crate::record::MAX_RECORD_BYTES {
+            return Err(Error::invalid(
+                "record",
+                format!(
+                    "the sealed record would be {line_len} bytes, more than the maximum of {} bytes",
+                    crate::record::MAX_RECORD_BYTES
+                ),
+            ));
+        }
         let hash = digest_parts(self.key.as_ref(), &[buf.as_slice()]);
         let (before, after) = buf.split_at(at);
         let mut line = String::with_capacity(buf.len() + 76);
@@ -445,6 +483,32 @@ mod tests {
         assert!(!format!("{k:?}").contains("0707"));
         let err = AuditKey::from_json(r#"{"keyId":"x","secret":"zz"}"#, "f.json").unwrap_err();
         assert!(err.to_string().contains("f.json"), "{err}");
+    }
+
+    #[test]
+    fn key_file_errors_never_quote_the_secret() {
+        // A secret written as a JSON number, a hex string with one bad digit, a secret
+        // under a misspelt field: none of these may end up in an error message (logs).
+        let secret = "1234567898765432";
+        for text in [
+            format!(r#"{{"keyId":"k","secret":{secret}}}"#),
+            format!(r#"{{"keyId":"k","secret":"{secret}x"}}"#),
+            format!(r#"{{"keyId":"k","secret":["{secret}"]}}"#),
+            format!(r#"{{"keyId":"k","Secret":"{secret}"}}"#),
+            format!(r#"{{"keyId":"k","secret":"{secret}""#),
+            format!(r#"["{secret}"]"#),
+        ] {
+            let err = AuditKey::from_json(&text, "k.json")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("k.json"), "{err}");
+            assert!(!err.contains("12345678"), "secret in error message: {err}");
+        }
+        let err = AuditKey::from_json(r#"{"secret":"00112233445566778899aabbccddeeff"}"#, "k")
+            .unwrap_err();
+        assert!(err.to_string().contains("keyId"), "{err}");
+        let err = AuditKey::from_json(r#"{"keyId":7,"secret":"00"}"#, "k").unwrap_err();
+        assert!(err.to_string().contains("keyId"), "{err}");
     }
 
     #[test]

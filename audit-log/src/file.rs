@@ -52,20 +52,37 @@ use std::time::{Duration, Instant};
 use crate::chain::{Chain, ChainHead};
 use crate::error::{Error, Result};
 use crate::query::{Filter, Stats, StatsBuilder};
-use crate::record::{AuditRecord, SealedRecord};
+use crate::record::{AuditRecord, MAX_RECORD_BYTES, SealedRecord};
 use crate::sink::AuditSink;
 
 /// When appended records are made durable with `fdatasync`.
+///
+/// Under every policy, when `append`/`append_batch` returns `Ok` its records have been
+/// written to the file with one `write(2)`: they are in the kernel's page cache and
+/// survive a crash of the process (even `SIGKILL`). The policies differ in what survives
+/// a power loss or a kernel crash.
+///
+/// If an fsync fails — inline or in the background — the sink keeps refusing every later
+/// append and flush with [`Error::Io`] (op `"fsync"`): after a failed fsync the kernel
+/// may have dropped the unsynced pages and marked them clean, so a later fsync could
+/// report success without them. Reopen the sink once the disk is fixed, then verify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FsyncPolicy {
-    /// Before every `append`/`append_batch` returns (a batch is one write and one sync).
-    /// A record whose append returned survives a crash or power loss.
+    /// Sync before every `append`/`append_batch` returns (a batch is one write and one
+    /// sync). A record whose append returned `Ok` survives a power loss. When the sync
+    /// fails, the append returns the error although its records were written (they may
+    /// or may not survive a power loss).
     EveryRecord,
     /// Group commit: a background thread syncs once `records` records are unsynced, or
-    /// when the oldest unsynced record is `interval` old, while appends go on. If more
-    /// than `2 × records` are unsynced (the disk is behind), the appender syncs inline.
-    /// A power loss loses at most that window; a process crash loses nothing.
+    /// when the oldest unsynced record is `interval` old, while appends go on. An append
+    /// that would leave `2 × records` or more unsynced (the disk is behind) syncs inline
+    /// before returning. So when an append returns, its records survive a process crash
+    /// but not yet a power loss: they are durable after the next completed sync (or
+    /// [`flush`](crate::AuditSink::flush), which syncs and reports errors). A power loss
+    /// loses at most the records appended since the last completed sync — fewer than
+    /// `2 × records`, and with `interval`, normally none older than `interval` plus one
+    /// sync. A failed background sync is reported by the next append or flush.
     Batch {
         /// Sync after this many unsynced records (at least 1).
         records: usize,
@@ -179,6 +196,8 @@ struct FlushState {
     /// The record threshold was reached: sync now.
     urgent: bool,
     stop: bool,
+    /// A background sync failed (kind, message); handed to the appender.
+    failed: Option<(std::io::ErrorKind, String)>,
 }
 
 /// The group-commit thread: syncs when `records` are pending or the oldest pending
@@ -197,6 +216,7 @@ impl Flusher {
                 pending: 0,
                 urgent: false,
                 stop: false,
+                failed: None,
             }),
             Condvar::new(),
         ));
@@ -228,14 +248,21 @@ impl Flusher {
                             st.urgent = false;
                             let file = st.file.clone();
                             drop(st);
-                            if let Some(f) = file
-                                && let Err(e) = f.sync_data()
-                            {
-                                tracing::error!(path = %path.display(), error = %e, "audit log group-commit fsync failed");
-                            }
+                            let result = file.map_or(Ok(()), |f| f.sync_data());
                             st = m.lock().unwrap_or_else(|e| e.into_inner());
-                            st.pending = st.pending.saturating_sub(snapshot);
-                            st.dirty_since = (st.pending > 0).then(Instant::now);
+                            match result {
+                                Ok(()) => {
+                                    st.pending = st.pending.saturating_sub(snapshot);
+                                    st.dirty_since = (st.pending > 0).then(Instant::now);
+                                }
+                                Err(e) => {
+                                    // Not durable: keep the records pending, stop retrying
+                                    // on the timer, and let the next append report it.
+                                    tracing::error!(path = %path.display(), error = %e, "audit log group-commit fsync failed");
+                                    st.failed.get_or_insert((e.kind(), e.to_string()));
+                                    st.dirty_since = None;
+                                }
+                            }
                         }
                     }
                 }
@@ -279,6 +306,12 @@ impl Flusher {
         let (m, _) = &*self.shared;
         m.lock().unwrap_or_else(|e| e.into_inner()).pending
     }
+
+    /// Takes the failure of a background sync, if one happened.
+    fn take_failure(&self) -> Option<(std::io::ErrorKind, String)> {
+        let (m, _) = &*self.shared;
+        m.lock().unwrap_or_else(|e| e.into_inner()).failed.take()
+    }
 }
 
 impl Drop for Flusher {
@@ -305,6 +338,9 @@ pub struct FileSink {
     out: Vec<u8>,
     flusher: Option<Flusher>,
     recovered: Vec<Recovery>,
+    /// The first failed fsync (kind, message): from then on the sink refuses to append
+    /// or flush (see [`FsyncPolicy`]).
+    sync_failed: Option<(std::io::ErrorKind, String)>,
 }
 
 impl std::fmt::Debug for FileSink {
@@ -453,7 +489,20 @@ struct Tail {
     torn: Option<(u64, Vec<u8>)>,
 }
 
+/// Reads the tail of a log file. A torn tail and the last line are each at most
+/// [`MAX_RECORD_BYTES`] (a writer never writes a longer line), so at most about twice that
+/// is read; a longer run without newlines is not this crate's data: [`Error::CorruptTail`].
 fn read_tail(file: &File, len: u64, path: &Path) -> Result<Tail> {
+    let max = MAX_RECORD_BYTES as u64;
+    let limit = 2 * max + 2;
+    let too_long = |offset: u64| Error::CorruptTail {
+        path: path.to_owned(),
+        offset,
+        message: format!(
+            "no newline for more than {MAX_RECORD_BYTES} bytes: a line longer than the \
+             maximum record size, which no writer of this crate produces"
+        ),
+    };
     let mut window: u64 = 64 * 1024;
     loop {
         let start = len.saturating_sub(window);
@@ -464,6 +513,13 @@ fn read_tail(file: &File, len: u64, path: &Path) -> Result<Tail> {
         f.read_exact(&mut buf)
             .map_err(|e| Error::io("read", path, e))?;
         let at_file_start = start == 0;
+        let grow = |window: u64| {
+            if window >= limit {
+                Err(too_long(start))
+            } else {
+                Ok((window * 4).min(limit))
+            }
+        };
         // Split off torn bytes after the last newline.
         let (complete_end, torn) = match memchr::memrchr(b'\n', &buf) {
             Some(nl) if nl + 1 == buf.len() => (buf.len(), None),
@@ -473,10 +529,15 @@ fn read_tail(file: &File, len: u64, path: &Path) -> Result<Tail> {
             ),
             None if at_file_start => (0, (!buf.is_empty()).then(|| (0, buf.clone()))),
             None => {
-                window = window.saturating_mul(4);
+                window = grow(window)?;
                 continue;
             }
         };
+        if let Some((offset, t)) = &torn
+            && t.len() as u64 > max
+        {
+            return Err(too_long(*offset));
+        }
         if complete_end == 0 {
             return Ok(Tail {
                 last_line: None,
@@ -488,10 +549,13 @@ fn read_tail(file: &File, len: u64, path: &Path) -> Result<Tail> {
             Some(nl) => nl + 1,
             None if at_file_start => 0,
             None => {
-                window = window.saturating_mul(4);
+                window = grow(window)?;
                 continue;
             }
         };
+        if (body.len() - line_start) as u64 > max {
+            return Err(too_long(start + line_start as u64));
+        }
         return Ok(Tail {
             last_line: Some((start + line_start as u64, body[line_start..].to_vec())),
             torn,
@@ -552,6 +616,7 @@ impl FileSink {
             out: Vec::new(),
             flusher,
             recovered: Vec::new(),
+            sync_failed: None,
         };
         sink.locked(|s| s.refresh())?;
         Ok(sink)
@@ -714,11 +779,38 @@ impl FileSink {
         Ok(ChainHead::default())
     }
 
+    /// Fails (for good) once an fsync of this sink has failed: after a failed fsync the
+    /// kernel may have dropped the unsynced pages and marked them clean, so a later fsync
+    /// could succeed without them — nothing appended since may be called durable.
+    fn check_sync(&mut self) -> Result<()> {
+        if self.sync_failed.is_none()
+            && let Some(f) = self.flusher.as_ref().and_then(Flusher::take_failure)
+        {
+            self.sync_failed = Some(f);
+        }
+        match &self.sync_failed {
+            None => Ok(()),
+            Some((kind, message)) => Err(Error::io(
+                "fsync",
+                &self.path,
+                std::io::Error::new(
+                    *kind,
+                    format!(
+                        "an fsync of this log failed ({message}); records appended since the \
+                         last successful fsync may not be durable; reopen the sink after \
+                         checking the disk, then verify the log"
+                    ),
+                ),
+            )),
+        }
+    }
+
     fn append_locked(
         &mut self,
         chain: &Chain,
         records: &[AuditRecord],
     ) -> Result<Vec<SealedRecord>> {
+        self.check_sync()?;
         self.refresh()?;
         let mut head = self.head;
         let mut sealed = Vec::with_capacity(records.len());
@@ -759,8 +851,10 @@ impl FileSink {
                     .as_ref()
                     .and_then(|fl| fl.written(&file, sealed.len(), records));
                 if let Some(snapshot) = inline {
-                    file.sync_data()
-                        .map_err(|e| Error::io("fsync", &self.path, e))?;
+                    if let Err(e) = file.sync_data() {
+                        self.sync_failed = Some((e.kind(), e.to_string()));
+                        return Err(Error::io("fsync", &self.path, e));
+                    }
                     if let Some(fl) = &self.flusher {
                         fl.synced(snapshot);
                     }
@@ -775,9 +869,12 @@ impl FileSink {
     }
 
     fn sync_file(&mut self, file: &File) -> Result<()> {
+        self.check_sync()?;
         let snapshot = self.flusher.as_ref().map(Flusher::pending);
-        file.sync_data()
-            .map_err(|e| Error::io("fsync", &self.path, e))?;
+        if let Err(e) = file.sync_data() {
+            self.sync_failed = Some((e.kind(), e.to_string()));
+            return Err(Error::io("fsync", &self.path, e));
+        }
         if let (Some(fl), Some(n)) = (&self.flusher, snapshot) {
             fl.synced(n);
         }
@@ -903,17 +1000,25 @@ fn for_each_record(path: &Path, mut f: impl FnMut(SealedRecord) -> bool) -> Resu
         let mut n = 0u64;
         loop {
             line.clear();
-            let got = std::io::BufRead::read_until(&mut reader, b'\n', &mut line)
+            let got = read_line_bounded(&mut reader, &mut line, MAX_RECORD_BYTES)
                 .map_err(|e| Error::io("read", &p, e))?;
-            if got == 0 {
+            let Some(terminated) = got else {
                 break;
-            }
+            };
             n += 1;
-            if line.last() != Some(&b'\n') {
+            if line.len() > MAX_RECORD_BYTES {
+                return Err(Error::Corrupt {
+                    path: p.clone(),
+                    line: n,
+                    message: format!(
+                        "line longer than the maximum record size of {MAX_RECORD_BYTES} bytes"
+                    ),
+                });
+            }
+            if !terminated {
                 tracing::warn!(file = %p.display(), line = n, "skipping torn final line");
                 break;
             }
-            line.pop();
             let text = std::str::from_utf8(&line).map_err(|e| Error::Corrupt {
                 path: p.clone(),
                 line: n,
@@ -930,4 +1035,37 @@ fn for_each_record(path: &Path, mut f: impl FnMut(SealedRecord) -> bool) -> Resu
         }
     }
     Ok(())
+}
+
+/// Reads one line (without its newline) into `line`, reading no more than `max + 1`
+/// bytes of it: `Ok(None)` at the end of the input, `Ok(Some(terminated))` otherwise. A
+/// line longer than `max` comes back with `max + 1` bytes, the rest unread.
+fn read_line_bounded(
+    reader: &mut impl std::io::BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok((!line.is_empty()).then_some(false));
+        }
+        let room = (max + 1).saturating_sub(line.len());
+        let (take, newline) = match memchr::memchr(b'\n', buf) {
+            Some(nl) if nl <= room => (nl, true),
+            _ => (buf.len().min(room), false),
+        };
+        line.extend_from_slice(&buf[..take]);
+        reader.consume(take + usize::from(newline));
+        if newline {
+            return Ok(Some(true));
+        }
+        if line.len() > max {
+            return Ok(Some(true));
+        }
+    }
 }

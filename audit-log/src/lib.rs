@@ -104,8 +104,21 @@
 //! # Keyed chains
 //!
 //! An unkeyed chain shows accidental or naive edits, but anyone who can write the file
-//! can recompute every hash after an edit. Two defences: [checkpoints](Checkpoint)
-//! stored elsewhere, and keyed chains ([`Chain::keyed`] with an [`AuditKey`]). A keyed
+//! can edit a record and recompute every hash after it: the verifier then reports the
+//! log as **intact** (a test, `rewritten_history_is_caught_by_the_checkpoint`, does
+//! exactly that). Two defences: [checkpoints](Checkpoint) stored elsewhere, and keyed
+//! chains ([`Chain::keyed`] with an [`AuditKey`]).
+//!
+//! | attacker who can write the log | unkeyed | keyed | + checkpoint at seq *c* |
+//! |---|---|---|---|
+//! | edits a record, recomputes the chain | undetected | detected | detected if the record's seq ≤ *c* |
+//! | appends forged records | undetected | detected (unless `allow_unkeyed`) | undetected if unkeyed |
+//! | cuts off the newest records | undetected | undetected | detected if the log ends before *c* |
+//!
+//! So with an unkeyed chain, whatever follows the newest checkpoint can be rewritten
+//! or cut off undetected until the next checkpoint; a keyed chain stops every rewrite
+//! by anyone without the key, but not the deletion of the newest records. Keep the key
+//! and the checkpoints out of reach of whoever can write the log. A keyed
 //! record carries `keyId` and `keyCheck` = the first 8 bytes (16 hex digits) of
 //! `HMAC-SHA256(secret, "kubesafe-audit-log key check v1")`. The verifier reports
 //! [`FailureKind::BadKey`] (not "modified") when no record sealed under that key id
@@ -132,7 +145,11 @@
 //!   continue from is named);
 //! * the right `seq` but a `prevHash` that does not link → **modified** (the chain was
 //!   recomputed from here) or **inserted** if the chain links around it;
-//! * a final line without newline → **torn tail**;
+//! * the log's final line without newline → **torn tail** (a rotated file that ends
+//!   without newline although later files follow is a bad line inside the chain:
+//!   **inserted** if the chain links around it, else **modified**);
+//! * a line longer than [`VerifyOptions::max_line_bytes`] → a bad line (as above),
+//!   skipped without being held in memory;
 //! * with a checkpoint: the log ends before the checkpoint's seq → **truncated tail**;
 //!   the record at that seq has another hash → **checkpoint mismatch**.
 //!
@@ -188,6 +205,8 @@ pub use checkpoint::{
 pub use error::{Error, Result};
 pub use file::{FileSink, FileSinkOptions, FsyncPolicy, LockMode, Recovery, query, stats};
 pub use query::{Filter, Stats};
-pub use record::{AuditRecord, FORMAT_VERSION, MAX_VALUE_DEPTH, SealedRecord, Status};
+pub use record::{
+    AuditRecord, FORMAT_VERSION, MAX_RECORD_BYTES, MAX_VALUE_DEPTH, SealedRecord, Status,
+};
 pub use sink::{AuditLog, AuditSink};
 pub use verify::{Failure, FailureKind, Location, Report, VerifyOptions, verify, verify_bytes};

@@ -236,13 +236,18 @@ impl PostgresSink {
             .map_err(pg("query"))?;
         rows.iter()
             .map(|row| {
-                let seq: i64 = row.get(0);
-                let line: String = row.get(1);
-                SealedRecord::parse_line(&line).map_err(|message| Error::Corrupt {
+                let corrupt = |line: u64, message: String| Error::Corrupt {
                     path: self.table.clone().into(),
-                    line: seq as u64,
+                    line,
                     message,
-                })
+                };
+                let seq: i64 = row
+                    .try_get(0)
+                    .map_err(|e| corrupt(0, format!("column seq: {e}")))?;
+                let line: String = row
+                    .try_get(1)
+                    .map_err(|e| corrupt(seq as u64, format!("column record: {e}")))?;
+                SealedRecord::parse_line(&line).map_err(|message| corrupt(seq as u64, message))
             })
             .collect()
     }
@@ -251,27 +256,30 @@ impl PostgresSink {
     pub fn stats(&mut self) -> Result<Stats> {
         let t = &self.table;
         let mut stats = Stats::default();
-        for row in self
-            .client
-            .query(
-                &format!("SELECT status, count(*) FROM {t} GROUP BY status"),
-                &[],
-            )
-            .map_err(pg("stats"))?
-        {
-            let n: i64 = row.get(1);
-            stats.by_status.insert(row.get(0), n as u64);
-        }
-        for row in self
-            .client
-            .query(
-                &format!("SELECT action_type, count(*) FROM {t} GROUP BY action_type"),
-                &[],
-            )
-            .map_err(pg("stats"))?
-        {
-            let n: i64 = row.get(1);
-            stats.by_action_type.insert(row.get(0), n as u64);
+        for (column, counts) in [
+            ("status", &mut stats.by_status),
+            ("action_type", &mut stats.by_action_type),
+        ] {
+            for row in self
+                .client
+                .query(
+                    &format!("SELECT {column}, count(*) FROM {t} GROUP BY {column}"),
+                    &[],
+                )
+                .map_err(pg("stats"))?
+            {
+                // NULL is impossible unless someone dropped the NOT NULL constraint.
+                let value: Option<String> = row.try_get(0).map_err(pg("stats"))?;
+                let n: i64 = row.try_get(1).map_err(pg("stats"))?;
+                let value = value.ok_or_else(|| Error::Corrupt {
+                    path: t.into(),
+                    line: 0,
+                    message: format!(
+                        "column {column} is NULL in {n} row(s): the table was edited (run verify)"
+                    ),
+                })?;
+                counts.insert(value, n as u64);
+            }
         }
         let row = self
             .client
@@ -286,13 +294,13 @@ impl PostgresSink {
                 &[],
             )
             .map_err(pg("stats"))?;
-        let total: i64 = row.get(0);
+        let total: i64 = row.try_get(0).map_err(pg("stats"))?;
         stats.total = total as u64;
-        stats.avg_duration_ms = row.get(1);
+        stats.avg_duration_ms = row.try_get(1).map_err(pg("stats"))?;
         let ts = |v: Option<i64>| v.and_then(|us| Timestamp::from_microsecond(us).ok());
-        stats.first_created_at = ts(row.get(2));
-        stats.last_created_at = ts(row.get(3));
-        let last: i64 = row.get(4);
+        stats.first_created_at = ts(row.try_get(2).map_err(pg("stats"))?);
+        stats.last_created_at = ts(row.try_get(3).map_err(pg("stats"))?);
+        let last: i64 = row.try_get(4).map_err(pg("stats"))?;
         stats.last_seq = last as u64;
         Ok(stats)
     }
@@ -315,7 +323,7 @@ impl PostgresSink {
             .query_raw(&sql, std::iter::empty::<i64>())
             .map_err(pg("verify"))?;
         let rows = std::iter::from_fn(move || match it.next() {
-            Ok(Some(row)) => Some(Ok(row_check(&row))),
+            Ok(Some(row)) => Some(row_check(&row)),
             Ok(None) => None,
             Err(e) => Some(Err(pg("verify")(e))),
         });
@@ -323,55 +331,71 @@ impl PostgresSink {
     }
 }
 
-/// `(seq, line, column mismatch)` for one row.
-fn row_check(row: &postgres::Row) -> (u64, String, Option<String>) {
-    let seq: i64 = row.get(0);
-    let line: String = row.get(1);
+/// `(seq, line, column mismatch)` for one row. Never panics on what a superuser can do
+/// to the table (NULLs after dropping a constraint, changed column types): an unreadable
+/// column is a mismatch, reported as a modified record.
+fn row_check(row: &postgres::Row) -> Result<(u64, String, Option<String>)> {
+    let seq: i64 = row.try_get(0).map_err(pg("verify: column seq"))?;
+    let seq = seq as u64;
+    let line: String = match row.try_get::<_, Option<String>>(1) {
+        Ok(Some(line)) => line,
+        Ok(None) => return Ok((seq, String::new(), Some("column record is NULL".into()))),
+        Err(e) => return Ok((seq, String::new(), Some(format!("column record: {e}")))),
+    };
     let Ok(r) = SealedRecord::parse_line(&line) else {
         // The verifier reports the unreadable record itself.
-        return (seq as u64, line, None);
+        return Ok((seq, line, None));
     };
     let mut diffs = String::new();
-    let mut cmp = |col: &str, column: Option<String>, sealed: Option<String>| {
+    let mut note = |what: std::fmt::Arguments<'_>| {
+        let _ = write!(diffs, "{}{what}", if diffs.is_empty() { "" } else { "; " });
+    };
+    let mut cmp = |idx: usize, col: &str, sealed: Option<String>| {
+        let column = match row.try_get::<_, Option<String>>(idx) {
+            Ok(c) => c,
+            Err(e) => return note(format_args!("column {col}: {e}")),
+        };
         if column != sealed {
-            let _ = write!(
-                diffs,
-                "{}column {col} is {column:?} but the sealed record says {sealed:?}",
-                if diffs.is_empty() { "" } else { "; " }
-            );
+            note(format_args!(
+                "column {col} is {column:?} but the sealed record says {sealed:?}"
+            ));
         }
     };
     let s = |v: &str| Some(v.to_owned());
-    cmp("seq", Some(seq.to_string()), Some(r.seq.to_string()));
-    cmp("prev_hash", row.get(2), Some(r.prev_hash.to_hex()));
-    cmp("hash", row.get(3), Some(r.hash.to_hex()));
-    cmp("key_id", row.get(4), r.key_id.clone());
-    cmp("action_type", row.get(5), s(&r.record.action_type));
-    cmp("status", row.get(6), s(r.record.status.as_str()));
-    cmp("namespace", row.get(7), r.record.namespace.clone());
-    cmp("resource_type", row.get(8), r.record.resource_type.clone());
-    cmp("resource_name", row.get(9), r.record.resource_name.clone());
-    cmp("requested_by", row.get(10), r.record.requested_by.clone());
-    let dur: Option<i64> = row.get(11);
-    cmp(
+    cmp(2, "prev_hash", Some(r.prev_hash.to_hex()));
+    cmp(3, "hash", Some(r.hash.to_hex()));
+    cmp(4, "key_id", r.key_id.clone());
+    cmp(5, "action_type", s(&r.record.action_type));
+    cmp(6, "status", s(r.record.status.as_str()));
+    cmp(7, "namespace", r.record.namespace.clone());
+    cmp(8, "resource_type", r.record.resource_type.clone());
+    cmp(9, "resource_name", r.record.resource_name.clone());
+    cmp(10, "requested_by", r.record.requested_by.clone());
+    if r.seq != seq {
+        note(format_args!(
+            "column seq is {seq} but the sealed record says {}",
+            r.seq
+        ));
+    }
+    let mut cmp_i64 =
+        |idx: usize, col: &str, sealed: Option<i64>| match row.try_get::<_, Option<i64>>(idx) {
+            Ok(column) if column == sealed => {}
+            Ok(column) => note(format_args!(
+                "column {col} is {column:?} but the sealed record says {sealed:?}"
+            )),
+            Err(e) => note(format_args!("column {col}: {e}")),
+        };
+    cmp_i64(
+        11,
         "duration_ms",
-        dur.map(|d| d.to_string()),
-        r.record.duration_ms.map(|d| d.to_string()),
+        r.record
+            .duration_ms
+            .map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
     );
-    let created: Option<i64> = row.get(12);
-    cmp(
-        "created_at",
-        created.map(|d| d.to_string()),
-        Some(micros(r.record.created_at).to_string()),
-    );
-    let completed: Option<i64> = row.get(13);
-    cmp(
-        "completed_at",
-        completed.map(|d| d.to_string()),
-        r.record.completed_at.map(|t| micros(t).to_string()),
-    );
+    cmp_i64(12, "created_at", Some(micros(r.record.created_at)));
+    cmp_i64(13, "completed_at", r.record.completed_at.map(micros));
     let mismatch = (!diffs.is_empty()).then_some(diffs);
-    (seq as u64, line, mismatch)
+    Ok((seq, line, mismatch))
 }
 
 impl AuditSink for PostgresSink {
@@ -470,8 +494,8 @@ fn head_of(tx: &mut postgres::Transaction<'_>, table: &str) -> Result<ChainHead>
     match row {
         None => Ok(ChainHead::default()),
         Some(row) => {
-            let seq: i64 = row.get(0);
-            let hash: String = row.get(1);
+            let seq: i64 = row.try_get(0).map_err(pg("read head"))?;
+            let hash: String = row.try_get(1).map_err(pg("read head"))?;
             let hash = ChainHash::from_hex(&hash).ok_or_else(|| Error::CorruptTail {
                 path: table.into(),
                 offset: seq as u64,

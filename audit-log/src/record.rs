@@ -15,6 +15,14 @@ use crate::error::{Error, Result};
 /// Deepest nesting accepted inside the free-form fields (`parameters`, `result`, ...).
 pub const MAX_VALUE_DEPTH: usize = 64;
 
+/// The longest stored record line, in bytes (without its newline): 64 MiB.
+///
+/// A writer refuses to seal a larger record ([`Error::InvalidRecord`]), so readers never
+/// need to hold a longer line in memory: the verifier reports a longer line as a bad
+/// record without buffering it (see [`VerifyOptions::max_line_bytes`](crate::VerifyOptions::max_line_bytes)),
+/// and queries and the file sink's tail read refuse it.
+pub const MAX_RECORD_BYTES: usize = 64 << 20;
+
 /// The format version written in every record (`"v": 1`).
 pub const FORMAT_VERSION: u64 = 1;
 

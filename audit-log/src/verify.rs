@@ -9,23 +9,43 @@ use crate::canon::{self, Member};
 use crate::chain::{self, ChainHash, ChainHead, KeyRing};
 use crate::checkpoint::VerifiedCheckpoint;
 use crate::error::{Error, Result};
-use crate::record::FORMAT_VERSION;
+use crate::record::{FORMAT_VERSION, MAX_RECORD_BYTES};
 
 /// What to verify against.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct VerifyOptions {
-    /// Keys for keyed records, looked up by `keyId`.
+    /// Keys for keyed records, looked up by `keyId`. Whenever it holds a key, unkeyed
+    /// records are refused ([`FailureKind::Unkeyed`]) unless
+    /// [`allow_unkeyed`](VerifyOptions::allow_unkeyed) is set: otherwise whoever can
+    /// write the log could replace a keyed chain by an unkeyed one they computed
+    /// themselves.
     pub keys: KeyRing,
-    /// Refuse unkeyed records. Defaults to `true` once keys are given with
-    /// [`keys`](VerifyOptions::keys): otherwise whoever can write the log could replace
-    /// a keyed chain by an unkeyed one they computed themselves.
-    pub require_keyed: bool,
+    /// Accept unkeyed records even though [`keys`](VerifyOptions::keys) holds keys
+    /// (default `false`; without keys unkeyed records are always accepted).
+    pub allow_unkeyed: bool,
     /// A checkpoint (already signature-checked) the log must still contain.
     pub checkpoint: Option<VerifiedCheckpoint>,
     /// Threads for the per-line work (canonical scan and hash); 0 (default) uses the
     /// available cores, at most 8. The chain walk itself is sequential.
     pub threads: usize,
+    /// Lines longer than this (bytes, without the newline) are reported as bad records
+    /// without being held in memory. Default [`MAX_RECORD_BYTES`], the longest line a
+    /// writer of this crate produces; the verifier's memory stays within about twice
+    /// this, whatever the log holds.
+    pub max_line_bytes: usize,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            keys: KeyRing::default(),
+            allow_unkeyed: false,
+            checkpoint: None,
+            threads: 0,
+            max_line_bytes: MAX_RECORD_BYTES,
+        }
+    }
 }
 
 impl VerifyOptions {
@@ -34,18 +54,23 @@ impl VerifyOptions {
         VerifyOptions::default()
     }
 
-    /// Verifies keyed records with these keys; unkeyed records are refused unless
-    /// [`allow_unkeyed`](VerifyOptions::allow_unkeyed) is called after.
+    /// Verifies keyed records with these keys; unkeyed records are then refused unless
+    /// [`allow_unkeyed`](VerifyOptions::allow_unkeyed) is called (before or after).
     pub fn keys(mut self, keys: KeyRing) -> Self {
-        self.require_keyed = !keys.is_empty();
         self.keys = keys;
         self
     }
 
     /// Accepts unkeyed records even though keys are given.
     pub fn allow_unkeyed(mut self) -> Self {
-        self.require_keyed = false;
+        self.allow_unkeyed = true;
         self
+    }
+
+    /// Whether unkeyed records are refused: keys are given and unkeyed records were not
+    /// explicitly allowed.
+    fn refuses_unkeyed(&self) -> bool {
+        !self.keys.is_empty() && !self.allow_unkeyed
     }
 
     /// Sets the number of threads (1 = single-threaded; 0 = available cores).
@@ -61,6 +86,12 @@ impl VerifyOptions {
                 .min(8),
             n => n,
         }
+    }
+
+    /// Sets [`max_line_bytes`](VerifyOptions::max_line_bytes).
+    pub fn max_line_bytes(mut self, n: usize) -> Self {
+        self.max_line_bytes = n;
+        self
     }
 
     /// Also checks that the log still holds this checkpoint's record.
@@ -124,8 +155,8 @@ pub enum FailureKind {
     /// The record at the checkpoint's `seq` has a different hash: history was
     /// rewritten after the checkpoint was taken.
     CheckpointMismatch,
-    /// The final line has no newline: an interrupted write (a writer recovers it
-    /// into a `.torn` file on open) or a cut.
+    /// The log's final line (in its last file) has no newline: an interrupted write (a
+    /// writer recovers it into a `.torn` file on open) or a cut.
     TornTail,
     /// The key supplied is not the key the records were sealed with.
     BadKey,
@@ -241,7 +272,14 @@ struct Info {
 
 /// Parses and checks one line: canonical form, required chain fields, hash.
 fn analyze(line: &[u8], opts: &VerifyOptions, members: &mut Vec<Member>) -> Result<Info, String> {
+    if line.len() > opts.max_line_bytes {
+        return Err(too_long(line.len() as u64, opts.max_line_bytes));
+    }
     analyze_inner(line, opts, members)
+}
+
+fn too_long(len: u64, max: usize) -> String {
+    format!("the line is {len} bytes, longer than the limit of {max} bytes")
 }
 
 fn analyze_inner(
@@ -249,7 +287,7 @@ fn analyze_inner(
     opts: &VerifyOptions,
     members: &mut Vec<Member>,
 ) -> Result<Info, String> {
-    let text = canon::scan_object(line, members).map_err(|e| format!("not canonical JSON: {e}"))?;
+    canon::scan_object(line, members).map_err(|e| format!("not canonical JSON: {e}"))?;
     let mut seq = None;
     let mut prev = None;
     let mut hash = None;
@@ -257,28 +295,40 @@ fn analyze_inner(
     let mut key_id = None;
     let mut key_check = None;
     let mut version = None;
+    // A hash value is exactly `"` + 64 lowercase hex digits + `"` (no escape can occur
+    // in it, and one would fail the hex decoding anyway).
+    let hex_value = |raw: &[u8]| {
+        raw.strip_prefix(b"\"")
+            .and_then(|r| r.strip_suffix(b"\""))
+            .and_then(ChainHash::from_hex_bytes)
+    };
+    // A number member as u64 (digits only: the scan proved it a canonical number).
+    let int_value = |raw: &[u8]| {
+        raw.iter().try_fold(0u64, |n, &d| {
+            d.is_ascii_digit()
+                .then_some(())
+                .and_then(|()| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+        })
+    };
     for (i, m) in members.iter().enumerate() {
         let raw = &line[m.value.clone()];
-        match m.key(text).as_ref() {
-            "seq" => {
-                seq = std::str::from_utf8(raw)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
-            }
-            "prevHash" => {
-                prev = canon::string_value(text, &m.value).and_then(|s| ChainHash::from_hex(&s))
-            }
-            "hash" => {
-                hash = canon::string_value(text, &m.value).and_then(|s| ChainHash::from_hex(&s));
+        // The scan recognised the member names this crate writes (`Member::known`); a
+        // chain member's name cannot be spelt otherwise in the canonical form (no letter
+        // can be escaped), so every chain member is recognised.
+        match m.known {
+            Some(canon::SEQ_KEY) => seq = int_value(raw),
+            Some(canon::PREV_HASH_KEY) => prev = hex_value(raw),
+            Some(canon::HASH_KEY) => {
+                hash = hex_value(raw);
                 hash_idx = Some(i);
             }
-            "keyId" => key_id = canon::string_value(text, &m.value).map(|s| s.into_owned()),
-            "keyCheck" => key_check = canon::string_value(text, &m.value).map(|s| s.into_owned()),
-            "v" => {
-                version = std::str::from_utf8(raw)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
+            Some(canon::KEY_ID_KEY) => {
+                key_id = canon::string_value(line, &m.value).map(|s| s.into_owned());
             }
+            Some(canon::KEY_CHECK_KEY) => {
+                key_check = canon::string_value(line, &m.value).map(|s| s.into_owned());
+            }
+            Some(canon::V_KEY) => version = int_value(raw),
             _ => {}
         }
     }
@@ -304,7 +354,7 @@ fn analyze_inner(
     };
     let parts: [&[u8]; 2] = [&line[..cut_start], &line[cut_end..]];
     let check = match key_id.as_deref() {
-        None if opts.require_keyed => Check::Unkeyed,
+        None if opts.refuses_unkeyed() => Check::Unkeyed,
         None => {
             if chain::verify_parts(None, &parts, &hash) {
                 Check::Ok
@@ -354,6 +404,18 @@ pub(crate) enum Loc {
     Row { index: u64 },
 }
 
+/// How a line ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LineEnd {
+    /// With a newline.
+    Newline,
+    /// At the end of the whole log, without a newline: a torn tail.
+    EndOfLog,
+    /// At the end of a rotated file that later files follow, without a newline: no
+    /// writer recovers that, so it is a bad line inside the chain.
+    EndOfFileMidSet,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Prev {
     seq: u64,
@@ -390,6 +452,8 @@ pub(crate) struct Engine<'o> {
     verified_keys: HashSet<String>,
     pending: Option<Pending>,
     failure: Option<(FailureKind, u64, Option<u64>, Loc, String)>,
+    /// Scratch space for [`Engine::push`].
+    members: Vec<Member>,
 }
 
 impl<'o> Engine<'o> {
@@ -404,6 +468,7 @@ impl<'o> Engine<'o> {
             verified_keys: HashSet::new(),
             pending: None,
             failure: None,
+            members: Vec::with_capacity(32),
         }
     }
 
@@ -417,21 +482,74 @@ impl<'o> Engine<'o> {
     }
 
     /// Feeds one line (without its newline).
-    pub(crate) fn push(&mut self, line: &[u8], terminated: bool, loc: Loc) {
+    pub(crate) fn push(&mut self, line: &[u8], end: LineEnd, loc: Loc) {
         if self.failure.is_some() {
-            self.bytes += line.len() as u64 + u64::from(terminated);
+            self.bytes += line.len() as u64 + u64::from(end == LineEnd::Newline);
             return;
         }
-        let info = analyze(line, self.opts, &mut Vec::new());
-        self.push_info(info, line.len(), terminated, loc);
+        let mut members = std::mem::take(&mut self.members);
+        let info = analyze(line, self.opts, &mut members);
+        self.members = members;
+        self.push_info(info, line.len() as u64, end, loc);
     }
 
-    /// Feeds the analysis of one line (computed by [`analyze`], possibly on another thread).
-    fn push_info(&mut self, info: Result<Info, String>, len: usize, terminated: bool, loc: Loc) {
-        self.bytes += len as u64 + u64::from(terminated);
+    /// Feeds the analysis of one line of `len` bytes (computed by [`analyze`], possibly
+    /// on another thread).
+    #[inline]
+    fn push_info(&mut self, info: Result<Info, String>, len: u64, end: LineEnd, loc: Loc) {
+        // The common case, kept small enough to inline: a good record that continues
+        // the chain (no failure or anomaly so far, not the checkpoint's record).
+        if let Ok(i) = &info
+            && i.check == Check::Ok
+            && end == LineEnd::Newline
+            && self.failure.is_none()
+            && self.pending.is_none()
+            && i.seq == self.expected
+            && i.prev == self.prev_hash()
+            && self
+                .opts
+                .checkpoint
+                .as_ref()
+                .is_none_or(|cp| cp.seq() != i.seq)
+        {
+            self.bytes += len + 1;
+            if let Some(k) = &i.key_id
+                && !self.verified_keys.contains(k)
+            {
+                self.verified_keys.insert(k.clone());
+            }
+            self.prevprev = self.prev;
+            self.prev = Some(Prev {
+                seq: i.seq,
+                hash: i.hash,
+                prev: i.prev,
+                loc,
+            });
+            self.expected = i.seq + 1;
+            self.records += 1;
+            return;
+        }
+        self.push_info_slow(info, len, end, loc);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_info_slow(&mut self, info: Result<Info, String>, len: u64, end: LineEnd, loc: Loc) {
+        self.bytes += len + u64::from(end == LineEnd::Newline);
         if self.failure.is_some() {
             return;
         }
+        let info = match (end, info) {
+            (LineEnd::EndOfFileMidSet, info) => Err(format!(
+                "the file ends without a newline although later files of the set follow \
+                 (not a torn tail a writer recovers){}",
+                match info {
+                    Ok(_) => String::new(),
+                    Err(why) => format!("; {why}"),
+                }
+            )),
+            (_, info) => info,
+        };
         if let Some(p) = self.pending.as_mut() {
             let ok = info.as_ref().ok().filter(|i| i.check == Check::Ok);
             if let Some(i) = ok {
@@ -452,7 +570,7 @@ impl<'o> Engine<'o> {
             }
             return;
         }
-        if !terminated {
+        if end == LineEnd::EndOfLog {
             self.failure = Some((
                 FailureKind::TornTail,
                 self.expected,
@@ -779,21 +897,40 @@ impl<'o> Engine<'o> {
 // ---------------------------------------------------------------------------------------
 
 /// Feeds one file's bytes to the engine.
+///
+/// Memory stays bounded: a line that outgrows [`VerifyOptions::max_line_bytes`] is not
+/// buffered but skipped up to its newline and reported as a bad record.
 fn feed_reader(
     engine: &mut Engine<'_>,
     file_idx: usize,
+    last_file: bool,
     mut reader: impl Read,
     path: &Path,
 ) -> Result<u64> {
+    let unterminated = if last_file {
+        LineEnd::EndOfLog
+    } else {
+        LineEnd::EndOfFileMidSet
+    };
     const CHUNK: usize = 4 << 20;
+    let max_line = engine.opts.max_line_bytes;
     let mut buf: Vec<u8> = vec![0; CHUNK];
     let mut filled = 0usize; // bytes in buf[..filled] not yet consumed
     let mut base: u64 = 0; // file offset of buf[0]
     let mut line_no: u64 = 0;
+    // An over-long line being skipped: its start offset and the bytes seen so far.
+    let mut skipping: Option<(u64, u64)> = None;
     loop {
         if filled == buf.len() {
-            // A line longer than the buffer: grow.
-            buf.resize(buf.len() * 2, 0);
+            // No newline in the whole buffer: one line as long as the buffer.
+            if filled > max_line {
+                skipping = Some((base, filled as u64));
+                base += filled as u64;
+                filled = 0;
+            } else {
+                let grown = (buf.len() * 2).min(max_line.saturating_add(1));
+                buf.resize(grown.max(buf.len() + 1), 0);
+            }
         }
         let n = reader
             .read(&mut buf[filled..])
@@ -801,14 +938,38 @@ fn feed_reader(
         if n == 0 {
             break;
         }
-        filled += n;
+        if let Some((start, len)) = skipping {
+            // `filled` is 0 while skipping: the new bytes are buf[..n].
+            let Some(nl) = memchr::memchr(b'\n', &buf[..n]) else {
+                skipping = Some((start, len + n as u64));
+                base += n as u64;
+                continue;
+            };
+            line_no += 1;
+            let len = len + nl as u64;
+            let loc = Loc::File {
+                file: file_idx,
+                offset: start,
+                line: line_no,
+            };
+            engine.push_info(Err(too_long(len, max_line)), len, LineEnd::Newline, loc);
+            skipping = None;
+            buf.copy_within(nl + 1..n, 0);
+            base += nl as u64 + 1;
+            filled = n - nl - 1;
+        } else {
+            filled += n;
+        }
         let mut start = 0usize;
         let mut lines: Vec<(usize, usize)> = Vec::new();
         while let Some(nl) = memchr::memchr(b'\n', &buf[start..filled]) {
             lines.push((start, start + nl));
             start += nl + 1;
         }
-        let infos = if engine.wants_more() {
+        // Several threads analyse the lines of a large chunk; otherwise each line is
+        // analysed as the chain walk reaches it (`Engine::push`).
+        let parallel = engine.wants_more() && engine.opts.thread_count() > 1 && lines.len() >= 128;
+        let infos = if parallel {
             analyze_many(&buf, &lines, engine.opts)
         } else {
             Vec::new()
@@ -822,19 +983,29 @@ fn feed_reader(
                 line: line_no,
             };
             match infos.next() {
-                Some(info) => engine.push_info(info, e - s, true, loc),
-                None => engine.push(&buf[s..e], true, loc),
+                Some(info) => engine.push_info(info, (e - s) as u64, LineEnd::Newline, loc),
+                None => engine.push(&buf[s..e], LineEnd::Newline, loc),
             }
         }
         buf.copy_within(start..filled, 0);
         base += start as u64;
         filled -= start;
     }
+    if let Some((start, len)) = skipping {
+        line_no += 1;
+        let loc = Loc::File {
+            file: file_idx,
+            offset: start,
+            line: line_no,
+        };
+        engine.push_info(Err(too_long(len, max_line)), len, unterminated, loc);
+        return Ok(start + len);
+    }
     if filled > 0 {
         line_no += 1;
         engine.push(
             &buf[..filled],
-            false,
+            unterminated,
             Loc::File {
                 file: file_idx,
                 offset: base,
@@ -885,7 +1056,7 @@ pub fn verify_bytes(name: impl Into<PathBuf>, bytes: &[u8], opts: &VerifyOptions
     let name = name.into();
     let mut engine = Engine::new(opts);
     // Reading from a slice cannot fail.
-    let len = feed_reader(&mut engine, 0, bytes, &name).unwrap_or(bytes.len() as u64);
+    let len = feed_reader(&mut engine, 0, true, bytes, &name).unwrap_or(bytes.len() as u64);
     let files = vec![name];
     let resolve = file_resolver(&files);
     engine.finish(
@@ -943,7 +1114,7 @@ pub fn verify(path: impl AsRef<Path>, opts: &VerifyOptions) -> Result<Report> {
     };
     for (idx, f) in files.iter().enumerate() {
         let file = std::fs::File::open(f).map_err(|e| Error::io("open", f, e))?;
-        let len = feed_reader(&mut engine, idx, file, f)?;
+        let len = feed_reader(&mut engine, idx, idx + 1 == files.len(), file, f)?;
         end = Loc::File {
             file: idx,
             offset: len,
@@ -976,7 +1147,7 @@ where
             engine.failure = Some((FailureKind::Modified, seq, Some(seq), loc, why.clone()));
             break;
         }
-        engine.push(line.as_bytes(), true, loc);
+        engine.push(line.as_bytes(), LineEnd::Newline, loc);
     }
     let table = table.to_owned();
     Ok(engine.finish(

@@ -314,6 +314,44 @@ fn group_commit_and_never_policies_store_everything() {
     assert!(err.to_string().contains("fsync"), "{err}");
 }
 
+/// The background fsync of group commit fails (fdatasync of /dev/null is EINVAL, like a
+/// failing disk): the failure must reach the caller — the next append and flush fail,
+/// and keep failing, since after a failed fsync the kernel may have dropped the dirty
+/// pages and a later fsync can succeed without them.
+#[cfg(unix)]
+#[test]
+fn a_failed_background_fsync_is_reported_by_the_next_append_and_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    std::os::unix::fs::symlink("/dev/null", &path).unwrap();
+    let policy = FsyncPolicy::Batch {
+        records: 1000,
+        interval: Some(Duration::from_millis(1)),
+    };
+    let mut log =
+        AuditLog::new(FileSink::open(&path, FileSinkOptions::new().fsync(policy)).unwrap());
+    log.append(&rec(0)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let err = loop {
+        std::thread::sleep(Duration::from_millis(20));
+        match log.append(&rec(1)) {
+            Err(e) => break e,
+            Ok(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "appends still succeed after the background fsync failed"
+            ),
+        }
+    };
+    assert!(
+        matches!(&err, Error::Io { op: "fsync", path: p, .. } if *p == path),
+        "{err}"
+    );
+    assert!(err.to_string().contains("audit.jsonl"), "{err}");
+    // Sticky: nothing later pretends to be durable.
+    assert!(log.append(&rec(2)).is_err());
+    assert!(log.flush().is_err());
+}
+
 #[test]
 fn keyed_log_checkpoint_detects_truncation() {
     let dir = tempfile::tempdir().unwrap();
@@ -410,4 +448,202 @@ fn query_and_stats_over_a_rotated_set() {
     assert_eq!(s.avg_duration_ms, Some(95.0));
     assert_eq!(s.last_seq, 20);
     assert_eq!(s.first_created_at, Some(t(0)));
+}
+
+/// The largest record is bounded, for the writer and for every reader: a writer refuses
+/// a record whose line would exceed `MAX_RECORD_BYTES`, so no reader ever has to hold a
+/// longer line in memory — and none does when a file holds one anyway.
+#[test]
+fn records_and_lines_longer_than_the_maximum_are_refused_without_buffering_them() {
+    use kubesafe_audit_log::{ChainHead, MAX_RECORD_BYTES};
+    let too_big =
+        AuditRecord::new("big", Status::Completed).parameter("blob", "x".repeat(MAX_RECORD_BYTES));
+    let err = Chain::unkeyed()
+        .seal(&ChainHead::default(), &too_big)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidRecord { .. }), "{err}");
+    assert!(err.to_string().contains("bytes"), "{err}");
+    drop(too_big);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut log = AuditLog::new(FileSink::open(&path, FileSinkOptions::new()).unwrap());
+    let first = log.append(&rec(0)).unwrap();
+    drop(log);
+    // A junk line of 9 MiB (more than the verifier's 4 MiB read buffer), then a record
+    // that links to the first one: the junk is an insertion, reported with its size.
+    let junk_len = 9 << 20;
+    let second = Chain::unkeyed().seal(&first.head(), &rec(1)).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(&vec![b'x'; junk_len]).unwrap();
+    f.write_all(format!("\n{}\n", second.line()).as_bytes())
+        .unwrap();
+    drop(f);
+    let opts = VerifyOptions::new().max_line_bytes(1 << 20);
+    let report = verify(&path, &opts).unwrap();
+    let failure = report.failure.unwrap();
+    assert_eq!(failure.kind, FailureKind::Inserted, "{failure}");
+    assert!(
+        failure.detail.contains(&format!("{junk_len} bytes"))
+            && failure.detail.contains("longer than"),
+        "{failure}"
+    );
+    assert_eq!(
+        failure.location,
+        Location::File {
+            path: path.clone(),
+            offset: first.line().len() as u64 + 1,
+            line: 2
+        }
+    );
+    assert_eq!(report.bytes, std::fs::metadata(&path).unwrap().len());
+    // With the default limit, a line that long but under 64 MiB is analysed as usual.
+    let failure = verify(&path, &VerifyOptions::new())
+        .unwrap()
+        .failure
+        .unwrap();
+    assert_eq!(failure.kind, FailureKind::Inserted, "{failure}");
+    assert!(failure.detail.contains("not canonical"), "{failure}");
+
+    // Queries and the writer's tail read refuse a line over the maximum instead of
+    // loading it (a sparse file: no disk space needed).
+    let big = dir.path().join("big.jsonl");
+    std::fs::write(&big, format!("{}\n", first.line())).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&big).unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len + 3 * MAX_RECORD_BYTES as u64).unwrap();
+    drop(f);
+    let err = FileSink::open(&big, FileSinkOptions::new()).unwrap_err();
+    assert!(matches!(err, Error::CorruptTail { .. }), "{err}");
+    assert!(err.to_string().contains("longer than"), "{err}");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&big)
+        .unwrap()
+        .write_all(b"\n")
+        .unwrap();
+    let err = query(&big, &Filter::new()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { line: 2, .. }) && err.to_string().contains("longer than"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("torn")),
+        "nothing was moved aside"
+    );
+}
+
+/// A file of a rotated set that ends without a newline although later files follow is
+/// not a torn tail a writer recovers (recovery only touches the active file): it is a bad
+/// line inside the chain, located in its file and classified like any other.
+#[test]
+fn a_line_without_newline_in_the_middle_of_a_rotated_set_is_located_and_classified() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let opts = FileSinkOptions::new()
+        .fsync(FsyncPolicy::Never)
+        .rotate_bytes(1500);
+    let mut log = AuditLog::new(FileSink::open(&path, opts).unwrap());
+    let sealed: Vec<SealedRecord> = (0..20).map(|i| log.append(&rec(i)).unwrap()).collect();
+    drop(log);
+    let first = dir.path().join("audit.jsonl.1");
+    let original = std::fs::read(&first).unwrap();
+    let last_of_first = SealedRecord::parse_line(lines_of(&first).last().unwrap()).unwrap();
+    assert!(dir.path().join("audit.jsonl.2").exists());
+
+    // 1. Junk without newline appended to the first file: the chain links around it.
+    let mut junk = original.clone();
+    junk.extend_from_slice(b"{\"actionType\":\"half a rec");
+    std::fs::write(&first, &junk).unwrap();
+    let report = verify(&path, &VerifyOptions::new()).unwrap();
+    let f = report.failure.unwrap();
+    assert_eq!(f.kind, FailureKind::Inserted, "{f}");
+    assert_eq!(f.seq, last_of_first.seq + 1, "{f}");
+    assert!(f.detail.contains("newline"), "{f}");
+    assert_eq!(
+        f.location,
+        Location::File {
+            path: first.clone(),
+            offset: original.len() as u64,
+            line: lines_of(&first).len() as u64,
+        }
+    );
+    assert_eq!(report.records, last_of_first.seq);
+
+    // 2. The first file's last record cut short: the next file links to the lost record.
+    let cut = &original[..original.len() - 30];
+    std::fs::write(&first, cut).unwrap();
+    let f = verify(&path, &VerifyOptions::new())
+        .unwrap()
+        .failure
+        .unwrap();
+    assert_eq!(
+        (f.kind, f.seq),
+        (FailureKind::Modified, last_of_first.seq),
+        "{f}"
+    );
+    assert!(f.detail.contains("newline"), "{f}");
+    if let Location::File { path: p, .. } = &f.location {
+        assert_eq!(p, &first);
+    }
+
+    // Restored, the set verifies again (and the writer never touched the rotated file).
+    std::fs::write(&first, &original).unwrap();
+    let report = verify(&path, &VerifyOptions::new()).unwrap();
+    assert!(report.is_intact(), "{:?}", report.failure);
+    assert_eq!(report.records, sealed.len() as u64);
+}
+
+/// The order of a rotated set comes from the file names; renaming files to reorder
+/// them, or adding a copy under a name that sorts into the set, is detected.
+#[test]
+fn reordering_or_duplicating_rotated_files_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let opts = FileSinkOptions::new()
+        .fsync(FsyncPolicy::Never)
+        .rotate_bytes(1500);
+    let mut log = AuditLog::new(FileSink::open(&path, opts).unwrap());
+    for i in 0..20 {
+        log.append(&rec(i)).unwrap();
+    }
+    drop(log);
+    let f1 = dir.path().join("audit.jsonl.1");
+    let f2 = dir.path().join("audit.jsonl.2");
+    let tmp = dir.path().join("swap");
+    std::fs::rename(&f1, &tmp).unwrap();
+    std::fs::rename(&f2, &f1).unwrap();
+    std::fs::rename(&tmp, &f2).unwrap();
+    let f = verify(&path, &VerifyOptions::new())
+        .unwrap()
+        .failure
+        .unwrap();
+    assert_eq!((f.kind, f.seq), (FailureKind::Reordered, 1), "{f}");
+    assert_eq!(
+        f.location,
+        Location::File {
+            path: f1.clone(),
+            offset: 0,
+            line: 1
+        }
+    );
+    std::fs::rename(&f1, &tmp).unwrap();
+    std::fs::rename(&f2, &f1).unwrap();
+    std::fs::rename(&tmp, &f2).unwrap();
+    assert!(verify(&path, &VerifyOptions::new()).unwrap().is_intact());
+
+    // "audit.jsonl.01" parses as rotation number 1 too: the copy is read, and refused.
+    std::fs::copy(&f1, dir.path().join("audit.jsonl.01")).unwrap();
+    let f = verify(&path, &VerifyOptions::new())
+        .unwrap()
+        .failure
+        .unwrap();
+    assert_eq!((f.kind, f.seq), (FailureKind::Inserted, 1), "{f}");
 }

@@ -163,6 +163,10 @@ fn chain_catches_what_a_superuser_does_with_the_trigger_disabled() {
         .query_one("SELECT record FROM audit_keyed WHERE seq = 3", &[])
         .unwrap()
         .get(0);
+    let orig5: String = su
+        .query_one("SELECT record FROM audit_keyed WHERE seq = 5", &[])
+        .unwrap()
+        .get(0);
     su.batch_execute("ALTER TABLE audit_keyed DISABLE TRIGGER USER")
         .unwrap();
 
@@ -204,7 +208,33 @@ fn chain_catches_what_a_superuser_does_with_the_trigger_disabled() {
     .unwrap();
     assert!(log.sink_mut().verify(&opts).unwrap().is_intact());
 
-    // 3. A row is deleted.
+    // 3. The sealed record is nulled (after dropping its NOT NULL constraint), and a
+    //    status too: verification reports it, nothing panics.
+    su.batch_execute(
+        "ALTER TABLE audit_keyed ALTER COLUMN record DROP NOT NULL;
+         ALTER TABLE audit_keyed ALTER COLUMN status DROP NOT NULL;
+         UPDATE audit_keyed SET record = NULL WHERE seq = 5;",
+    )
+    .unwrap();
+    let f = log.sink_mut().verify(&opts).unwrap().failure.unwrap();
+    assert_eq!((f.kind, f.seq), (FailureKind::Modified, 5), "{f}");
+    assert!(f.detail.contains("record"), "{f}");
+    let err = log.sink_mut().query(&Filter::new()).unwrap_err();
+    assert!(err.to_string().contains("record"), "{err}");
+    su.batch_execute("UPDATE audit_keyed SET status = NULL WHERE seq = 4")
+        .unwrap();
+    let err = log.sink_mut().stats().unwrap_err();
+    assert!(err.to_string().contains("status"), "{err}");
+    su.execute(
+        "UPDATE audit_keyed SET record = $1 WHERE seq = 5",
+        &[&orig5],
+    )
+    .unwrap();
+    su.batch_execute("UPDATE audit_keyed SET status = 'failed' WHERE seq = 4")
+        .unwrap();
+    assert!(log.sink_mut().verify(&opts).unwrap().is_intact());
+
+    // 4. A row is deleted.
     su.execute("DELETE FROM audit_keyed WHERE seq = 2", &[])
         .unwrap();
     let f = log.sink_mut().verify(&opts).unwrap().failure.unwrap();

@@ -289,6 +289,26 @@ fn keyed_log_without_key_and_unkeyed_downgrade() {
 }
 
 #[test]
+fn keys_given_through_the_field_still_refuse_an_unkeyed_rewrite() {
+    // The public `keys` field, set without the builder, must protect as much as the
+    // builder: otherwise a keyed log replaced by a recomputed unkeyed one verifies.
+    let (unkeyed, _, _) = sample_log(3, &Chain::unkeyed());
+    let mut opts = VerifyOptions::new();
+    opts.keys = KeyRing::new().with(key());
+    let f = verify_bytes("x", &unkeyed, &opts)
+        .failure
+        .expect("an unkeyed rewrite of a keyed log verified");
+    assert_eq!((f.kind, f.seq), (FailureKind::Unkeyed, 1), "{f}");
+    // Accepting unkeyed records is an explicit choice, in whatever order it is made.
+    opts.allow_unkeyed = true;
+    assert!(verify_bytes("x", &unkeyed, &opts).is_intact());
+    let opts = VerifyOptions::new()
+        .allow_unkeyed()
+        .keys(KeyRing::new().with(key()));
+    assert!(verify_bytes("x", &unkeyed, &opts).is_intact());
+}
+
+#[test]
 fn forged_record_inserted_with_recomputed_hash_is_located() {
     // Unkeyed: an attacker seals a fake seq 3 after the real seq 2; the real seq 3 follows.
     let chain = Chain::unkeyed();
@@ -366,4 +386,78 @@ fn empty_and_torn_inputs() {
             line: 2
         }
     );
+}
+
+/// Edits that keep the record's meaning but not its canonical bytes — trailing bytes,
+/// CRLF, whitespace, escapes, number spellings, a duplicated member — are modifications,
+/// even when the attacker recomputes the (unkeyed) hash over the new bytes.
+#[test]
+fn equivalent_but_non_canonical_lines_are_modifications_even_with_a_recomputed_hash() {
+    use sha2::{Digest, Sha256};
+    let chain = Chain::unkeyed();
+    let (_, _, lines) = sample_log(3, &chain);
+    let victim = &lines[1];
+    let rehash = |line: &str| -> String {
+        // Recompute "hash" over the edited line without its hash member.
+        let start = line.find(",\"hash\":\"").unwrap();
+        let member = &line[start..start + 74];
+        let without = line.replacen(member, "", 1);
+        let h: String = Sha256::digest(without.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        line.replacen(&member[9..73], &h, 1)
+    };
+    let edits: Vec<(&str, String)> = vec![
+        ("trailing garbage", format!("{victim}x")),
+        ("trailing space", format!("{victim} ")),
+        ("CRLF", format!("{victim}\r")),
+        (
+            "space after a colon",
+            victim.replacen("\"seq\":2", "\"seq\": 2", 1),
+        ),
+        ("escaped letter", victim.replacen("\"a\"", "\"\\u0061\"", 1)),
+        ("escaped slash", victim.replacen("\"Pod\"", "\"P\\/od\"", 1)),
+        (
+            "number spelling",
+            victim.replacen("\"seq\":2", "\"seq\":2.0", 1),
+        ),
+        (
+            "duplicated member",
+            victim.replacen(
+                "\"status\":\"completed\"",
+                "\"status\":\"completed\",\"status\":\"failed\"",
+                1,
+            ),
+        ),
+    ];
+    for (what, edited) in edits {
+        assert_ne!(&edited, victim, "{what}: the edit did nothing");
+        for line in [edited.clone(), rehash(&edited)] {
+            let text = format!("{}\n{line}\n{}\n", lines[0], lines[2]);
+            let f = verify_bytes("x", text.as_bytes(), &VerifyOptions::new())
+                .failure
+                .unwrap_or_else(|| panic!("{what}: accepted {line}"));
+            assert_eq!((f.kind, f.seq), (FailureKind::Modified, 2), "{what}: {f}");
+        }
+    }
+}
+
+/// Nothing normalises Unicode: NFC and NFD spellings of a name are different records
+/// with different hashes, each stored byte for byte.
+#[test]
+fn unicode_is_stored_and_hashed_as_given_never_normalised() {
+    let nfc = AuditRecord::new("a", Status::Completed).requested_by("Ren\u{e9}e");
+    let nfd = AuditRecord::new("a", Status::Completed)
+        .requested_by("Rene\u{301}e")
+        .created_at(nfc.created_at);
+    let chain = Chain::unkeyed();
+    let a = chain.seal(&ChainHead::default(), &nfc).unwrap();
+    let b = chain.seal(&ChainHead::default(), &nfd).unwrap();
+    assert!(a.line().contains("Ren\u{e9}e") && b.line().contains("Rene\u{301}e"));
+    assert_ne!(a.hash, b.hash);
+    for s in [a, b] {
+        let text = format!("{}\n", s.line());
+        assert!(verify_bytes("x", text.as_bytes(), &VerifyOptions::new()).is_intact());
+    }
 }

@@ -286,7 +286,8 @@ pub trait IdempotencyStore: Send + Sync {
     fn release(&self, key: &str, fingerprint: &[u8; 32]);
 }
 
-/// A bounded in-process [`IdempotencyStore`]; when full it refuses new keys
+/// A bounded in-process [`IdempotencyStore`]: at most `capacity` live keys (memory stays
+/// proportional to it, released reservations included); when full it refuses new keys
 /// ([`IdempotencyError::Full`]) rather than forgetting live ones.
 #[derive(Debug)]
 pub struct InMemoryIdempotencyStore {
@@ -367,6 +368,13 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
         let mut inner = self.lock();
         if inner.live.get(key).is_some_and(|(fp, _)| fp == fingerprint) {
             inner.live.remove(key);
+        }
+        // The expiry entry of a released key stays in the heap until its time comes; a
+        // client retrying with one key would pile them up. Drop the stale ones once they
+        // outnumber the capacity (amortised O(1) per release).
+        if inner.by_expiry.len() > 2 * self.capacity {
+            let IdemInner { live, by_expiry } = &mut *inner;
+            by_expiry.retain(|Reverse((t, k))| live.get(k).is_some_and(|(_, until)| until == t));
         }
     }
 }
@@ -777,4 +785,44 @@ fn fingerprint(request: &ActionRequest) -> Result<[u8; 32], AdmissionError> {
         AdmissionError::new(ErrorCode::SchemaValidationFailed, e.to_string()).with_field("action")
     })?;
     Ok(Sha256::digest(&bytes).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_reservations_do_not_pile_up() {
+        // A client retrying on RATE_LIMIT_EXCEEDED with one idempotency key reserves and
+        // releases it on every attempt: memory must stay bounded by the capacity.
+        let store = InMemoryIdempotencyStore::new(4);
+        let fp = [7u8; 32];
+        for now in 0..10_000 {
+            assert_eq!(
+                store.reserve("retry-me", &fp, now + 86_400, now),
+                Ok(Reservation::New)
+            );
+            store.release("retry-me", &fp);
+        }
+        let inner = store.lock();
+        assert!(inner.live.is_empty());
+        assert!(
+            inner.by_expiry.len() <= 2 * 4 + 1,
+            "{}",
+            inner.by_expiry.len()
+        );
+        drop(inner);
+        // Live reservations are unaffected by the clean-up.
+        let other = [8u8; 32];
+        assert_eq!(store.reserve("a", &fp, 100, 0), Ok(Reservation::New));
+        for _ in 0..20 {
+            store.reserve("b", &other, 100, 0).unwrap();
+            store.release("b", &other);
+        }
+        assert_eq!(store.reserve("a", &fp, 100, 1), Ok(Reservation::Duplicate));
+        assert_eq!(
+            store.reserve("a", &other, 100, 1),
+            Ok(Reservation::Conflict)
+        );
+    }
 }

@@ -26,7 +26,10 @@
 //! `mac = HMAC-SHA256(secret, "kubesafe.envelope.v1\n" || JCS(envelope without "mac"))`
 //!
 //! where `JCS` is the RFC 8785 canonical form (see [`crate::jcs`], strict number policy). The
-//! canonical form makes key order and whitespace irrelevant. The fixed prefix is a domain
+//! canonical form makes key order and whitespace irrelevant. Spellings with one canonical
+//! form share a MAC, so the parsed action is normalised to what that form reads back as:
+//! `3.0`, `30e-1` and `3E0` arrive as the integer `3`, `-0` as `0`, `"\u0061"` as `"a"` —
+//! whoever relays an envelope cannot change how an authentic action is read. The fixed prefix is a domain
 //! separator: no JSON text starts with `k`, so a MAC made in legacy mode over a JSON body, or
 //! by another system sharing the secret, can never be replayed as an envelope MAC.
 //!
@@ -437,10 +440,11 @@ impl Envelope {
         check_nonce(&nonce)?;
         let mac_text = take_string(&mut map, "mac")?;
         let mac = decode_mac(&mac_text)?;
-        let action = take(&mut map, "action")?;
+        let mut action = take(&mut map, "action")?;
         Canonicalizer::strict()
             .check(&action)
             .map_err(MalformedError::Action)?;
+        canonical_numbers(&mut action, 0);
         if let Some(field) = map.keys().next() {
             return Err(MalformedError::UnknownField {
                 field: field.clone(),
@@ -455,6 +459,46 @@ impl Envelope {
             action,
             mac,
         })
+    }
+}
+
+/// Rewrites every integral double (`3.0`, `30e-1`, `-0`) as the integer its canonical form
+/// spells (`3`, `0`), so that the action a verifier hands out is the value the MAC covers.
+///
+/// JCS gives `3`, `3.0` and `3E0` one canonical form, hence one MAC. Without this, which
+/// spelling arrived would still show in the parsed value (`as_u64()` is `None` for a
+/// double, a typed `u32` field rejects it): whoever relays an envelope could change how an
+/// authentic action is read without touching its MAC. Call it only on a value the strict
+/// canonicaliser accepted (depth ≤ its limit, doubles within ±(2^53 − 1), where every
+/// integral double converts exactly).
+fn canonical_numbers(value: &mut Value, depth: usize) {
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64())
+                && f.fract() == 0.0
+                && f.abs() <= MAX_SAFE_INTEGER as f64
+            {
+                // Exact: an integral double of magnitude below 2^53.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let int = if f >= 0.0 {
+                    serde_json::Number::from(f as u64)
+                } else {
+                    serde_json::Number::from(f as i64)
+                };
+                *n = int;
+            }
+        }
+        Value::Array(items) if depth < jcs::DEFAULT_MAX_DEPTH => {
+            for item in items {
+                canonical_numbers(item, depth + 1);
+            }
+        }
+        Value::Object(map) if depth < jcs::DEFAULT_MAX_DEPTH => {
+            for item in map.values_mut() {
+                canonical_numbers(item, depth + 1);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -639,8 +683,12 @@ impl KeyRing {
             .checked_add(secs)
             .filter(|e| *e <= MAX_SAFE_INTEGER)
             .ok_or_else(|| SignError::Ttl(format!("iat {iat} + {secs} s is out of range")))?;
-        let action =
+        let mut action =
             serde_json::to_value(action).map_err(|e| SignError::Serialize(e.to_string()))?;
+        Canonicalizer::strict()
+            .check(&action)
+            .map_err(SignError::Canonical)?;
+        canonical_numbers(&mut action, 0);
         let mut env = Envelope {
             kid: kid.to_owned(),
             alg: Algorithm::HmacSha256,

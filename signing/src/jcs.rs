@@ -573,6 +573,19 @@ mod tests {
     }
 
     #[test]
+    fn unicode_is_never_normalised() {
+        // RFC 8785 does not normalise, and neither does anything on the way: NFC and NFD
+        // spellings are different strings with different canonical bytes (and MACs).
+        let nfc = json!({"n": "Ren\u{e9}e"});
+        let nfd = json!({"n": "Rene\u{301}e"});
+        assert_eq!(canon(&nfc), "{\"n\":\"Ren\u{e9}e\"}");
+        assert_eq!(canon(&nfd), "{\"n\":\"Rene\u{301}e\"}");
+        let parsed =
+            crate::json::parse("{\"n\":\"Rene\\u0301e\"}".as_bytes(), &Default::default()).unwrap();
+        assert_eq!(parsed, nfd);
+    }
+
+    #[test]
     fn escapes_like_json_stringify() {
         let v = json!("\u{0}\u{1f}\u{7f}\u{8}\t\n\u{c}\r\"\\/\u{2028}é");
         assert_eq!(

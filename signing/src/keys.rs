@@ -381,11 +381,26 @@ fn decode_env_value(var: &str, raw: &[u8]) -> Result<Vec<u8>, KeyError> {
     if let Some(b64) = raw.strip_prefix(b"base64:") {
         base64::engine::general_purpose::STANDARD
             .decode(b64)
-            .map_err(|e| encoding(format!("invalid base64 after `base64:`: {e}")))
+            .map_err(|e| encoding(format!("invalid base64 after `base64:`: {}", redacted(&e))))
     } else if let Some(hex) = raw.strip_prefix(b"hex:") {
         decode_hex(hex).ok_or_else(|| encoding("invalid hex after `hex:`".to_owned()))
     } else {
         Ok(raw.to_vec())
+    }
+}
+
+/// A base64 error without the offending byte (`DecodeError`'s `Display` prints it, and it
+/// is a byte of the secret).
+fn redacted(e: &base64::DecodeError) -> String {
+    match e {
+        base64::DecodeError::InvalidByte(offset, _) => {
+            format!("invalid character at offset {offset}")
+        }
+        base64::DecodeError::InvalidLength(len) => format!("invalid length {len}"),
+        base64::DecodeError::InvalidLastSymbol(offset, _) => {
+            format!("invalid last character at offset {offset}")
+        }
+        base64::DecodeError::InvalidPadding => "invalid padding".to_owned(),
     }
 }
 
@@ -704,6 +719,12 @@ mod tests {
         let err = decode_env_value("MY_KEY", b"base64:!!").unwrap_err();
         assert!(err.to_string().contains("MY_KEY"), "{err}");
         assert!(decode_env_value("V", b"hex:0g").is_err());
+        // No byte of the (malformed) secret appears in the message: `~` is 126, `B` 66.
+        for (value, byte) in [(&b"base64:AAA~"[..], "126"), (b"base64:AAB=", "66")] {
+            let err = decode_env_value("MY_KEY", value).unwrap_err().to_string();
+            assert!(err.contains("MY_KEY") && err.contains("offset"), "{err}");
+            assert!(!err.contains(byte) && !err.contains('~'), "{err}");
+        }
         assert!(matches!(
             Secret::from_env("KUBESAFE_SIGNING_TEST_SURELY_UNSET_VARIABLE"),
             Err(KeyError::EnvMissing { .. })

@@ -51,6 +51,11 @@ fn canonical(v: &Value) -> String {
     Canonicalizer::strict().to_string(v).unwrap()
 }
 
+/// The value the canonical bytes of `v` read back as: what the MAC really covers.
+fn reparsed(v: &Value) -> Value {
+    serde_json::from_str(&canonical(v)).unwrap()
+}
+
 /// Arbitrary JSON the strict policy accepts: any strings (all of Unicode, control
 /// characters included), safe integers, finite doubles within ±(2^53 - 1), nesting.
 fn arb_json() -> impl Strategy<Value = Value> {
@@ -167,6 +172,8 @@ proptest! {
         prop_assert_eq!(parsed.to_json(), env.to_json());
         let verified = verifier(ring()).verify_at(parsed, NOW + 1).unwrap();
         prop_assert_eq!(canonical(verified.action()), canonical(&action));
+        // Not only the same canonical bytes: the very value those bytes read back as.
+        prop_assert_eq!(verified.action(), &reparsed(&action));
         prop_assert_eq!(verified.kid(), "k1");
     }
 
@@ -220,6 +227,7 @@ proptest! {
         let parsed = Envelope::from_json(messy.as_bytes(), &Limits::new(1 << 20, 32)).unwrap();
         let verified = verifier(ring()).verify_at(parsed, NOW + 1).unwrap();
         prop_assert_eq!(canonical(verified.action()), canonical(&action));
+        prop_assert_eq!(verified.action(), &reparsed(&action));
     }
 
     /// Doubles survive signing and verification bit for bit (-0 becomes 0).
@@ -416,4 +424,54 @@ fn typed_verification_and_provenance() {
     let err = v.verify_as_at::<ActionRequest>(bad, NOW).unwrap_err();
     assert_eq!(err.code(), ErrorCode::SchemaValidationFailed);
     assert!(err.to_string().contains("params.replicas"), "{err}");
+}
+
+/// `3`, `3.0`, `30e-1` and `3E0` have one canonical form, so they share a MAC: whichever
+/// spelling arrives, the verifier must hand out the value the MAC covers (the integer 3),
+/// not the spelling (a double that `as_u64()` refuses and a typed `u32` rejects). The same
+/// for `-0` and `0`.
+#[test]
+fn equivalent_number_spellings_verify_to_the_value_the_mac_covers() {
+    use kubesafe_signing::action::{ActionParams, ActionRequest, ScaleDeploymentParams};
+    let action = json!({"type": "scale_deployment", "namespace": "shop", "name": "web",
+                        "params": {"replicas": 3}});
+    let env = sign(&action, "KKKKKKKKKKKKKKKKKKKKKK");
+    let wire = env.to_json();
+    assert!(wire.contains(r#""replicas":3}"#), "{wire}");
+    for spelling in ["3", "3.0", "30e-1", "3E0", "0.3e1"] {
+        let variant = wire.replace(r#""replicas":3}"#, &format!(r#""replicas":{spelling}}}"#));
+        let parsed = Envelope::from_json(variant.as_bytes(), &Limits::default()).unwrap();
+        assert_eq!(parsed.to_json(), wire, "{spelling}: same canonical form");
+        assert_eq!(parsed.action(), &action, "{spelling}: parsed action");
+        let v = verifier(ring());
+        let verified = v.verify_at(parsed.clone(), NOW).unwrap();
+        assert_eq!(verified.action(), &action, "{spelling}");
+        assert_eq!(
+            verified.action()["params"]["replicas"].as_u64(),
+            Some(3),
+            "{spelling}"
+        );
+        let typed = verifier(ring())
+            .verify_as_at::<ActionRequest>(parsed, NOW)
+            .unwrap_or_else(|e| panic!("{spelling}: {e}"));
+        assert_eq!(
+            typed.action().params(),
+            &ActionParams::ScaleDeployment(ScaleDeploymentParams { replicas: 3 })
+        );
+    }
+    let zero = sign(&json!({"x": 0, "y": [0.5, -2]}), "LLLLLLLLLLLLLLLLLLLLLL").to_json();
+    for (x, y) in [("-0", "-2"), ("-0.0", "-2.0"), ("0e5", "-20e-1")] {
+        let variant = zero
+            .replace(r#""x":0"#, &format!(r#""x":{x}"#))
+            .replace("-2]", &format!("{y}]"));
+        let parsed = Envelope::from_json(variant.as_bytes(), &Limits::default()).unwrap();
+        let verified = verifier(ring()).verify_at(parsed, NOW).unwrap();
+        assert_eq!(
+            verified.action(),
+            &json!({"x": 0, "y": [0.5, -2]}),
+            "{x} {y}"
+        );
+        assert_eq!(verified.action()["x"].as_u64(), Some(0));
+        assert_eq!(verified.action()["y"][1].as_i64(), Some(-2));
+    }
 }
