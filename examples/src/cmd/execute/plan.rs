@@ -4,7 +4,7 @@
 //!
 //! | action | reads | write |
 //! |--------|-------|-------|
-//! | `restart_pod` | `GET` the pod | `DELETE` the pod (`DeleteOptions`: background propagation, `preconditions.uid`, the grace period if given) |
+//! | `restart_pod` | `GET` the pod | `DELETE` the pod (`DeleteOptions`: background propagation, `preconditions.uid`, the grace period if given, 0 sent as 1) |
 //! | `scale_deployment` | — | `PATCH …/deployments/NAME/scale`, merge patch `{"spec":{"replicas":N}}` (what `kubectl scale` sends) |
 //! | `rollback_deployment` | `GET` the deployment, `LIST` its ReplicaSets by its selector | `PATCH` the deployment, JSON patch replacing `spec.template` and `metadata.annotations` (what `kubectl rollout undo` sends) |
 //!
@@ -15,7 +15,8 @@
 //! * `restart_pod` refuses a pod without a controller (deleting it removes it for good)
 //!   unless allowed, refuses a static pod's mirror pod always (deleting a mirror pod does
 //!   not restart the static pod: the kubelet just recreates the mirror), and deletes with
-//!   `preconditions.uid` so that exactly the inspected pod is deleted;
+//!   `preconditions.uid` so that exactly the inspected pod is deleted; a grace period of 0
+//!   is sent as 1, as kubectl does without `--force` (0 is a force deletion);
 //! * the rollback patch starts with a JSON-patch `test` of `metadata.resourceVersion`: if the
 //!   deployment changed between the read and the patch, the API server refuses the patch
 //!   instead of rolling back relative to a stale state;
@@ -346,7 +347,11 @@ fn delete_pod_request(
     // kubectl's default cascade (`--cascade=background`).
     options.insert("propagationPolicy".into(), "Background".into());
     if let Some(grace) = params.grace_period_seconds {
-        options.insert("gracePeriodSeconds".into(), grace.into());
+        // 0 would be a force deletion: the API server removes the pod object at once,
+        // before its containers stop, and a StatefulSet starts the replacement while the
+        // old pod may still run. kubectl turns `--grace-period=0` into 1 unless `--force`
+        // ("to prevent accidental data loss"); so do we, and there is no force.
+        options.insert("gracePeriodSeconds".into(), grace.max(1).into());
     }
     if let Some(uid) = uid {
         options.insert("preconditions".into(), json!({ "uid": uid }));
@@ -980,6 +985,26 @@ mod tests {
                    "propagationPolicy": "Background", "gracePeriodSeconds": 10,
                    "preconditions": {"uid": "pod-uid-1"}})
         );
+    }
+
+    #[test]
+    fn restart_never_force_deletes_a_pod() {
+        // gracePeriodSeconds 0 makes the API server remove the pod object at once, before
+        // its containers stop: a StatefulSet then starts the replacement while the old pod
+        // may still run (two pods with one identity). kubectl turns 0 into 1 unless --force.
+        let p = pod(
+            json!({}),
+            json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db",
+                    "uid": "sts-uid", "controller": true}]),
+        );
+        let params = RestartPodParams {
+            grace_period_seconds: Some(0),
+        };
+        let req = restart_request(&p, "shop", "db-0", &params, PlanOptions::default()).unwrap();
+        assert_eq!(req.body.as_ref().unwrap()["gracePeriodSeconds"], 1);
+        // Without cluster state the planned DELETE is the same.
+        let req = delete_pod_request("shop", "db-0", &params, None);
+        assert_eq!(req.body.as_ref().unwrap()["gracePeriodSeconds"], 1);
     }
 
     #[test]
