@@ -302,7 +302,7 @@ pub(crate) async fn plan<R: ClusterRead>(
                 .and_then(Value::as_array)
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            match rollback_request(&deployment, items, p)? {
+            match rollback_request(namespace, name, &deployment, items, p)? {
                 Rollback::Patch(req) => plan.writes.push(req),
                 Rollback::Skipped(message) => plan.skipped = Some(message),
             }
@@ -480,12 +480,25 @@ fn by_creation(a: &&Value, b: &&Value) -> Ordering {
 /// `kubectl rollout undo deployment/NAME [--to-revision=N]`, as a patch of `deployment`
 /// given the ReplicaSets listed by its selector.
 pub(crate) fn rollback_request(
+    namespace: &str,
+    name: &str,
     deployment: &Value,
     replica_sets: &[Value],
     params: &RollbackDeploymentParams,
 ) -> Result<Rollback, ExecError> {
-    let namespace = str_at(deployment, "/metadata/namespace").unwrap_or_default();
-    let name = str_at(deployment, "/metadata/name").unwrap_or_default();
+    // The PATCH goes to the admitted target's path; the object read must be that target.
+    let (object_ns, object_name) = (
+        str_at(deployment, "/metadata/namespace"),
+        str_at(deployment, "/metadata/name"),
+    );
+    if object_ns != Some(namespace) || object_name != Some(name) {
+        return Err(ExecError::failed(format!(
+            "the object read for deployment {namespace}/{name} is deployment {}/{}; \
+             refusing to roll back",
+            object_ns.unwrap_or("?"),
+            object_name.unwrap_or("?")
+        )));
+    }
     let uid = str_at(deployment, "/metadata/uid").ok_or_else(|| {
         ExecError::failed(format!(
             "deployment {namespace}/{name}: metadata.uid is missing (needed to find the \
@@ -709,6 +722,35 @@ fn percent_encode(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// `rollback_request` for the target `shop/web`.
+    fn rb(
+        deployment: &Value,
+        replica_sets: &[Value],
+        params: &RollbackDeploymentParams,
+    ) -> Result<Rollback, ExecError> {
+        rollback_request("shop", "web", deployment, replica_sets, params)
+    }
+
+    #[test]
+    fn rollback_patches_the_admitted_target_only() {
+        // The PATCH path is the admitted action's namespace/name, never the object's; an
+        // object that is not the target (a snapshot or a server answering for another
+        // object) is refused instead of being patched under its own name.
+        let mut d = deployment("web:3", Some(json!({REVISION_ANNOTATION: "3"})));
+        d["metadata"]["namespace"] = "kube-system".into();
+        let err = rb(&d, &history(), &Default::default()).unwrap_err();
+        assert!(
+            matches!(&err, ExecError::Failed { message } if message.contains("kube-system/web")),
+            "{err:?}"
+        );
+        let mut d = deployment("web:3", Some(json!({REVISION_ANNOTATION: "3"})));
+        d["metadata"]["name"] = "other".into();
+        assert!(rb(&d, &history(), &Default::default()).is_err());
+        let mut d = deployment("web:3", Some(json!({REVISION_ANNOTATION: "3"})));
+        d["metadata"].as_object_mut().unwrap().remove("namespace");
+        assert!(rb(&d, &history(), &Default::default()).is_err());
+    }
+
     const UID: &str = "5d7c3e0a-0000-4000-8000-000000000001";
 
     fn template(image: &str, hash: Option<&str>) -> Value {
@@ -805,7 +847,7 @@ mod tests {
                 "team": "shop"
             })),
         );
-        let ops = patch_ops(rollback_request(&d, &history(), &Default::default()).unwrap());
+        let ops = patch_ops(rb(&d, &history(), &Default::default()).unwrap());
         assert_eq!(
             ops[0],
             json!({"op": "test", "path": "/metadata/resourceVersion", "value": "4711"})
@@ -836,13 +878,13 @@ mod tests {
         let params = RollbackDeploymentParams {
             to_revision: Some(1),
         };
-        let ops = patch_ops(rollback_request(&d, &history(), &params).unwrap());
+        let ops = patch_ops(rb(&d, &history(), &params).unwrap());
         assert_eq!(ops[1]["value"], template("web:1", None));
         let params = RollbackDeploymentParams {
             to_revision: Some(9),
         };
         assert_eq!(
-            rollback_request(&d, &history(), &params),
+            rb(&d, &history(), &params),
             Err(ExecError::failed(
                 "unable to find specified revision 9 in history"
             ))
@@ -857,14 +899,14 @@ mod tests {
         // The controller relabelled revision 2 as 4 when it was rolled back to.
         rss[2] = replica_set("web-8a1e", Some("4"), "web:2", "2024-05-02T10:00:00Z");
         // Previous revision = 3 (web:3): a real rollback.
-        let ops = patch_ops(rollback_request(&d, &rss, &Default::default()).unwrap());
+        let ops = patch_ops(rb(&d, &rss, &Default::default()).unwrap());
         assert_eq!(ops[1]["value"], template("web:3", None));
         // Explicitly to revision 4 = the current template: skipped.
         let params = RollbackDeploymentParams {
             to_revision: Some(4),
         };
         assert_eq!(
-            rollback_request(&d, &rss, &params),
+            rb(&d, &rss, &params),
             Ok(Rollback::Skipped(
                 "skipped rollback (current template already matches revision 4)".into()
             ))
@@ -888,7 +930,7 @@ mod tests {
             history()[1].clone(),
         ];
         // Only revisions 1 and 3 are ours and valid: the previous one is 1.
-        let ops = patch_ops(rollback_request(&d, &rss, &Default::default()).unwrap());
+        let ops = patch_ops(rb(&d, &rss, &Default::default()).unwrap());
         assert_eq!(ops[1]["value"], template("web:1", None));
     }
 
@@ -897,14 +939,14 @@ mod tests {
         let d = deployment("web:3", Some(json!({REVISION_ANNOTATION: "3"})));
         let only = vec![history()[1].clone()];
         assert_eq!(
-            rollback_request(&d, &only, &Default::default()),
+            rb(&d, &only, &Default::default()),
             Err(ExecError::failed(
                 "no rollout history found for deployment \"web\""
             ))
         );
         let mut paused = d.clone();
         paused["spec"]["paused"] = true.into();
-        let err = rollback_request(&paused, &history(), &Default::default()).unwrap_err();
+        let err = rb(&paused, &history(), &Default::default()).unwrap_err();
         assert!(err.message().contains("paused"), "{err}");
     }
 
@@ -915,7 +957,7 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("resourceVersion");
-        let ops = patch_ops(rollback_request(&d, &history(), &Default::default()).unwrap());
+        let ops = patch_ops(rb(&d, &history(), &Default::default()).unwrap());
         assert_eq!(ops.len(), 2);
         assert_eq!(ops[0]["path"], "/spec/template");
         assert_eq!(ops[1]["op"], "add");
@@ -930,7 +972,7 @@ mod tests {
         let d = deployment("web:3", Some(json!({REVISION_ANNOTATION: "3"})));
         let mut rss = history();
         rss[2]["spec"]["template"]["spec"]["someFutureField"] = json!({"x": [1, 2]});
-        let ops = patch_ops(rollback_request(&d, &rss, &Default::default()).unwrap());
+        let ops = patch_ops(rb(&d, &rss, &Default::default()).unwrap());
         assert_eq!(
             ops[1]["value"]["spec"]["someFutureField"],
             json!({"x": [1, 2]})
