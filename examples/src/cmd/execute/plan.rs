@@ -22,6 +22,9 @@
 //!   instead of rolling back relative to a stale state;
 //! * when the deployment has no annotations at all, the annotations are `add`ed (kubectl's
 //!   `replace` would fail on the missing member);
+//! * a rollback to the previous revision is refused while `status.observedGeneration` is
+//!   behind `metadata.generation`: until the controller has created the ReplicaSet of the
+//!   current template, kubectl's "previous" is two revisions back;
 //! * the "skipped rollback" message names the revision found (kubectl prints the requested
 //!   revision, `0` for "the previous one").
 
@@ -534,6 +537,26 @@ pub(crate) fn rollback_request(
             ExecError::failed(format!("unable to find specified revision {r} in history"))
         })?,
     };
+    if to_revision == 0
+        && let (Some(generation), Some(observed)) = (
+            deployment
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64),
+            deployment
+                .pointer("/status/observedGeneration")
+                .and_then(Value::as_i64),
+        )
+        && observed < generation
+    {
+        // The spec changed and the controller has not caught up: the ReplicaSet of the
+        // current template may not exist yet, so the newest ReplicaSet is still the one
+        // running and "the previous revision" would go back two steps.
+        return Err(ExecError::failed(format!(
+            "deployment {namespace}/{name} is being updated (generation {generation}, \
+             observedGeneration {observed}): the previous revision is not known until the \
+             deployment controller has observed the change; retry, or give to_revision"
+        )));
+    }
     let mut found: Option<(&Value, i64)> = None;
     if to_revision > 0 {
         found = owned
@@ -948,6 +971,30 @@ mod tests {
         paused["spec"]["paused"] = true.into();
         let err = rb(&paused, &history(), &Default::default()).unwrap_err();
         assert!(err.message().contains("paused"), "{err}");
+    }
+
+    #[test]
+    fn rollback_to_previous_waits_until_the_controller_observed_the_spec() {
+        // The spec was just changed to web:4: the controller has not created its
+        // ReplicaSet yet, so the newest ReplicaSet (revision 3) is still the running one,
+        // and "the previous revision" would skip back two steps, to revision 2.
+        let mut d = deployment("web:4", Some(json!({REVISION_ANNOTATION: "3"})));
+        d["metadata"]["generation"] = 5.into();
+        d["status"] = json!({"observedGeneration": 4});
+        let err = rb(&d, &history(), &Default::default()).unwrap_err();
+        assert!(
+            matches!(&err, ExecError::Failed { message } if message.contains("observedGeneration 4")),
+            "{err:?}"
+        );
+        // An explicit revision does not depend on which ReplicaSet is the newest.
+        let params = RollbackDeploymentParams {
+            to_revision: Some(2),
+        };
+        let ops = patch_ops(rb(&d, &history(), &params).unwrap());
+        assert_eq!(ops[1]["value"], template("web:2", None));
+        // Observed: the usual rollback.
+        d["status"]["observedGeneration"] = 5.into();
+        assert!(rb(&d, &history(), &Default::default()).is_ok());
     }
 
     #[test]
