@@ -568,14 +568,16 @@ pub(crate) fn rollback_request(
             )));
         }
     } else {
-        let mut latest: Option<(&Value, i64)> = None;
+        // kubectl starts both at revision -1 (a ReplicaSet below that is never chosen).
+        let (mut latest, mut latest_revision, mut previous_revision) = (None, -1, -1);
         for rs in &owned {
             let Some(v) = revision(rs) else { continue };
-            if latest.is_none_or(|(_, l)| l < v) {
-                found = latest;
-                latest = Some((*rs, v));
-            } else if found.is_none_or(|(_, p)| p < v) {
-                found = Some((*rs, v));
+            if latest_revision < v {
+                (found, previous_revision) =
+                    (latest.map(|l| (l, latest_revision)), latest_revision);
+                (latest, latest_revision) = (Some(*rs), v);
+            } else if previous_revision < v {
+                (found, previous_revision) = (Some((*rs, v)), v);
             }
         }
     }
@@ -955,6 +957,23 @@ mod tests {
         // Only revisions 1 and 3 are ours and valid: the previous one is 1.
         let ops = patch_ops(rb(&d, &rss, &Default::default()).unwrap());
         assert_eq!(ops[1]["value"], template("web:1", None));
+    }
+
+    #[test]
+    fn rollback_selection_starts_from_revision_minus_one_like_kubectl() {
+        // kubectl's deploymentRevision starts both the latest and the previous revision
+        // at -1, so a ReplicaSet annotated with a revision below 0 is never chosen.
+        let d = deployment("web:3", Some(json!({REVISION_ANNOTATION: "3"})));
+        let rss = vec![
+            replica_set("web-0000", Some("-2"), "web:0", "2024-04-01T10:00:00Z"),
+            history()[1].clone(),
+        ];
+        assert_eq!(
+            rb(&d, &rss, &Default::default()),
+            Err(ExecError::failed(
+                "no rollout history found for deployment \"web\""
+            ))
+        );
     }
 
     #[test]
