@@ -586,32 +586,45 @@ fn malformed_envelopes_are_schema_validation_failed() {
 #[test]
 fn idempotency_keys_are_honoured_across_invocations() {
     let dir = Dir::new("idempotency");
+    let server = FakeApiServer::start(cluster());
+    let kubeconfig = server.kubeconfig(&dir);
+    let rate = ["--rate", "scale_deployment=3/300s"];
+    let apply = [rate[0], rate[1], "--apply", "--kubeconfig", p(&kubeconfig)];
     let mut action = scale(6);
     action["idempotency_key"] = "incident-4711".into();
-    let (out, json) = execute(&dir, &sign(&action), &["--rate", "scale_deployment=2/300s"]);
+    // A dry run plans the action but executes nothing, so it does not use up the key:
+    // the real run with the same key (a fresh envelope) is executed.
+    let (out, json) = execute(&dir, &sign(&action), &rate);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json["outcome"], "planned");
-    // The client retries with a fresh envelope: answered as a duplicate, not executed.
-    let (out, json) = execute(&dir, &sign(&action), &["--rate", "scale_deployment=2/300s"]);
+    let (out, json) = execute(&dir, &sign(&action), &apply);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(json["outcome"], "duplicate");
-    let rec = last_record(&dir);
-    assert_eq!(rec["status"], "completed");
-    assert_eq!(rec["policyDecision"]["decision"], "duplicate");
-    assert_eq!(rec["result"]["executed"], false);
+    assert_eq!(json["outcome"], "applied");
+    assert_eq!(server.take().len(), 1);
+    // The client retries with a fresh envelope: answered as a duplicate, not executed —
+    // and a dry run of the retry says so too.
+    for extra in [&apply[..], &rate[..]] {
+        let (out, json) = execute(&dir, &sign(&action), extra);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(json["outcome"], "duplicate");
+        let rec = last_record(&dir);
+        assert_eq!(rec["status"], "completed");
+        assert_eq!(rec["policyDecision"]["decision"], "duplicate");
+        assert_eq!(rec["result"]["executed"], false);
+    }
+    assert!(server.take().is_empty());
     // The same key for a different action is a conflict.
     let mut other = scale(7);
     other["idempotency_key"] = "incident-4711".into();
-    let (out, json) = execute(&dir, &sign(&other), &["--rate", "scale_deployment=2/300s"]);
+    let (out, json) = execute(&dir, &sign(&other), &apply);
     assert_rejected(&dir, &out, &json, "CONFLICT");
-    // Duplicates do not use up the rate limit (2 per 300 s): one more is admitted.
-    let (out, _) = execute(
-        &dir,
-        &sign(&scale(8)),
-        &["--rate", "scale_deployment=2/300s"],
-    );
+    // Duplicates do not use up the rate limit (3 per 300 s; the dry run and the applied
+    // run used two): one more is admitted, then the limit is reached.
+    let (out, _) = execute(&dir, &sign(&scale(8)), &rate);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_log_intact(&dir, 4);
+    let (out, json) = execute(&dir, &sign(&scale(8)), &rate);
+    assert_rejected(&dir, &out, &json, "RATE_LIMIT_EXCEEDED");
+    assert_log_intact(&dir, 8);
 }
 
 #[test]

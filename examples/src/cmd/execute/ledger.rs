@@ -14,11 +14,12 @@
 //!   limiter the library uses, on a fake clock set to each record's `createdAt`; the clock
 //!   is then set to now and the new action is checked. The limit therefore holds exactly
 //!   as in a long-running process;
-//! * **idempotency** — every admitted action with an idempotency key that completed, or
-//!   that started and has no outcome record (the executor died: the outcome is unknown, so
-//!   it must not run again by itself), reserves the key with the fingerprint the library
-//!   computed (stored in the record) until `createdAt + ttl`. A failed or refused execution
-//!   does not reserve it (the client may retry).
+//! * **idempotency** — every admitted action with an idempotency key that was sent to the
+//!   cluster (`--apply`) and completed, or that started and has no outcome record (the
+//!   executor died: the outcome is unknown, so it must not run again by itself), reserves
+//!   the key with the fingerprint the library computed (stored in the record) until
+//!   `createdAt + ttl`. A failed or refused execution does not reserve it (the client may
+//!   retry), nor does a dry run (it executed nothing; the real run carries the same key).
 //!
 //! Only records written by this executor (`policyDecision.executor`) and created within the
 //! horizon ([`horizon`]) are kept in memory, so memory stays proportional to recent
@@ -118,6 +119,8 @@ struct Attempt {
     key: Option<(String, [u8; 32])>,
     /// The status of its latest record.
     status: Status,
+    /// Whether it went to the cluster (`--apply`): only then does it hold its key.
+    applied: bool,
 }
 
 /// What earlier invocations recorded.
@@ -129,7 +132,7 @@ pub(crate) struct Ledger {
     nonces: Vec<(String, String, u64)>,
     /// `(type, createdAt)` of admitted actions.
     admissions: Vec<(ActionType, Timestamp)>,
-    /// `(key, fingerprint, createdAt seconds)` of completed actions with a key.
+    /// `(key, fingerprint, createdAt seconds)` of applied actions with a key.
     idempotency: Vec<(String, [u8; 32], i64)>,
 }
 
@@ -204,14 +207,27 @@ impl Ledger {
             (Some(key), Some(fp)) => Some((key.to_owned(), fp)),
             _ => None,
         };
+        // `--apply` writes `in_progress` with `result.executor == "kube"` before sending
+        // anything; a dry run's only record says `"dry-run"`.
+        let applied = r
+            .record
+            .result
+            .as_ref()
+            .and_then(|v| v.get("executor"))
+            .and_then(Value::as_str)
+            == Some("kube");
         attempts
             .entry((kid.to_owned(), nonce.to_owned()))
-            .and_modify(|a| a.status = r.record.status)
+            .and_modify(|a| {
+                a.status = r.record.status;
+                a.applied |= applied;
+            })
             .or_insert(Attempt {
                 action_type,
                 created_at: r.record.created_at,
                 key,
                 status: r.record.status,
+                applied,
             });
     }
 
@@ -219,10 +235,12 @@ impl Ledger {
     fn finish(&mut self, attempts: HashMap<(String, String), Attempt>) {
         for a in attempts.into_values() {
             self.admissions.push((a.action_type, a.created_at));
-            // Completed, or started and never finished (a crash: outcome unknown, so a
-            // retry must not run it again automatically). Failed and refused ones free
-            // the key for a retry.
-            if matches!(a.status, Status::Completed | Status::InProgress)
+            // Sent to the cluster and completed, or started and never finished (a crash:
+            // outcome unknown, so a retry must not run it again automatically). Failed and
+            // refused ones free the key for a retry, and so do dry runs: they executed
+            // nothing, and the real run comes with the same key.
+            if a.applied
+                && matches!(a.status, Status::Completed | Status::InProgress)
                 && let Some((key, fp)) = a.key
             {
                 self.idempotency.push((key, fp, a.created_at.as_second()));
@@ -364,6 +382,7 @@ impl IdempotencyStore for RecordingIdempotencyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn ts(secs: i64) -> Timestamp {
         Timestamp::from_second(secs).unwrap()
@@ -414,11 +433,26 @@ mod tests {
             d["idempotencyKey"] = key.into();
             d["idempotencyFingerprint"] = hex(&[seq as u8; 32]).into();
         }
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "seq": seq, "prevHash": "0".repeat(64), "hash": "1".repeat(64), "v": 1,
             "actionType": "scale_deployment", "status": status,
             "createdAt": format!("2025-01-01T00:00:{seq:02}Z"), "policyDecision": d
         });
+        // What `--apply` writes: `in_progress` and `completed` carry the kube executor's
+        // result; `failed` and `rejected` have none.
+        match status {
+            "in_progress" => v["result"] = json!({"executor": "kube", "outcome": "started"}),
+            "completed" => v["result"] = json!({"executor": "kube", "outcome": "applied"}),
+            _ => {}
+        }
+        SealedRecord::parse_line(&v.to_string()).unwrap()
+    }
+
+    fn dry_run_line(seq: u64, nonce: &str, key: &str) -> SealedRecord {
+        let mut v: Value =
+            serde_json::from_str(line(seq, "completed", nonce, "admitted", Some(key)).line())
+                .unwrap();
+        v["result"] = json!({"executor": "dry-run", "outcome": "planned"});
         SealedRecord::parse_line(&v.to_string()).unwrap()
     }
 
@@ -445,6 +479,8 @@ mod tests {
             line(5, "failed", "c", "admitted", Some("kc")),
             // Rejected at admission: nonce spent, no admission.
             line(6, "rejected", "d", "rejected", None),
+            // A dry run: counts against the rate limit, but does not hold its key.
+            dry_run_line(8, "e", "ke"),
             // Another tool's record (no executor tag): ignored.
             SealedRecord::parse_line(
                 &serde_json::json!({
@@ -459,7 +495,7 @@ mod tests {
             )
             .unwrap(),
         ]);
-        assert_eq!(ledger.admissions.len(), 3);
+        assert_eq!(ledger.admissions.len(), 4);
         let mut keys: Vec<_> = ledger
             .idempotency
             .iter()
@@ -469,7 +505,7 @@ mod tests {
         assert_eq!(keys, ["ka", "kb"]);
         let mut nonces: Vec<_> = ledger.nonces.iter().map(|(_, n, _)| n.as_str()).collect();
         nonces.dedup();
-        assert_eq!(nonces, ["a", "b", "c", "d"]);
+        assert_eq!(nonces, ["a", "b", "c", "d", "e"]);
     }
 
     #[test]
