@@ -1077,6 +1077,14 @@ fn respond(method: &str, path: &str, objects: &Value) -> (&'static str, Value) {
             std::thread::sleep(Duration::from_secs(60));
             not_found(path)
         }
+        ("PATCH", "flaky/scale") => (
+            // What the API server answers when a write outlives its request timeout: the
+            // write may still be committed.
+            "504 Gateway Timeout",
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                   "message": "Timeout: request did not complete within the allotted timeout",
+                   "reason": "Timeout", "code": 504}),
+        ),
         ("PATCH", "web") => found(find("Deployment", "web"), "web"),
         ("PATCH", "stale") => (
             "422 Unprocessable Entity",
@@ -1317,6 +1325,87 @@ fn an_executor_killed_mid_apply_leaves_its_admission_on_record() {
     let (out, json) = execute(&dir, &sign(&action), &rate);
     assert_rejected(&dir, &out, &json, "RATE_LIMIT_EXCEEDED");
     assert_log_intact(&dir, 4);
+}
+
+#[test]
+fn writes_with_an_unknown_outcome_keep_their_idempotency_key() {
+    let dir = Dir::new("unknown");
+    let mut objects = cluster();
+    for name in ["flaky", "slow"] {
+        let mut d = objects["items"][0].clone();
+        d["metadata"]["name"] = name.into();
+        objects["items"].as_array_mut().unwrap().push(d);
+    }
+    let mut stale = objects["items"][0].clone();
+    stale["metadata"]["name"] = "stale".into();
+    objects["items"].as_array_mut().unwrap().push(stale);
+    let server = FakeApiServer::start(objects);
+    let kubeconfig = server.kubeconfig(&dir);
+    let apply = [
+        "--apply",
+        "--kubeconfig",
+        p(&kubeconfig),
+        "--timeout",
+        "10s",
+    ];
+    let keyed = |name: &str, key: &str| {
+        json!({"type": "scale_deployment", "namespace": "shop", "name": name,
+               "params": {"replicas": 2}, "idempotency_key": key})
+    };
+
+    // A 504 on a write: the API server may have committed it. It is sent once (kube's
+    // client would retry it by default), and the outcome is unknown, not "failed".
+    let (out, json) = execute(&dir, &sign(&keyed("flaky", "k-504")), &apply);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(json["outcome"], "unknown", "{json}");
+    assert!(
+        stderr(&out).contains("may have been applied"),
+        "{}",
+        stderr(&out)
+    );
+    let seen = server.take();
+    assert_eq!(
+        seen.iter().filter(|s| s.method == "PATCH").count(),
+        1,
+        "{seen:?}"
+    );
+    let rec = last_record(&dir);
+    assert_eq!(rec["status"], "failed");
+    assert_eq!(rec["result"]["outcome"], "unknown");
+    // So a retry under the same key is not run again by itself.
+    let (out, json) = execute(&dir, &sign(&keyed("flaky", "k-504")), &apply);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json["outcome"], "duplicate");
+    assert!(server.take().is_empty());
+
+    // The PATCH was sent and never answered within --timeout: unknown as well.
+    let short = ["--apply", "--kubeconfig", p(&kubeconfig), "--timeout", "2s"];
+    let (out, json) = execute(&dir, &sign(&keyed("slow", "k-slow")), &short);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(json["outcome"], "unknown", "{json}");
+    let (out, json) = execute(&dir, &sign(&keyed("slow", "k-slow")), &short);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json["outcome"], "duplicate");
+    server.take();
+
+    // A write the API server refused (4xx) was not applied: failed, and the key is free
+    // for a retry, which is executed (and refused again).
+    let rollback = json!({"type": "rollback_deployment", "namespace": "shop", "name": "stale",
+                          "idempotency_key": "k-422"});
+    for _ in 0..2 {
+        let (out, json) = execute(&dir, &sign(&rollback), &apply);
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        assert_eq!(json["outcome"], "failed", "{json}");
+        assert_eq!(last_record(&dir)["status"], "failed");
+        assert!(last_record(&dir)["result"].is_null());
+    }
+    assert_eq!(
+        server.take().iter().filter(|s| s.method == "PATCH").count(),
+        2
+    );
+    // in_progress + outcome for each of the four executed attempts, one record for each
+    // of the two duplicates.
+    assert_log_intact(&dir, 10);
 }
 
 /// A private CA and a `localhost` server certificate signed by it.

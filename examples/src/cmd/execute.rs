@@ -23,7 +23,9 @@
 //! duplicate (idempotency key already done or its outcome unknown); 1 rejected (the canonical code is printed:
 //! `UNAUTHORIZED`, `FORBIDDEN`, `RATE_LIMIT_EXCEEDED` with `Retry-After`, `CONFLICT`,
 //! `SCHEMA_VALIDATION_FAILED`, `INVARIANT_VIOLATION`, `RETRY_LATER`); 2 usage or setup error
-//! (nothing read from the envelope, nothing recorded); 3 execution failed; 4 the audit log
+//! (nothing read from the envelope, nothing recorded); 3 execution failed, or a write's
+//! outcome is unknown (sent, then no answer or a 5xx: audited `failed` with
+//! `result.outcome = "unknown"`, and its idempotency key stays reserved); 4 the audit log
 //! could not be written (before `--apply` sent anything, or after the outcome).
 
 mod executor;
@@ -73,7 +75,7 @@ const EXIT_UNAUDITED: u8 = 4;
     kubesafe execute --key ops-1=k1 --key ops-2=k2 --allow-namespace shop \\\n    \
       --rate restart_pod=3/10m --audit-log audit.jsonl --apply envelope.json\n\n\
 Exit status: 0 done/planned/skipped/duplicate, 1 rejected (canonical code printed), \
-2 usage or setup error, 3 execution failed, 4 audit log not writable.")]
+2 usage or setup error, 3 execution failed or outcome unknown, 4 audit log not writable.")]
 pub(crate) struct ExecuteArgs {
     /// The signed envelope (JSON or `ks1.` token); `-` for standard input.
     envelope: PathBuf,
@@ -393,6 +395,8 @@ enum Outcome {
     Done(Execution),
     Refused(String),
     Failed(String),
+    /// A write was sent and its outcome is not known.
+    Unknown(String),
 }
 
 async fn process(args: &ExecuteArgs, setup: Setup, ledger: &Ledger, input: &[u8]) -> ExitCode {
@@ -502,8 +506,13 @@ async fn process(args: &ExecuteArgs, setup: Setup, ledger: &Ledger, input: &[u8]
             Ok(Ok(execution)) => Outcome::Done(execution),
             Ok(Err(ExecError::Refused { message })) => Outcome::Refused(message),
             Ok(Err(ExecError::Failed { message })) => Outcome::Failed(message),
+            Ok(Err(ExecError::Unknown { message })) => Outcome::Unknown(message),
+            Err(_) if executor.writes_started() > 0 => Outcome::Unknown(format!(
+                "timed out after {:?} waiting for the API server to answer a write",
+                args.timeout
+            )),
             Err(_) => Outcome::Failed(format!(
-                "timed out after {:?}; requests may or may not have reached the API server",
+                "timed out after {:?} before any write was sent",
                 args.timeout
             )),
         }
@@ -581,6 +590,12 @@ fn build_record(
             (Status::Rejected, None, Some(message.clone()))
         }
         Outcome::Failed(message) => (Status::Failed, None, Some(message.clone())),
+        // The ledger keeps the idempotency key of this attempt reserved.
+        Outcome::Unknown(message) => (
+            Status::Failed,
+            Some(json!({"executor": "kube", "outcome": "unknown"})),
+            Some(message.clone()),
+        ),
     };
     record_with(claims, decision, status, result, error, created_at, started)
 }
@@ -675,6 +690,9 @@ fn report(
                 Outcome::Duplicate { .. } => "the action was a duplicate".to_owned(),
                 Outcome::Refused(_) => "the action was refused".to_owned(),
                 Outcome::Failed(m) => format!("the action failed ({m})"),
+                Outcome::Unknown(m) => {
+                    format!("the outcome is unknown, the action may have been applied ({m})")
+                }
             };
             eprintln!(
                 "kubesafe: error: {what}: {happened}, but the audit record could not be written to {}: {e}",
@@ -730,6 +748,25 @@ fn report(
             }
             eprintln!(
                 "kubesafe: error: {what} failed: {message} (audit seq {})",
+                sealed.seq
+            );
+            ExitCode::from(EXIT_FAILED)
+        }
+        Outcome::Unknown(message) => {
+            if args.json {
+                print_json(&json!({
+                    "outcome": "unknown", "message": message, "action": action, "audit": audit,
+                }));
+            }
+            let key = claims
+                .request
+                .as_ref()
+                .and_then(ActionRequest::idempotency_key)
+                .map(|k| format!("; idempotency key {k:?} stays reserved"))
+                .unwrap_or_default();
+            eprintln!(
+                "kubesafe: error: {what}: outcome unknown: {message} — the request may have \
+                 been applied: check the cluster before retrying{key} (audit seq {})",
                 sealed.seq
             );
             ExitCode::from(EXIT_FAILED)

@@ -4,6 +4,7 @@
 //! [`ApiRequest`]s it planned, so a dry run prints what `--apply` sends.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kubesafe_signing::admission::Admitted;
 use serde::Serialize;
@@ -180,11 +181,13 @@ pub(crate) struct KubeTarget {
 }
 
 /// The real executor: reads and writes through `kube`'s client, sending the planned
-/// [`ApiRequest`]s verbatim.
-#[derive(Clone)]
+/// [`ApiRequest`]s verbatim, each exactly once.
 pub(crate) struct KubeExecutor {
     client: kube::Client,
     options: PlanOptions,
+    /// Writes handed to the client so far: when the action times out, whether one may
+    /// have reached the API server.
+    writes_started: AtomicUsize,
 }
 
 impl std::fmt::Debug for KubeExecutor {
@@ -216,8 +219,20 @@ impl KubeExecutor {
                     .map_err(|e| e.to_string())?
             }
         };
+        let mut config = config;
+        // kube's client retries 429, 503 and 504 answers by default (up to 15 times). A 504
+        // ("request did not complete within the allotted timeout") may come after the write
+        // was committed: resending the rollback patch then fails its resourceVersion test
+        // and reports a failure for an applied rollback, and resending the DELETE reports
+        // 404 for a deleted pod. Each planned request is sent once, as the dry run shows,
+        // and an unknown outcome is reported as such.
+        config.default_retry = false;
         let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
-        Ok(KubeExecutor { client, options })
+        Ok(KubeExecutor {
+            client,
+            options,
+            writes_started: AtomicUsize::new(0),
+        })
     }
 
     /// Sends `request` verbatim; `Ok(None)` for a 404.
@@ -228,6 +243,49 @@ impl KubeExecutor {
             Err(e) => Err(api_error(request, &e)),
         }
     }
+
+    /// Sends a write once. A 4xx answer or a failed connection means it was not applied
+    /// ([`ExecError::Failed`]); a 5xx answer or an error after the connection was made
+    /// leaves its outcome unknown ([`ExecError::Unknown`]).
+    async fn send_write(&self, request: &ApiRequest) -> Result<(), ExecError> {
+        let http = request.to_http()?;
+        self.writes_started.fetch_add(1, Ordering::SeqCst);
+        match self.client.request::<Value>(http).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let message = api_error(request, &e).message().to_owned();
+                Err(if write_not_applied(&e) {
+                    ExecError::Failed { message }
+                } else {
+                    ExecError::Unknown { message }
+                })
+            }
+        }
+    }
+
+    /// How many writes were handed to the client (0 for "nothing can have been applied").
+    pub(crate) fn writes_started(&self) -> usize {
+        self.writes_started.load(Ordering::SeqCst)
+    }
+}
+
+/// Whether a write that ended in `error` was certainly not applied: the API server refused
+/// it (4xx), or no connection was made (refused, TLS handshake, connect timeout).
+fn write_not_applied(error: &kube::Error) -> bool {
+    if let kube::Error::Api(status) = error {
+        return (400..500).contains(&status.code);
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(hyper_util::client::legacy::Error::is_connect)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn api_error(request: &ApiRequest, error: &kube::Error) -> ExecError {
@@ -274,17 +332,12 @@ impl Executor for KubeExecutor {
     async fn execute(&self, action: &Admitted) -> Result<Execution, ExecError> {
         let plan = plan::plan(self, action.request(), self.options).await?;
         for (i, write) in plan.writes.iter().enumerate() {
-            let result = match self.send(write).await {
-                Ok(Some(_)) => Ok(()),
-                Ok(None) => Err(ExecError::failed(format!(
-                    "{}: 404 NotFound",
-                    write.summary()
-                ))),
-                Err(e) => Err(e),
-            };
-            if let Err(err) = result {
+            if let Err(err) = self.send_write(write).await {
                 return Err(if i > 0 {
-                    ExecError::failed(format!("{err} (after {i} earlier write(s) succeeded)"))
+                    // Partly applied: not retried by itself either.
+                    ExecError::Unknown {
+                        message: format!("{err} (after {i} earlier write(s) succeeded)"),
+                    }
                 } else {
                     err
                 });
@@ -311,6 +364,16 @@ impl Executor for KubeExecutor {
 pub(crate) enum AnyExecutor {
     DryRun(DryRunExecutor),
     Kube(KubeExecutor),
+}
+
+impl AnyExecutor {
+    /// How many writes were handed to the cluster client (always 0 for a dry run).
+    pub(crate) fn writes_started(&self) -> usize {
+        match self {
+            AnyExecutor::DryRun(_) => 0,
+            AnyExecutor::Kube(e) => e.writes_started(),
+        }
+    }
 }
 
 impl Executor for AnyExecutor {

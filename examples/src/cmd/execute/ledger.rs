@@ -16,7 +16,9 @@
 //!   as in a long-running process;
 //! * **idempotency** — every admitted action with an idempotency key that was sent to the
 //!   cluster (`--apply`) and completed, or that started and has no outcome record (the
-//!   executor died: the outcome is unknown, so it must not run again by itself), reserves
+//!   executor died) or a `failed` record with `result.outcome = "unknown"` (a write was
+//!   sent and not answered, or answered 5xx): the outcome is unknown, so it must not run
+//!   again by itself), reserves
 //!   the key with the fingerprint the library computed (stored in the record) until
 //!   `createdAt + ttl`. A failed or refused execution does not reserve it (the client may
 //!   retry), nor does a dry run (it executed nothing; the real run carries the same key).
@@ -121,6 +123,8 @@ struct Attempt {
     status: Status,
     /// Whether it went to the cluster (`--apply`): only then does it hold its key.
     applied: bool,
+    /// Whether its latest record says a write was sent with an unknown outcome.
+    unknown: bool,
 }
 
 /// What earlier invocations recorded.
@@ -216,11 +220,19 @@ impl Ledger {
             .and_then(|v| v.get("executor"))
             .and_then(Value::as_str)
             == Some("kube");
+        let unknown = r.record.status == Status::Failed
+            && r.record
+                .result
+                .as_ref()
+                .and_then(|v| v.get("outcome"))
+                .and_then(Value::as_str)
+                == Some("unknown");
         attempts
             .entry((kid.to_owned(), nonce.to_owned()))
             .and_modify(|a| {
                 a.status = r.record.status;
                 a.applied |= applied;
+                a.unknown = unknown;
             })
             .or_insert(Attempt {
                 action_type,
@@ -228,6 +240,7 @@ impl Ledger {
                 key,
                 status: r.record.status,
                 applied,
+                unknown,
             });
     }
 
@@ -235,12 +248,13 @@ impl Ledger {
     fn finish(&mut self, attempts: HashMap<(String, String), Attempt>) {
         for a in attempts.into_values() {
             self.admissions.push((a.action_type, a.created_at));
-            // Sent to the cluster and completed, or started and never finished (a crash:
-            // outcome unknown, so a retry must not run it again automatically). Failed and
-            // refused ones free the key for a retry, and so do dry runs: they executed
-            // nothing, and the real run comes with the same key.
+            // Sent to the cluster and completed, or started and never finished (a crash),
+            // or failed after a write went out: the outcome is unknown, so a retry must not
+            // run it again automatically. Failed (nothing applied) and refused ones free the
+            // key for a retry, and so do dry runs: they executed nothing, and the real run
+            // comes with the same key.
             if a.applied
-                && matches!(a.status, Status::Completed | Status::InProgress)
+                && (a.unknown || matches!(a.status, Status::Completed | Status::InProgress))
                 && let Some((key, fp)) = a.key
             {
                 self.idempotency.push((key, fp, a.created_at.as_second()));
@@ -443,6 +457,9 @@ mod tests {
         match status {
             "in_progress" => v["result"] = json!({"executor": "kube", "outcome": "started"}),
             "completed" => v["result"] = json!({"executor": "kube", "outcome": "applied"}),
+            "failed" if nonce == "f" => {
+                v["result"] = json!({"executor": "kube", "outcome": "unknown"});
+            }
             _ => {}
         }
         SealedRecord::parse_line(&v.to_string()).unwrap()
@@ -481,6 +498,9 @@ mod tests {
             line(6, "rejected", "d", "rejected", None),
             // A dry run: counts against the rate limit, but does not hold its key.
             dry_run_line(8, "e", "ke"),
+            // A write sent, outcome unknown (5xx, timeout): counts, keeps its key.
+            line(9, "in_progress", "f", "admitted", Some("kf")),
+            line(10, "failed", "f", "admitted", Some("kf")),
             // Another tool's record (no executor tag): ignored.
             SealedRecord::parse_line(
                 &serde_json::json!({
@@ -495,17 +515,17 @@ mod tests {
             )
             .unwrap(),
         ]);
-        assert_eq!(ledger.admissions.len(), 4);
+        assert_eq!(ledger.admissions.len(), 5);
         let mut keys: Vec<_> = ledger
             .idempotency
             .iter()
             .map(|(k, _, _)| k.as_str())
             .collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["ka", "kb"]);
+        assert_eq!(keys, ["ka", "kb", "kf"]);
         let mut nonces: Vec<_> = ledger.nonces.iter().map(|(_, n, _)| n.as_str()).collect();
         nonces.dedup();
-        assert_eq!(nonces, ["a", "b", "c", "d", "e"]);
+        assert_eq!(nonces, ["a", "b", "c", "d", "e", "f"]);
     }
 
     #[test]

@@ -121,9 +121,18 @@ pub(crate) enum ExecError {
         /// Why.
         message: String,
     },
-    /// The action could not be carried out (object missing, paused deployment, API error,
-    /// timeout). Audited as `failed`.
+    /// The action could not be carried out (object missing, paused deployment, a read or
+    /// write the API server refused, no connection). Nothing was applied. Audited as
+    /// `failed`.
     Failed {
+        /// Why.
+        message: String,
+    },
+    /// A write was sent and its outcome is not known: the connection broke after the
+    /// request went out, or the API server answered 5xx (a 504 "request did not complete
+    /// within the allotted timeout" may still be committed). Audited as `failed` with
+    /// `result.outcome = "unknown"`; the idempotency key stays reserved.
+    Unknown {
         /// Why.
         message: String,
     },
@@ -144,7 +153,9 @@ impl ExecError {
 
     pub(crate) fn message(&self) -> &str {
         match self {
-            ExecError::Refused { message } | ExecError::Failed { message } => message,
+            ExecError::Refused { message }
+            | ExecError::Failed { message }
+            | ExecError::Unknown { message } => message,
         }
     }
 }
