@@ -512,6 +512,60 @@ fn concurrent_executors_share_one_limit() {
 }
 
 #[test]
+#[cfg(unix)]
+fn executors_reaching_one_log_by_different_paths_share_the_lock() {
+    // One log, two names (a symlink, as /var/log/kubesafe -> /data/... setups have): the
+    // executors must still queue on one lock, or both read the same state and both admit.
+    let dir = Dir::new("symlink");
+    let log = dir.log();
+    let link = dir.path("link.jsonl");
+    std::fs::write(&log, b"").unwrap();
+    std::os::unix::fs::symlink(&log, &link).unwrap();
+    // Hold the lock of the real path, as a running executor does.
+    let lock_path = dir.path("audit.jsonl.execute.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    lock.lock().unwrap();
+    let key = dir.path("key");
+    let mut child = Command::new(BIN)
+        .args([
+            "execute",
+            "--key-file",
+            p(&key),
+            "--kid",
+            KID,
+            "--allow-namespace",
+            "shop",
+            "--audit-log",
+            p(&link),
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(sign(&scale(1)).as_bytes())
+        .unwrap();
+    // However slow the machine, it cannot finish while the lock is held.
+    std::thread::sleep(Duration::from_millis(1500));
+    let early = child.try_wait().unwrap();
+    lock.unlock().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(early, None, "finished under a held lock: {}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_log_intact(&dir, 1);
+}
+
+#[test]
 fn a_replayed_envelope_is_a_conflict() {
     let dir = Dir::new("replay");
     let envelope = sign(&scale(5));

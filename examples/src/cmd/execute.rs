@@ -258,6 +258,27 @@ fn load_keys(args: &KeyArgs) -> Result<kubesafe_signing::KeyRing, String> {
     Ok(ring)
 }
 
+/// `path` with symlinks and `..` resolved; for a log not created yet, its directory's
+/// canonical path joined with its file name.
+fn canonical_log_path(path: &Path) -> Result<PathBuf, String> {
+    match std::fs::canonicalize(path) {
+        Ok(p) => Ok(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let name = path
+                .file_name()
+                .ok_or_else(|| format!("{} names no file", path.display()))?;
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let dir = std::fs::canonicalize(dir)
+                .map_err(|e| format!("directory {}: {e}", dir.display()))?;
+            Ok(dir.join(name))
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 fn read_input(path: &Path, limit: usize) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     let cap = limit as u64 + 1;
@@ -272,6 +293,9 @@ fn read_input(path: &Path, limit: usize) -> Result<Vec<u8>, String> {
 
 /// Everything set up before the envelope is looked at.
 struct Setup {
+    /// `--audit-log` with symlinks and `..` resolved: the lock files derive from it, so two
+    /// executors reaching one log by different names still exclude each other.
+    log_path: PathBuf,
     keys: kubesafe_signing::KeyRing,
     limits: BTreeMap<ActionType, RateLimit>,
     executor: AnyExecutor,
@@ -300,7 +324,7 @@ async fn run_async(args: ExecuteArgs) -> ExitCode {
         Ok(b) => b,
         Err(e) => return setup_error(e),
     };
-    let lock = match ExecutorLock::acquire(&args.audit_log) {
+    let lock = match ExecutorLock::acquire(&setup.log_path) {
         Ok(l) => l,
         Err(e) => return setup_error(e),
     };
@@ -309,7 +333,7 @@ async fn run_async(args: ExecuteArgs) -> ExitCode {
     let since = Timestamp::now()
         .saturating_sub(horizon)
         .unwrap_or(Timestamp::MIN);
-    let ledger = match Ledger::load(&args.audit_log, &setup.verify, since) {
+    let ledger = match Ledger::load(&setup.log_path, &setup.verify, since) {
         Ok(l) => l,
         Err(e) => return setup_error(e),
     };
@@ -356,12 +380,14 @@ async fn setup(args: &ExecuteArgs) -> Result<Setup, String> {
         }
         None => (Chain::unkeyed(), VerifyOptions::new()),
     };
+    let log_path = canonical_log_path(&args.audit_log).map_err(|e| format!("--audit-log: {e}"))?;
     let sink = FileSink::open(
-        &args.audit_log,
+        &log_path,
         FileSinkOptions::new().fsync(FsyncPolicy::EveryRecord),
     )
     .map_err(|e| format!("--audit-log: {e}"))?;
     Ok(Setup {
+        log_path,
         keys,
         limits,
         executor,
