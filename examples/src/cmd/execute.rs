@@ -132,8 +132,8 @@ pub(crate) struct ExecuteArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     timeout: Duration,
 
-    /// Clock-skew allowance for the envelope's iat/exp.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// Clock-skew allowance for the envelope's iat/exp (at most 10m).
+    #[arg(long, default_value = "30s", value_parser = parse_skew)]
     skew: Duration,
 
     /// Longest accepted envelope lifetime (exp - iat).
@@ -201,6 +201,19 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     n.checked_mul(scale)
         .map(Duration::from_secs)
         .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// Parses `--skew`: a duration up to [`ledger::MAX_SKEW`] (the replay horizon covers
+/// envelopes verified under any skew up to it).
+fn parse_skew(text: &str) -> Result<Duration, String> {
+    let skew = parse_duration(text)?;
+    if skew > ledger::MAX_SKEW {
+        return Err(format!(
+            "{text:?} is more than the largest accepted skew of {}m",
+            ledger::MAX_SKEW.as_secs() / 60
+        ));
+    }
+    Ok(skew)
 }
 
 /// Parses `restart_pod=5/300s`.
@@ -875,6 +888,14 @@ fn print_execution(what: &str, execution: &Execution, sealed: &SealedRecord) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skew_is_at_most_ten_minutes() {
+        assert_eq!(parse_skew("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_skew("0"), Ok(Duration::ZERO));
+        assert!(parse_skew("601s").is_err());
+        assert!(parse_skew("1h").is_err());
+    }
 
     #[test]
     fn rates_parse() {

@@ -51,8 +51,11 @@ use serde_json::Value;
 
 /// How far back the records matter, at least:
 ///
-/// * `max_ttl + 2 × skew` for nonces: an envelope verified earlier expires by then, and an
-///   envelope with a longer lifetime is refused by the current verifier anyway;
+/// * `max_ttl + skew + MAX_SKEW` for nonces: an envelope recorded at `c` was verified with
+///   `iat <= c + skew_then` (at most [`MAX_SKEW`]), and the current verifier accepts it
+///   only while `now < exp + skew <= iat + max_ttl + skew` (a longer lifetime is refused
+///   before the nonce is looked at). Using the *current* skew twice would let an envelope
+///   verified under a larger earlier `--skew` fall out of the horizon while still valid;
 /// * the idempotency TTL for keys;
 /// * twice the longest `N × window` of the rate limits. The GCRA state after an admission at
 ///   `t` lies before `t + N × window`, so older admissions only matter when the limit was
@@ -71,10 +74,14 @@ pub(crate) fn horizon(
         .map(|l| l.window().saturating_mul(l.max()))
         .max()
         .unwrap_or_default();
-    (max_ttl + skew * 2)
+    (max_ttl + skew + MAX_SKEW)
         .max(idempotency_ttl)
         .max(longest_limit.saturating_mul(2))
 }
+
+/// The largest `--skew` accepted. The horizon covers it whatever the current `--skew`: an
+/// envelope verified under a larger skew earlier may be dated that far ahead of the record.
+pub(crate) const MAX_SKEW: Duration = Duration::from_secs(600);
 
 /// `policyDecision.executor` of the records this executor writes.
 pub(crate) const EXECUTOR_TAG: &str = "kubesafe-execute/v1";
@@ -573,7 +580,7 @@ mod tests {
             Duration::from_secs(60),
             &limits,
         );
-        assert_eq!(h, Duration::from_secs(3660));
+        assert_eq!(h, Duration::from_secs(4230));
         limits.insert(
             ActionType::ScaleDeployment,
             RateLimit::per_window(10, Duration::from_secs(3600)).unwrap(),
@@ -593,6 +600,41 @@ mod tests {
             &BTreeMap::new(),
         );
         assert_eq!(h, Duration::from_secs(3000));
+        let h = horizon(
+            Duration::ZERO,
+            Duration::ZERO,
+            Duration::ZERO,
+            &tiny_limits(),
+        );
+        assert_eq!(h, MAX_SKEW);
+    }
+
+    fn tiny_limits() -> BTreeMap<ActionType, RateLimit> {
+        ActionType::ALL
+            .iter()
+            .map(|ty| {
+                (
+                    *ty,
+                    RateLimit::per_window(1, Duration::from_secs(1)).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_nonce_verified_under_a_larger_earlier_skew_stays_within_the_horizon() {
+        // An earlier run with --skew 10m accepted an envelope issued 10 min ahead of its
+        // clock (iat = c + 600, exp = iat + 3600) and recorded it at c. A run now with
+        // --skew 0 accepts that envelope until exp, i.e. up to c + 4199: the record must
+        // still be read then, or the envelope could be replayed.
+        let h = horizon(
+            Duration::from_secs(3600),
+            Duration::ZERO,
+            Duration::ZERO,
+            &tiny_limits(),
+        );
+        assert!(h >= Duration::from_secs(4199), "{h:?}");
+        assert_eq!(MAX_SKEW, Duration::from_secs(600));
     }
 
     #[test]
