@@ -682,6 +682,52 @@ fn idempotency_keys_are_honoured_across_invocations() {
 }
 
 #[test]
+fn the_audit_log_does_not_copy_pod_templates() {
+    // Pod templates carry literal env values and, in last-applied-configuration, the whole
+    // object: a rollback patch must not be copied into the audit log (which is shipped and
+    // kept), only identified.
+    let dir = Dir::new("secrets");
+    let mut objects = cluster();
+    objects["items"][1]["spec"]["template"]["spec"]["containers"][0]["env"] =
+        json!([{"name": "DB_PASSWORD", "value": "hunter2-in-the-template"}]);
+    objects["items"][1]["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] =
+        "{\"env\":\"hunter2-in-the-annotation\"}".into();
+    let state = dir.file("cluster.json", objects.to_string().as_bytes());
+    let rollback = json!({"type": "rollback_deployment", "namespace": "shop", "name": "web"});
+    let (out, json) = execute(&dir, &sign(&rollback), &["--cluster-state", p(&state)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The operator sees the exact request ...
+    let body = json["execution"]["writes"][0]["body"].to_string();
+    assert!(body.contains("hunter2-in-the-template"), "{body}");
+    // ... the log identifies it without its content.
+    let log = std::fs::read_to_string(dir.log()).unwrap();
+    assert!(!log.contains("hunter2"), "{log}");
+    let rec = last_record(&dir);
+    let write = &rec["result"]["writes"][0];
+    assert_eq!(write["method"], "PATCH");
+    assert_eq!(
+        write["path"],
+        "/apis/apps/v1/namespaces/shop/deployments/web"
+    );
+    assert!(write.get("body").is_none(), "{write}");
+    let digest = write["bodySha256"].as_str().unwrap();
+    assert_eq!(digest.len(), 64);
+    assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(
+        rec["result"]["target"],
+        json!({"revision": 1, "replicaSet": "web-6f7d8c"})
+    );
+    assert_eq!(json["execution"]["target"], rec["result"]["target"]);
+    // Scale and delete bodies hold no template and are kept.
+    let (out, _) = execute(&dir, &sign(&scale(3)), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        last_record(&dir)["result"]["writes"][0]["body"],
+        json!({"spec": {"replicas": 3}})
+    );
+}
+
+#[test]
 fn rollback_and_restart_plans_from_cluster_state() {
     let dir = Dir::new("plans");
     let state = dir.file("cluster.json", cluster().to_string().as_bytes());

@@ -618,11 +618,7 @@ fn build_record(
                 None,
             )
         }
-        Outcome::Done(execution) => (
-            Status::Completed,
-            serde_json::to_value(execution).ok(),
-            None,
-        ),
+        Outcome::Done(execution) => (Status::Completed, Some(execution.for_audit()), None),
         Outcome::Refused(message) => {
             decision.insert("stage".into(), "executor".into());
             decision.insert("code".into(), ErrorCode::InvariantViolation.as_str().into());
@@ -875,6 +871,12 @@ fn print_execution(what: &str, execution: &Execution, sealed: &SealedRecord) {
         if let Some(body) = &write.body {
             println!("         {body}");
         }
+    }
+    if let Some(t) = &execution.target {
+        println!(
+            "  restores revision {} (ReplicaSet {})",
+            t.revision, t.replica_set
+        );
     }
     if let Some(m) = &execution.message {
         println!("  {m}");

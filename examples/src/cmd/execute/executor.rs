@@ -10,7 +10,9 @@ use kubesafe_signing::admission::Admitted;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::plan::{self, ApiRequest, ClusterRead, ExecError, PlanOptions, Read, ReadResult};
+use super::plan::{
+    self, ApiRequest, ClusterRead, ExecError, PlanOptions, Read, ReadResult, RollbackTarget,
+};
 
 /// What an executor did with an admitted action.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -30,6 +32,23 @@ pub(crate) struct Execution {
     /// Remarks (what a dry run could not compute without cluster state).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) notes: Vec<String>,
+    /// The revision a rollback restores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) target: Option<RollbackTarget>,
+}
+
+impl Execution {
+    /// The execution as the audit log keeps it: writes in [`ApiRequest::for_audit`] form.
+    pub(crate) fn for_audit(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(o) = &mut v {
+            o.insert(
+                "writes".into(),
+                self.writes.iter().map(ApiRequest::for_audit).collect(),
+            );
+        }
+        v
+    }
 }
 
 /// Carries out admitted actions. Taking [`Admitted`] (which only
@@ -167,6 +186,7 @@ impl Executor for DryRunExecutor {
             writes: plan.writes,
             message: plan.skipped,
             notes: plan.notes,
+            target: plan.target,
         })
     }
 }
@@ -355,6 +375,7 @@ impl Executor for KubeExecutor {
             writes: plan.writes,
             message: plan.skipped,
             notes: plan.notes,
+            target: plan.target,
         })
     }
 }

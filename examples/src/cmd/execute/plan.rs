@@ -36,6 +36,7 @@ use kubesafe_signing::action::{
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use sha2::Digest as _;
 
 /// Annotation holding a ReplicaSet's (and its deployment's) rollout revision.
 pub(crate) const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
@@ -104,6 +105,24 @@ impl ApiRequest {
         builder
             .body(body)
             .map_err(|e| ExecError::failed(format!("{} {}: {e}", self.method, self.path)))
+    }
+
+    /// The request as the audit log keeps it: a JSON-patch body (a rollback: the pod
+    /// template, whose env values may be literal secrets, and the annotations, whose
+    /// last-applied-configuration holds the whole object) is replaced by the SHA-256 of the
+    /// exact bytes sent (`bodySha256`); other bodies (scale, `DeleteOptions`) are kept.
+    pub(crate) fn for_audit(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if self.content_type == Some(JSON_PATCH)
+            && let (Some(body), Value::Object(o)) = (&self.body, &mut v)
+        {
+            o.remove("body");
+            let bytes = serde_json::to_vec(body).unwrap_or_default();
+            let digest = sha2::Sha256::digest(&bytes);
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            o.insert("bodySha256".into(), hex.into());
+        }
+        v
     }
 
     /// One line: `PATCH /apis/...`.
@@ -237,6 +256,8 @@ pub(crate) struct Plan {
     pub(crate) skipped: Option<String>,
     /// Remarks (what a dry run without cluster state could not compute).
     pub(crate) notes: Vec<String>,
+    /// The revision a rollback restores.
+    pub(crate) target: Option<RollbackTarget>,
 }
 
 /// Computes the requests for `request`, reading what it needs through `reader`.
@@ -317,7 +338,10 @@ pub(crate) async fn plan<R: ClusterRead>(
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             match rollback_request(namespace, name, &deployment, items, p)? {
-                Rollback::Patch(req) => plan.writes.push(req),
+                Rollback::Patch(req, target) => {
+                    plan.writes.push(req);
+                    plan.target = Some(target);
+                }
                 Rollback::Skipped(message) => plan.skipped = Some(message),
             }
         }
@@ -417,11 +441,21 @@ pub(crate) fn restart_request(
     Ok(delete_pod_request(namespace, name, params, uid))
 }
 
+/// The revision a rollback returns to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RollbackTarget {
+    /// Its `deployment.kubernetes.io/revision`.
+    pub(crate) revision: i64,
+    /// The ReplicaSet whose template is restored.
+    pub(crate) replica_set: String,
+}
+
 /// What a rollback needs to do.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Rollback {
-    /// Send this patch.
-    Patch(ApiRequest),
+    /// Send this patch, restoring `target`.
+    Patch(ApiRequest, RollbackTarget),
     /// Nothing to do; kubectl's "skipped rollback" message.
     Skipped(String),
 }
@@ -650,12 +684,18 @@ pub(crate) fn rollback_request(
         "add"
     };
     ops.push(json!({"op": annotations_op, "path": "/metadata/annotations", "value": annotations}));
-    Ok(Rollback::Patch(ApiRequest {
-        method: "PATCH",
-        path: deployment_path(namespace, name),
-        content_type: Some(JSON_PATCH),
-        body: Some(Value::Array(ops)),
-    }))
+    Ok(Rollback::Patch(
+        ApiRequest {
+            method: "PATCH",
+            path: deployment_path(namespace, name),
+            content_type: Some(JSON_PATCH),
+            body: Some(Value::Array(ops)),
+        },
+        RollbackTarget {
+            revision: rs_revision,
+            replica_set: rs_name.to_owned(),
+        },
+    ))
 }
 
 /// `metav1.LabelSelectorAsSelector(...).String()`: `k=v` for `matchLabels`, `k in (a,b)`,
@@ -862,7 +902,7 @@ mod tests {
 
     fn patch_ops(r: Rollback) -> Vec<Value> {
         match r {
-            Rollback::Patch(req) => {
+            Rollback::Patch(req, _) => {
                 assert_eq!(req.method, "PATCH");
                 assert_eq!(req.path, "/apis/apps/v1/namespaces/shop/deployments/web");
                 assert_eq!(req.content_type, Some(JSON_PATCH));
