@@ -923,6 +923,58 @@ fn keyed_audit_logs_and_key_rotation() {
 }
 
 #[test]
+fn a_checkpoint_stops_the_executor_on_a_cut_tail() {
+    // Cutting records off the end of a hash chain leaves a valid chain: only a signed
+    // checkpoint of the head, kept by the executor, shows that records are missing.
+    let dir = Dir::new("checkpoint");
+    let akey = dir.path("audit-key.json");
+    let out = run(
+        &["audit", "keygen", "--id", "audit-1", "--out", p(&akey)],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cp = dir.path("head.checkpoint");
+    let keyed = ["--audit-key-file", p(&akey), "--checkpoint", p(&cp)];
+    let rate = ["--rate", "scale_deployment=1/300s"];
+    let both = [keyed.as_slice(), rate.as_slice()].concat();
+    let (out, _) = execute(&dir, &sign(&scale(1)), &both);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let checkpoint: Value = serde_json::from_str(&std::fs::read_to_string(&cp).unwrap()).unwrap();
+    assert_eq!(checkpoint["seq"], 1);
+    // The limit (1 per 300 s) is used up: the next one is refused, and the checkpoint
+    // follows the head.
+    let (out, json) = execute(&dir, &sign(&scale(1)), &both);
+    assert_rejected(&dir, &out, &json, "RATE_LIMIT_EXCEEDED");
+    let checkpoint: Value = serde_json::from_str(&std::fs::read_to_string(&cp).unwrap()).unwrap();
+    assert_eq!(checkpoint["seq"], 2);
+    assert_eq!(checkpoint["hash"], last_record(&dir)["hash"]);
+    let out = run(
+        &[
+            "audit",
+            "verify",
+            p(&dir.log()),
+            "--key-file",
+            p(&akey),
+            "--checkpoint",
+            p(&cp),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Cut the log back to nothing: with the chain alone, the limit would be lifted.
+    std::fs::write(dir.log(), b"").unwrap();
+    let (out, json) = execute(&dir, &sign(&scale(1)), &both);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(json, Value::Null);
+    assert!(stderr(&out).contains("checkpoint"), "{}", stderr(&out));
+    assert!(std::fs::read_to_string(dir.log()).unwrap().is_empty());
+    // A checkpoint needs the audit key (it is signed with it).
+    let (out, _) = execute(&dir, &sign(&scale(1)), &["--checkpoint", p(&cp)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
 fn setup_errors_exit_2_without_a_record() {
     let dir = Dir::new("setup");
     let env = sign(&scale(1));

@@ -8,7 +8,8 @@
 //!
 //! Flow, under an exclusive lock on `<audit-log>.execute.lock`:
 //!
-//! 1. verify the audit log and rebuild the admission state from it ([`ledger`]);
+//! 1. verify the audit log (and, with `--checkpoint`, that it still holds the signed head
+//!    the last run left) and rebuild the admission state from it ([`ledger`]);
 //! 2. parse and verify the envelope (`kubesafe-signing` `Verifier`: MAC, key id, time
 //!    window, replay of the nonce) as an `ActionRequest`;
 //! 3. admit it (`Admission`: namespace allow-list, idempotency key, `governor` rate limit
@@ -42,8 +43,8 @@ use base64::Engine as _;
 use clap::Args;
 use kubesafe_audit_log::jiff::Timestamp;
 use kubesafe_audit_log::{
-    AuditKey, AuditLog, AuditRecord, Chain, FileSink, FileSinkOptions, FsyncPolicy, KeyRing,
-    SealedRecord, Status, VerifyOptions,
+    AuditKey, AuditLog, AuditRecord, Chain, Checkpoint, FileSink, FileSinkOptions, FsyncPolicy,
+    KeyRing, SealedRecord, Status, VerifyOptions,
 };
 use kubesafe_signing::action::{ActionRequest, ActionType};
 use kubesafe_signing::admission::{
@@ -102,6 +103,13 @@ pub(crate) struct ExecuteArgs {
     /// with it (unkeyed records are then refused).
     #[arg(long, value_name = "F")]
     audit_key_file: Option<PathBuf>,
+
+    /// A checkpoint of the log's head, signed with the audit key: the log must still
+    /// contain it (a cut-off tail stops the executor), and it is moved to the new head after
+    /// each record. Created by the first run; keep it where the log's writers cannot
+    /// delete it.
+    #[arg(long, value_name = "FILE", requires = "audit_key_file")]
+    checkpoint: Option<PathBuf>,
 
     /// Only print the requests (the default).
     #[arg(long, conflicts_with = "apply")]
@@ -314,6 +322,8 @@ struct Setup {
     executor: AnyExecutor,
     log: AuditLog<FileSink>,
     verify: VerifyOptions,
+    /// `--checkpoint` and the key that signs it.
+    checkpoint: Option<(PathBuf, AuditKey)>,
 }
 
 pub(crate) fn run(args: ExecuteArgs) -> ExitCode {
@@ -385,13 +395,30 @@ async fn setup(args: &ExecuteArgs) -> Result<Setup, String> {
         };
         AnyExecutor::DryRun(DryRunExecutor::new(snapshot, plan_options))
     };
-    let (chain, verify) = match &args.audit_key_file {
+    let (chain, mut verify, audit_key) = match &args.audit_key_file {
         Some(p) => {
             let key = AuditKey::from_file(p).map_err(|e| format!("--audit-key-file: {e}"))?;
             let verify = VerifyOptions::new().keys(KeyRing::new().with(key.clone()));
-            (Chain::keyed(key), verify)
+            (Chain::keyed(key.clone()), verify, Some(key))
         }
-        None => (Chain::unkeyed(), VerifyOptions::new()),
+        None => (Chain::unkeyed(), VerifyOptions::new(), None),
+    };
+    let checkpoint = match (&args.checkpoint, audit_key) {
+        (Some(path), Some(key)) => {
+            match std::fs::metadata(path) {
+                // The first run: written after the first record.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                _ => {
+                    let verified = Checkpoint::read_from(path)
+                        .and_then(|cp| cp.verify(&key))
+                        .map_err(|e| format!("--checkpoint {}: {e}", path.display()))?;
+                    verify = verify.checkpoint(verified);
+                }
+            }
+            Some((path.clone(), key))
+        }
+        (Some(_), None) => return Err("--checkpoint needs --audit-key-file".to_owned()),
+        (None, _) => None,
     };
     let log_path = canonical_log_path(&args.audit_log).map_err(|e| format!("--audit-log: {e}"))?;
     let sink = FileSink::open(
@@ -406,6 +433,7 @@ async fn setup(args: &ExecuteArgs) -> Result<Setup, String> {
         executor,
         log: AuditLog::with_chain(sink, chain),
         verify,
+        checkpoint,
     })
 }
 
@@ -444,6 +472,7 @@ async fn process(args: &ExecuteArgs, setup: Setup, ledger: &Ledger, input: &[u8]
         limits,
         executor,
         mut log,
+        checkpoint,
         ..
     } = setup;
     let started = Instant::now();
@@ -529,6 +558,7 @@ async fn process(args: &ExecuteArgs, setup: Setup, ledger: &Ledger, input: &[u8]
         if matches!(executor, AnyExecutor::Kube(_)) {
             match log.append(&started_record(&claims, &decision, created_at, started)) {
                 Ok(sealed) => {
+                    update_checkpoint(checkpoint.as_ref(), &args.audit_log, &sealed);
                     decision.insert("startedSeq".into(), sealed.seq.into());
                 }
                 Err(e) => {
@@ -559,7 +589,27 @@ async fn process(args: &ExecuteArgs, setup: Setup, ledger: &Ledger, input: &[u8]
 
     let record = build_record(&claims, &mut decision, &outcome, created_at, started);
     let sealed = log.append(&record);
+    if let Ok(s) = &sealed {
+        update_checkpoint(checkpoint.as_ref(), &args.audit_log, s);
+    }
     report(args, &claims, &outcome, sealed)
+}
+
+/// Moves `--checkpoint` to `sealed`. A failure leaves the previous checkpoint, which the
+/// (only growing) log still contains: it is reported, not fatal.
+fn update_checkpoint(checkpoint: Option<&(PathBuf, AuditKey)>, log: &Path, sealed: &SealedRecord) {
+    let Some((path, key)) = checkpoint else {
+        return;
+    };
+    if let Err(e) = Checkpoint::sign(sealed.head(), Some(log.display().to_string()), key)
+        .and_then(|cp| cp.write_to(path))
+    {
+        eprintln!(
+            "kubesafe: warning: --checkpoint {} still holds an earlier head (seq < {}): {e}",
+            path.display(),
+            sealed.seq
+        );
+    }
 }
 
 fn resource_type(ty: ActionType) -> &'static str {

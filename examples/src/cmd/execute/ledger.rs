@@ -28,9 +28,11 @@
 //! activity, not to the size of the log. The log is
 //! verified first; a log that fails verification is not used (the executor refuses to run),
 //! since removing records from it would lift rate limits and replay protection. This makes
-//! the state exactly as trustworthy as the log: use a keyed chain (`--audit-key-file`) so
-//! that whoever can write the file cannot forge records, and checkpoints to detect a cut
-//! tail. The cost is one scan of the log per invocation (linear in its size; rotate it).
+//! the state exactly as trustworthy as the log: an unkeyed chain can be rewritten,
+//! truncated or deleted by whoever can write the file; a keyed chain (`--audit-key-file`)
+//! cannot be forged but can still lose its tail; `--checkpoint` (a signed head the log must
+//! still contain, moved after every record) detects that. The cost is one scan of the log
+//! per invocation (linear in its size; rotate it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
