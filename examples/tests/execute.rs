@@ -975,6 +975,67 @@ fn a_checkpoint_stops_the_executor_on_a_cut_tail() {
 }
 
 #[test]
+#[cfg(unix)]
+fn an_unwritable_audit_log_exits_4_and_nothing_is_sent() {
+    let dir = Dir::new("unaudited");
+    let server = FakeApiServer::start(cluster());
+    let kubeconfig = server.kubeconfig(&dir);
+    let key = dir.path("key");
+    let log = dir.log();
+    // The executor under a file-size limit of 0: opening and verifying the (empty) log
+    // work, every write to it fails (EFBIG; SIGXFSZ ignored). Pipes are not affected.
+    let limited = |extra: &[&str]| {
+        let mut args = vec![
+            "-c",
+            "trap '' XFSZ; ulimit -f 0; exec \"$0\" \"$@\"",
+            BIN,
+            "execute",
+            "--key-file",
+            p(&key),
+            "--kid",
+            KID,
+            "--allow-namespace",
+            "shop",
+            "--audit-log",
+            p(&log),
+        ];
+        args.extend_from_slice(extra);
+        args.push("-");
+        let mut child = Command::new("sh")
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(sign(&scale(4)).as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // --apply: the in_progress record cannot be written, so nothing is sent.
+    let out = limited(&["--apply", "--kubeconfig", p(&kubeconfig)]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.starts_with("kubesafe: error: scale_deployment shop/web: not executed: cannot write to the audit log"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(server.take().is_empty());
+    // A dry run: the outcome record cannot be written; the message says what happened.
+    let out = limited(&[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("the action was planned, but the audit record could not be written"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    assert!(std::fs::read_to_string(&log).unwrap().is_empty());
+}
+
+#[test]
 fn setup_errors_exit_2_without_a_record() {
     let dir = Dir::new("setup");
     let env = sign(&scale(1));
