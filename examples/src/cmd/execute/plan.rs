@@ -1028,6 +1028,42 @@ mod tests {
     }
 
     #[test]
+    fn rollback_with_duplicate_or_collected_revisions_picks_what_kubectl_picks() {
+        let d = deployment("web:3", Some(json!({REVISION_ANNOTATION: "3"})));
+        // Two ReplicaSets claim revision 2 (a hand edit, a restore from backup): kubectl
+        // iterates the old ones by creation, then the current one. For "previous" the
+        // older one ends up chosen; for revision 2, the first in that order.
+        let older = replica_set("web-aaaa", Some("2"), "web:2a", "2024-05-02T09:00:00Z");
+        let newer = replica_set("web-bbbb", Some("2"), "web:2b", "2024-05-02T11:00:00Z");
+        let current = history()[1].clone();
+        for rss in [
+            vec![older.clone(), newer.clone(), current.clone()],
+            vec![current.clone(), newer.clone(), older.clone()],
+        ] {
+            let ops = patch_ops(rb(&d, &rss, &Default::default()).unwrap());
+            assert_eq!(ops[1]["value"], template("web:2a", None));
+            let params = RollbackDeploymentParams {
+                to_revision: Some(2),
+            };
+            let ops = patch_ops(rb(&d, &rss, &params).unwrap());
+            assert_eq!(ops[1]["value"], template("web:2a", None));
+        }
+        // Revision 2's ReplicaSet was garbage-collected (revisionHistoryLimit): the
+        // previous revision is the newest one left, 1.
+        let rss = vec![history()[0].clone(), current];
+        match rb(&d, &rss, &Default::default()).unwrap() {
+            Rollback::Patch(_, target) => assert_eq!(
+                target,
+                RollbackTarget {
+                    revision: 1,
+                    replica_set: "web-7c9f".into()
+                }
+            ),
+            Rollback::Skipped(m) => panic!("{m}"),
+        }
+    }
+
+    #[test]
     fn rollback_without_history_or_paused_fails_like_kubectl() {
         let d = deployment("web:3", Some(json!({REVISION_ANNOTATION: "3"})));
         let only = vec![history()[1].clone()];
