@@ -439,27 +439,32 @@ fn rate_limit_holds_across_separate_invocations() {
 
 #[test]
 fn a_short_window_frees_its_permit_again_across_invocations() {
-    let dir = Dir::new("window");
-    // 2 per 4 s: the three calls below take well under 4 s even on a loaded machine.
+    // 2 per 4 s: the first three calls must fall within 4 s. On a machine so loaded that
+    // they do not, the attempt says nothing and is repeated with a fresh log.
     let rate = ["--rate", "scale_deployment=2/4s"];
-    let started = std::time::Instant::now();
-    for _ in 0..2 {
+    for attempt in 0..3 {
+        let dir = Dir::new(&format!("window-{attempt}"));
+        let started = std::time::Instant::now();
+        for _ in 0..2 {
+            let (out, _) = execute(&dir, &sign(&scale(1)), &rate);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+        let (out, json) = execute(&dir, &sign(&scale(1)), &rate);
+        if started.elapsed() >= Duration::from_secs(4) {
+            eprintln!("attempt {attempt}: three calls took over 4 s; trying again");
+            continue;
+        }
+        assert_rejected(&dir, &out, &json, "RATE_LIMIT_EXCEEDED");
+        let retry = json["retry_after_seconds"].as_u64().unwrap();
+        assert!((1..=4).contains(&retry), "{retry}");
+        // After Retry-After seconds, a new process is admitted again.
+        std::thread::sleep(Duration::from_secs(retry) + Duration::from_millis(100));
         let (out, _) = execute(&dir, &sign(&scale(1)), &rate);
         assert!(out.status.success(), "{}", stderr(&out));
+        assert_log_intact(&dir, 4);
+        return;
     }
-    let (out, json) = execute(&dir, &sign(&scale(1)), &rate);
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "machine too slow for this test"
-    );
-    assert_rejected(&dir, &out, &json, "RATE_LIMIT_EXCEEDED");
-    let retry = json["retry_after_seconds"].as_u64().unwrap();
-    assert!((1..=4).contains(&retry), "{retry}");
-    // After Retry-After seconds, a new process is admitted again.
-    std::thread::sleep(Duration::from_secs(retry) + Duration::from_millis(100));
-    let (out, _) = execute(&dir, &sign(&scale(1)), &rate);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_log_intact(&dir, 4);
+    panic!("three calls took over 4 s in each of 3 attempts: machine too slow");
 }
 
 #[test]
