@@ -1264,6 +1264,19 @@ fn respond(method: &str, path: &str, objects: &Value) -> (&'static str, Value) {
     };
     let found = |o: Option<Value>, what: &str| o.map_or_else(|| not_found(what), |o| ("200 OK", o));
     let route = path.split('?').next().unwrap();
+    // API priority and fairness turning the first read of this pod away.
+    static THROTTLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if method == "GET"
+        && route == "/api/v1/namespaces/shop/pods/web-59b4d2-busy1"
+        && !THROTTLED.swap(true, std::sync::atomic::Ordering::SeqCst)
+    {
+        return (
+            "429 Too Many Requests",
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                   "message": "Too many requests, please try again later.",
+                   "reason": "TooManyRequests", "code": 429}),
+        );
+    }
     if let Some(name) = route.strip_prefix("/api/v1/namespaces/shop/pods/") {
         return match method {
             "GET" | "DELETE" => found(find("Pod", name), name),
@@ -1628,6 +1641,34 @@ fn writes_with_an_unknown_outcome_keep_their_idempotency_key() {
     // in_progress + outcome for each of the four executed attempts, one record for each
     // of the two duplicates.
     assert_log_intact(&dir, 10);
+}
+
+#[test]
+fn a_throttled_read_is_retried() {
+    // Writes are sent once (above); reads are safe to repeat and keep kube's retry of
+    // 429/503/504 answers, so a busy API server does not fail the action.
+    let dir = Dir::new("throttled");
+    let mut objects = cluster();
+    let mut pod = objects["items"][3].clone();
+    pod["metadata"]["name"] = "web-59b4d2-busy1".into();
+    objects["items"].as_array_mut().unwrap().push(pod);
+    let server = FakeApiServer::start(objects);
+    let kubeconfig = server.kubeconfig(&dir);
+    let (out, json) = execute(
+        &dir,
+        &sign(&restart("web-59b4d2-busy1")),
+        &[
+            "--apply",
+            "--kubeconfig",
+            p(&kubeconfig),
+            "--timeout",
+            "20s",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json["outcome"], "applied");
+    let methods: Vec<String> = server.take().into_iter().map(|s| s.method).collect();
+    assert_eq!(methods, ["GET", "GET", "DELETE"]);
 }
 
 /// A private CA and a `localhost` server certificate signed by it.

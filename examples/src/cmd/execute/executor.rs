@@ -203,7 +203,10 @@ pub(crate) struct KubeTarget {
 /// The real executor: reads and writes through `kube`'s client, sending the planned
 /// [`ApiRequest`]s verbatim, each exactly once.
 pub(crate) struct KubeExecutor {
+    /// For reads: kube's default retry of 429/503/504 answers (a read is safe to repeat).
     client: kube::Client,
+    /// For writes: no retry, each is sent once.
+    write_client: kube::Client,
     options: PlanOptions,
     /// Writes handed to the client so far: when the action times out, whether one may
     /// have reached the API server.
@@ -239,17 +242,20 @@ impl KubeExecutor {
                     .map_err(|e| e.to_string())?
             }
         };
-        let mut config = config;
-        // kube's client retries 429, 503 and 504 answers by default (up to 15 times). A 504
-        // ("request did not complete within the allotted timeout") may come after the write
-        // was committed: resending the rollback patch then fails its resourceVersion test
-        // and reports a failure for an applied rollback, and resending the DELETE reports
-        // 404 for a deleted pod. Each planned request is sent once, as the dry run shows,
-        // and an unknown outcome is reported as such.
-        config.default_retry = false;
+        // kube's client retries 429, 503 and 504 answers by default (up to 15 times). Fine
+        // for reads; but a 504 ("request did not complete within the allotted timeout") may
+        // come after a write was committed: resending the rollback patch then fails its
+        // resourceVersion test and reports a failure for an applied rollback, and resending
+        // the DELETE reports 404 for a deleted pod. Writes go through a client without the
+        // retry, so each is sent once, as the dry run shows, and an unknown outcome is
+        // reported as such.
+        let mut write_config = config.clone();
+        write_config.default_retry = false;
         let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+        let write_client = kube::Client::try_from(write_config).map_err(|e| e.to_string())?;
         Ok(KubeExecutor {
             client,
+            write_client,
             options,
             writes_started: AtomicUsize::new(0),
         })
@@ -270,7 +276,7 @@ impl KubeExecutor {
     async fn send_write(&self, request: &ApiRequest) -> Result<(), ExecError> {
         let http = request.to_http()?;
         self.writes_started.fetch_add(1, Ordering::SeqCst);
-        match self.client.request::<Value>(http).await {
+        match self.write_client.request::<Value>(http).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 let message = api_error(request, &e).message().to_owned();
