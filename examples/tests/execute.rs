@@ -424,17 +424,36 @@ fn rate_limit_holds_across_separate_invocations() {
     );
     assert_eq!(rec["policyDecision"]["retryAfterSeconds"], retry);
     assert_eq!(rec["policyDecision"]["rateLimit"], "at most 5 per 300s");
+    // The limit is per action type, not per signing key: another key id is refused too.
+    let second = dir.file("second-key", b"a-second-engine-secret-0123456789abc");
+    let mut ring = KeyRing::new();
+    ring.insert_active(
+        "engine-b",
+        Secret::new(b"a-second-engine-secret-0123456789abc".to_vec()).unwrap(),
+    )
+    .unwrap();
+    let env = ring
+        .sign(&restart("web-59b4d2-qx7zp"), Duration::from_secs(60))
+        .unwrap()
+        .to_json();
+    let second_key = format!("engine-b={}", p(&second));
+    let (out, json) = execute(
+        &dir,
+        &env,
+        &["--cluster-state", p(&state), "--key", &second_key],
+    );
+    assert_rejected(&dir, &out, &json, "RATE_LIMIT_EXCEEDED");
     // Other action types have their own limits.
     let (out, _) = execute(&dir, &sign(&scale(1)), &state_args);
     assert!(out.status.success(), "{}", stderr(&out));
-    // The refused sixth call did not count: with a limit of 6, one more is admitted.
+    // The refused calls did not count: with a limit of 6, one more is admitted.
     let (out, _) = execute(
         &dir,
         &sign(&restart("web-59b4d2-qx7zp")),
         &["--cluster-state", p(&state), "--rate", "restart_pod=6/300s"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_log_intact(&dir, 8);
+    assert_log_intact(&dir, 9);
 }
 
 #[test]
@@ -623,6 +642,15 @@ fn malformed_envelopes_are_schema_validation_failed() {
         // Authentic, but the action is not a valid remediation action: the nonce is spent.
         (
             sign(&json!({"type": "delete_cluster", "namespace": "shop", "name": "web"})),
+            "verify",
+        ),
+        // Action types are exact: another spelling is not a way around a type's limit.
+        (
+            sign(&json!({"type": "Restart_Pod", "namespace": "shop", "name": "web"})),
+            "verify",
+        ),
+        (
+            sign(&json!({"type": " restart_pod", "namespace": "shop", "name": "web"})),
             "verify",
         ),
         (
