@@ -814,7 +814,7 @@ fn report(
                 }));
             } else {
                 println!(
-                    "duplicate: {what} with idempotency key {key:?} was already done; not executed again"
+                    "duplicate: {what} with idempotency key {key:?} was already applied or attempted (see the audit log); not executed again"
                 );
                 println!("audit: seq {} {}", sealed.seq, sealed.record.status);
             }
