@@ -296,10 +296,11 @@ impl KubeExecutor {
 }
 
 /// Whether a write that ended in `error` was certainly not applied: the API server refused
-/// it (4xx), or no connection was made (refused, TLS handshake, connect timeout).
+/// it (4xx; not 408, which a proxy may send after forwarding it), or no connection was made
+/// (refused, TLS handshake, connect timeout).
 fn write_not_applied(error: &kube::Error) -> bool {
     if let kube::Error::Api(status) = error {
-        return (400..500).contains(&status.code);
+        return (400..500).contains(&status.code) && status.code != 408;
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(cause) = source {
@@ -415,6 +416,26 @@ impl Executor for AnyExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_refusals_and_failed_connections_mean_a_write_was_not_applied() {
+        let api = |code: u16| {
+            kube::Error::Api(Box::new(
+                kube::core::Status::failure("x", "y").with_code(code),
+            ))
+        };
+        // Refused by the API server (validation, conflict, precondition, throttling).
+        for code in [400, 403, 404, 409, 422, 429] {
+            assert!(write_not_applied(&api(code)), "{code}");
+        }
+        // 5xx may follow a committed write; a 408 from a proxy may follow a forwarded one.
+        for code in [408, 500, 503, 504] {
+            assert!(!write_not_applied(&api(code)), "{code}");
+        }
+        // An error after the answer came (say, an undecodable body): unknown.
+        let serde = serde_json::from_str::<Value>("{").unwrap_err();
+        assert!(!write_not_applied(&kube::Error::SerdeError(serde)));
+    }
 
     #[test]
     fn snapshots_take_objects_lists_and_arrays() {
