@@ -8,7 +8,8 @@
 //!
 //! Flow, under an exclusive lock on `<audit-log>.execute.lock`:
 //!
-//! 1. verify the audit log and rebuild the admission state from it ([`ledger`]);
+//! 1. verify the audit log (and, with `--checkpoint`, that it still holds the signed head
+//!    the last run left) and rebuild the admission state from it ([`ledger`]);
 //! 2. parse and verify the envelope (`kubesafe-signing` `Verifier`: MAC, key id, time
 //!    window, replay of the nonce) as an `ActionRequest`;
 //! 3. admit it (`Admission`: namespace allow-list, idempotency key, `governor` rate limit
@@ -23,7 +24,9 @@
 //! duplicate (idempotency key already done or its outcome unknown); 1 rejected (the canonical code is printed:
 //! `UNAUTHORIZED`, `FORBIDDEN`, `RATE_LIMIT_EXCEEDED` with `Retry-After`, `CONFLICT`,
 //! `SCHEMA_VALIDATION_FAILED`, `INVARIANT_VIOLATION`, `RETRY_LATER`); 2 usage or setup error
-//! (nothing read from the envelope, nothing recorded); 3 execution failed; 4 the audit log
+//! (nothing read from the envelope, nothing recorded); 3 execution failed, or a write's
+//! outcome is unknown (sent, then no answer or a 5xx: audited `failed` with
+//! `result.outcome = "unknown"`, and its idempotency key stays reserved); 4 the audit log
 //! could not be written (before `--apply` sent anything, or after the outcome).
 
 mod executor;
@@ -40,8 +43,8 @@ use base64::Engine as _;
 use clap::Args;
 use kubesafe_audit_log::jiff::Timestamp;
 use kubesafe_audit_log::{
-    AuditKey, AuditLog, AuditRecord, Chain, FileSink, FileSinkOptions, FsyncPolicy, KeyRing,
-    SealedRecord, Status, VerifyOptions,
+    AuditKey, AuditLog, AuditRecord, Chain, Checkpoint, FileSink, FileSinkOptions, FsyncPolicy,
+    KeyRing, SealedRecord, Status, VerifyOptions,
 };
 use kubesafe_signing::action::{ActionRequest, ActionType};
 use kubesafe_signing::admission::{
@@ -73,7 +76,7 @@ const EXIT_UNAUDITED: u8 = 4;
     kubesafe execute --key ops-1=k1 --key ops-2=k2 --allow-namespace shop \\\n    \
       --rate restart_pod=3/10m --audit-log audit.jsonl --apply envelope.json\n\n\
 Exit status: 0 done/planned/skipped/duplicate, 1 rejected (canonical code printed), \
-2 usage or setup error, 3 execution failed, 4 audit log not writable.")]
+2 usage or setup error, 3 execution failed or outcome unknown, 4 audit log not writable.")]
 pub(crate) struct ExecuteArgs {
     /// The signed envelope (JSON or `ks1.` token); `-` for standard input.
     envelope: PathBuf,
@@ -100,6 +103,13 @@ pub(crate) struct ExecuteArgs {
     /// with it (unkeyed records are then refused).
     #[arg(long, value_name = "F")]
     audit_key_file: Option<PathBuf>,
+
+    /// A checkpoint of the log's head, signed with the audit key: the log must still
+    /// contain it (a cut-off tail stops the executor), and it is moved to the new head after
+    /// each record. Created by the first run; keep it where the log's writers cannot
+    /// delete it.
+    #[arg(long, value_name = "FILE", requires = "audit_key_file")]
+    checkpoint: Option<PathBuf>,
 
     /// Only print the requests (the default).
     #[arg(long, conflicts_with = "apply")]
@@ -130,8 +140,8 @@ pub(crate) struct ExecuteArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     timeout: Duration,
 
-    /// Clock-skew allowance for the envelope's iat/exp.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// Clock-skew allowance for the envelope's iat/exp (at most 10m).
+    #[arg(long, default_value = "30s", value_parser = parse_skew)]
     skew: Duration,
 
     /// Longest accepted envelope lifetime (exp - iat).
@@ -201,6 +211,19 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is too long"))
 }
 
+/// Parses `--skew`: a duration up to [`ledger::MAX_SKEW`] (the replay horizon covers
+/// envelopes verified under any skew up to it).
+fn parse_skew(text: &str) -> Result<Duration, String> {
+    let skew = parse_duration(text)?;
+    if skew > ledger::MAX_SKEW {
+        return Err(format!(
+            "{text:?} is more than the largest accepted skew of {}m",
+            ledger::MAX_SKEW.as_secs() / 60
+        ));
+    }
+    Ok(skew)
+}
+
 /// Parses `restart_pod=5/300s`.
 fn parse_rate(text: &str) -> Result<(ActionType, RateLimit), String> {
     let (ty, limit) = text
@@ -256,6 +279,27 @@ fn load_keys(args: &KeyArgs) -> Result<kubesafe_signing::KeyRing, String> {
     Ok(ring)
 }
 
+/// `path` with symlinks and `..` resolved; for a log not created yet, its directory's
+/// canonical path joined with its file name.
+fn canonical_log_path(path: &Path) -> Result<PathBuf, String> {
+    match std::fs::canonicalize(path) {
+        Ok(p) => Ok(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let name = path
+                .file_name()
+                .ok_or_else(|| format!("{} names no file", path.display()))?;
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let dir = std::fs::canonicalize(dir)
+                .map_err(|e| format!("directory {}: {e}", dir.display()))?;
+            Ok(dir.join(name))
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 fn read_input(path: &Path, limit: usize) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     let cap = limit as u64 + 1;
@@ -270,11 +314,16 @@ fn read_input(path: &Path, limit: usize) -> Result<Vec<u8>, String> {
 
 /// Everything set up before the envelope is looked at.
 struct Setup {
+    /// `--audit-log` with symlinks and `..` resolved: the lock files derive from it, so two
+    /// executors reaching one log by different names still exclude each other.
+    log_path: PathBuf,
     keys: kubesafe_signing::KeyRing,
     limits: BTreeMap<ActionType, RateLimit>,
     executor: AnyExecutor,
     log: AuditLog<FileSink>,
     verify: VerifyOptions,
+    /// `--checkpoint` and the key that signs it.
+    checkpoint: Option<(PathBuf, AuditKey)>,
 }
 
 pub(crate) fn run(args: ExecuteArgs) -> ExitCode {
@@ -298,7 +347,7 @@ async fn run_async(args: ExecuteArgs) -> ExitCode {
         Ok(b) => b,
         Err(e) => return setup_error(e),
     };
-    let lock = match ExecutorLock::acquire(&args.audit_log) {
+    let lock = match ExecutorLock::acquire(&setup.log_path) {
         Ok(l) => l,
         Err(e) => return setup_error(e),
     };
@@ -307,7 +356,7 @@ async fn run_async(args: ExecuteArgs) -> ExitCode {
     let since = Timestamp::now()
         .saturating_sub(horizon)
         .unwrap_or(Timestamp::MIN);
-    let ledger = match Ledger::load(&args.audit_log, &setup.verify, since) {
+    let ledger = match Ledger::load(&setup.log_path, &setup.verify, since) {
         Ok(l) => l,
         Err(e) => return setup_error(e),
     };
@@ -346,25 +395,45 @@ async fn setup(args: &ExecuteArgs) -> Result<Setup, String> {
         };
         AnyExecutor::DryRun(DryRunExecutor::new(snapshot, plan_options))
     };
-    let (chain, verify) = match &args.audit_key_file {
+    let (chain, mut verify, audit_key) = match &args.audit_key_file {
         Some(p) => {
             let key = AuditKey::from_file(p).map_err(|e| format!("--audit-key-file: {e}"))?;
             let verify = VerifyOptions::new().keys(KeyRing::new().with(key.clone()));
-            (Chain::keyed(key), verify)
+            (Chain::keyed(key.clone()), verify, Some(key))
         }
-        None => (Chain::unkeyed(), VerifyOptions::new()),
+        None => (Chain::unkeyed(), VerifyOptions::new(), None),
     };
+    let checkpoint = match (&args.checkpoint, audit_key) {
+        (Some(path), Some(key)) => {
+            match std::fs::metadata(path) {
+                // The first run: written after the first record.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                _ => {
+                    let verified = Checkpoint::read_from(path)
+                        .and_then(|cp| cp.verify(&key))
+                        .map_err(|e| format!("--checkpoint {}: {e}", path.display()))?;
+                    verify = verify.checkpoint(verified);
+                }
+            }
+            Some((path.clone(), key))
+        }
+        (Some(_), None) => return Err("--checkpoint needs --audit-key-file".to_owned()),
+        (None, _) => None,
+    };
+    let log_path = canonical_log_path(&args.audit_log).map_err(|e| format!("--audit-log: {e}"))?;
     let sink = FileSink::open(
-        &args.audit_log,
+        &log_path,
         FileSinkOptions::new().fsync(FsyncPolicy::EveryRecord),
     )
     .map_err(|e| format!("--audit-log: {e}"))?;
     Ok(Setup {
+        log_path,
         keys,
         limits,
         executor,
         log: AuditLog::with_chain(sink, chain),
         verify,
+        checkpoint,
     })
 }
 
@@ -393,6 +462,8 @@ enum Outcome {
     Done(Execution),
     Refused(String),
     Failed(String),
+    /// A write was sent and its outcome is not known.
+    Unknown(String),
 }
 
 async fn process(args: &ExecuteArgs, setup: Setup, ledger: &Ledger, input: &[u8]) -> ExitCode {
@@ -401,6 +472,7 @@ async fn process(args: &ExecuteArgs, setup: Setup, ledger: &Ledger, input: &[u8]
         limits,
         executor,
         mut log,
+        checkpoint,
         ..
     } = setup;
     let started = Instant::now();
@@ -486,6 +558,7 @@ async fn process(args: &ExecuteArgs, setup: Setup, ledger: &Ledger, input: &[u8]
         if matches!(executor, AnyExecutor::Kube(_)) {
             match log.append(&started_record(&claims, &decision, created_at, started)) {
                 Ok(sealed) => {
+                    update_checkpoint(checkpoint.as_ref(), &args.audit_log, &sealed);
                     decision.insert("startedSeq".into(), sealed.seq.into());
                 }
                 Err(e) => {
@@ -502,8 +575,13 @@ async fn process(args: &ExecuteArgs, setup: Setup, ledger: &Ledger, input: &[u8]
             Ok(Ok(execution)) => Outcome::Done(execution),
             Ok(Err(ExecError::Refused { message })) => Outcome::Refused(message),
             Ok(Err(ExecError::Failed { message })) => Outcome::Failed(message),
+            Ok(Err(ExecError::Unknown { message })) => Outcome::Unknown(message),
+            Err(_) if executor.writes_started() > 0 => Outcome::Unknown(format!(
+                "timed out after {:?} waiting for the API server to answer a write",
+                args.timeout
+            )),
             Err(_) => Outcome::Failed(format!(
-                "timed out after {:?}; requests may or may not have reached the API server",
+                "timed out after {:?} before any write was sent",
                 args.timeout
             )),
         }
@@ -511,7 +589,27 @@ async fn process(args: &ExecuteArgs, setup: Setup, ledger: &Ledger, input: &[u8]
 
     let record = build_record(&claims, &mut decision, &outcome, created_at, started);
     let sealed = log.append(&record);
+    if let Ok(s) = &sealed {
+        update_checkpoint(checkpoint.as_ref(), &args.audit_log, s);
+    }
     report(args, &claims, &outcome, sealed)
+}
+
+/// Moves `--checkpoint` to `sealed`. A failure leaves the previous checkpoint, which the
+/// (only growing) log still contains: it is reported, not fatal.
+fn update_checkpoint(checkpoint: Option<&(PathBuf, AuditKey)>, log: &Path, sealed: &SealedRecord) {
+    let Some((path, key)) = checkpoint else {
+        return;
+    };
+    if let Err(e) = Checkpoint::sign(sealed.head(), Some(log.display().to_string()), key)
+        .and_then(|cp| cp.write_to(path))
+    {
+        eprintln!(
+            "kubesafe: warning: --checkpoint {} still holds an earlier head (seq < {}): {e}",
+            path.display(),
+            sealed.seq
+        );
+    }
 }
 
 fn resource_type(ty: ActionType) -> &'static str {
@@ -570,17 +668,19 @@ fn build_record(
                 None,
             )
         }
-        Outcome::Done(execution) => (
-            Status::Completed,
-            serde_json::to_value(execution).ok(),
-            None,
-        ),
+        Outcome::Done(execution) => (Status::Completed, Some(execution.for_audit()), None),
         Outcome::Refused(message) => {
             decision.insert("stage".into(), "executor".into());
             decision.insert("code".into(), ErrorCode::InvariantViolation.as_str().into());
             (Status::Rejected, None, Some(message.clone()))
         }
         Outcome::Failed(message) => (Status::Failed, None, Some(message.clone())),
+        // The ledger keeps the idempotency key of this attempt reserved.
+        Outcome::Unknown(message) => (
+            Status::Failed,
+            Some(json!({"executor": "kube", "outcome": "unknown"})),
+            Some(message.clone()),
+        ),
     };
     record_with(claims, decision, status, result, error, created_at, started)
 }
@@ -675,6 +775,9 @@ fn report(
                 Outcome::Duplicate { .. } => "the action was a duplicate".to_owned(),
                 Outcome::Refused(_) => "the action was refused".to_owned(),
                 Outcome::Failed(m) => format!("the action failed ({m})"),
+                Outcome::Unknown(m) => {
+                    format!("the outcome is unknown, the action may have been applied ({m})")
+                }
             };
             eprintln!(
                 "kubesafe: error: {what}: {happened}, but the audit record could not be written to {}: {e}",
@@ -711,7 +814,7 @@ fn report(
                 }));
             } else {
                 println!(
-                    "duplicate: {what} with idempotency key {key:?} was already done; not executed again"
+                    "duplicate: {what} with idempotency key {key:?} was already applied or attempted (see the audit log); not executed again"
                 );
                 println!("audit: seq {} {}", sealed.seq, sealed.record.status);
             }
@@ -730,6 +833,25 @@ fn report(
             }
             eprintln!(
                 "kubesafe: error: {what} failed: {message} (audit seq {})",
+                sealed.seq
+            );
+            ExitCode::from(EXIT_FAILED)
+        }
+        Outcome::Unknown(message) => {
+            if args.json {
+                print_json(&json!({
+                    "outcome": "unknown", "message": message, "action": action, "audit": audit,
+                }));
+            }
+            let key = claims
+                .request
+                .as_ref()
+                .and_then(ActionRequest::idempotency_key)
+                .map(|k| format!("; idempotency key {k:?} stays reserved"))
+                .unwrap_or_default();
+            eprintln!(
+                "kubesafe: error: {what}: outcome unknown: {message} — the request may have \
+                 been applied: check the cluster before retrying{key} (audit seq {})",
                 sealed.seq
             );
             ExitCode::from(EXIT_FAILED)
@@ -800,6 +922,12 @@ fn print_execution(what: &str, execution: &Execution, sealed: &SealedRecord) {
             println!("         {body}");
         }
     }
+    if let Some(t) = &execution.target {
+        println!(
+            "  restores revision {} (ReplicaSet {})",
+            t.revision, t.replica_set
+        );
+    }
     if let Some(m) = &execution.message {
         println!("  {m}");
     }
@@ -812,6 +940,14 @@ fn print_execution(what: &str, execution: &Execution, sealed: &SealedRecord) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skew_is_at_most_ten_minutes() {
+        assert_eq!(parse_skew("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_skew("0"), Ok(Duration::ZERO));
+        assert!(parse_skew("601s").is_err());
+        assert!(parse_skew("1h").is_err());
+    }
 
     #[test]
     fn rates_parse() {

@@ -4,12 +4,15 @@
 //! [`ApiRequest`]s it planned, so a dry run prints what `--apply` sends.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kubesafe_signing::admission::Admitted;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::plan::{self, ApiRequest, ClusterRead, ExecError, PlanOptions, Read, ReadResult};
+use super::plan::{
+    self, ApiRequest, ClusterRead, ExecError, PlanOptions, Read, ReadResult, RollbackTarget,
+};
 
 /// What an executor did with an admitted action.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -29,6 +32,23 @@ pub(crate) struct Execution {
     /// Remarks (what a dry run could not compute without cluster state).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) notes: Vec<String>,
+    /// The revision a rollback restores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) target: Option<RollbackTarget>,
+}
+
+impl Execution {
+    /// The execution as the audit log keeps it: writes in [`ApiRequest::for_audit`] form.
+    pub(crate) fn for_audit(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(o) = &mut v {
+            o.insert(
+                "writes".into(),
+                self.writes.iter().map(ApiRequest::for_audit).collect(),
+            );
+        }
+        v
+    }
 }
 
 /// Carries out admitted actions. Taking [`Admitted`] (which only
@@ -166,6 +186,7 @@ impl Executor for DryRunExecutor {
             writes: plan.writes,
             message: plan.skipped,
             notes: plan.notes,
+            target: plan.target,
         })
     }
 }
@@ -180,11 +201,16 @@ pub(crate) struct KubeTarget {
 }
 
 /// The real executor: reads and writes through `kube`'s client, sending the planned
-/// [`ApiRequest`]s verbatim.
-#[derive(Clone)]
+/// [`ApiRequest`]s verbatim, each exactly once.
 pub(crate) struct KubeExecutor {
+    /// For reads: kube's default retry of 429/503/504 answers (a read is safe to repeat).
     client: kube::Client,
+    /// For writes: no retry, each is sent once.
+    write_client: kube::Client,
     options: PlanOptions,
+    /// Writes handed to the client so far: when the action times out, whether one may
+    /// have reached the API server.
+    writes_started: AtomicUsize,
 }
 
 impl std::fmt::Debug for KubeExecutor {
@@ -216,8 +242,23 @@ impl KubeExecutor {
                     .map_err(|e| e.to_string())?
             }
         };
+        // kube's client retries 429, 503 and 504 answers by default (up to 15 times). Fine
+        // for reads; but a 504 ("request did not complete within the allotted timeout") may
+        // come after a write was committed: resending the rollback patch then fails its
+        // resourceVersion test and reports a failure for an applied rollback, and resending
+        // the DELETE reports 404 for a deleted pod. Writes go through a client without the
+        // retry, so each is sent once, as the dry run shows, and an unknown outcome is
+        // reported as such.
+        let mut write_config = config.clone();
+        write_config.default_retry = false;
         let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
-        Ok(KubeExecutor { client, options })
+        let write_client = kube::Client::try_from(write_config).map_err(|e| e.to_string())?;
+        Ok(KubeExecutor {
+            client,
+            write_client,
+            options,
+            writes_started: AtomicUsize::new(0),
+        })
     }
 
     /// Sends `request` verbatim; `Ok(None)` for a 404.
@@ -228,6 +269,50 @@ impl KubeExecutor {
             Err(e) => Err(api_error(request, &e)),
         }
     }
+
+    /// Sends a write once. A 4xx answer or a failed connection means it was not applied
+    /// ([`ExecError::Failed`]); a 5xx answer or an error after the connection was made
+    /// leaves its outcome unknown ([`ExecError::Unknown`]).
+    async fn send_write(&self, request: &ApiRequest) -> Result<(), ExecError> {
+        let http = request.to_http()?;
+        self.writes_started.fetch_add(1, Ordering::SeqCst);
+        match self.write_client.request::<Value>(http).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let message = api_error(request, &e).message().to_owned();
+                Err(if write_not_applied(&e) {
+                    ExecError::Failed { message }
+                } else {
+                    ExecError::Unknown { message }
+                })
+            }
+        }
+    }
+
+    /// How many writes were handed to the client (0 for "nothing can have been applied").
+    pub(crate) fn writes_started(&self) -> usize {
+        self.writes_started.load(Ordering::SeqCst)
+    }
+}
+
+/// Whether a write that ended in `error` was certainly not applied: the API server refused
+/// it (4xx; not 408, which a proxy may send after forwarding it), or no connection was made
+/// (refused, TLS handshake, connect timeout).
+fn write_not_applied(error: &kube::Error) -> bool {
+    if let kube::Error::Api(status) = error {
+        return (400..500).contains(&status.code) && status.code != 408;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(hyper_util::client::legacy::Error::is_connect)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn api_error(request: &ApiRequest, error: &kube::Error) -> ExecError {
@@ -274,17 +359,12 @@ impl Executor for KubeExecutor {
     async fn execute(&self, action: &Admitted) -> Result<Execution, ExecError> {
         let plan = plan::plan(self, action.request(), self.options).await?;
         for (i, write) in plan.writes.iter().enumerate() {
-            let result = match self.send(write).await {
-                Ok(Some(_)) => Ok(()),
-                Ok(None) => Err(ExecError::failed(format!(
-                    "{}: 404 NotFound",
-                    write.summary()
-                ))),
-                Err(e) => Err(e),
-            };
-            if let Err(err) = result {
+            if let Err(err) = self.send_write(write).await {
                 return Err(if i > 0 {
-                    ExecError::failed(format!("{err} (after {i} earlier write(s) succeeded)"))
+                    // Partly applied: not retried by itself either.
+                    ExecError::Unknown {
+                        message: format!("{err} (after {i} earlier write(s) succeeded)"),
+                    }
                 } else {
                     err
                 });
@@ -302,6 +382,7 @@ impl Executor for KubeExecutor {
             writes: plan.writes,
             message: plan.skipped,
             notes: plan.notes,
+            target: plan.target,
         })
     }
 }
@@ -311,6 +392,16 @@ impl Executor for KubeExecutor {
 pub(crate) enum AnyExecutor {
     DryRun(DryRunExecutor),
     Kube(KubeExecutor),
+}
+
+impl AnyExecutor {
+    /// How many writes were handed to the cluster client (always 0 for a dry run).
+    pub(crate) fn writes_started(&self) -> usize {
+        match self {
+            AnyExecutor::DryRun(_) => 0,
+            AnyExecutor::Kube(e) => e.writes_started(),
+        }
+    }
 }
 
 impl Executor for AnyExecutor {
@@ -325,6 +416,26 @@ impl Executor for AnyExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_refusals_and_failed_connections_mean_a_write_was_not_applied() {
+        let api = |code: u16| {
+            kube::Error::Api(Box::new(
+                kube::core::Status::failure("x", "y").with_code(code),
+            ))
+        };
+        // Refused by the API server (validation, conflict, precondition, throttling).
+        for code in [400, 403, 404, 409, 422, 429] {
+            assert!(write_not_applied(&api(code)), "{code}");
+        }
+        // 5xx may follow a committed write; a 408 from a proxy may follow a forwarded one.
+        for code in [408, 500, 503, 504] {
+            assert!(!write_not_applied(&api(code)), "{code}");
+        }
+        // An error after the answer came (say, an undecodable body): unknown.
+        let serde = serde_json::from_str::<Value>("{").unwrap_err();
+        assert!(!write_not_applied(&kube::Error::SerdeError(serde)));
+    }
 
     #[test]
     fn snapshots_take_objects_lists_and_arrays() {

@@ -14,20 +14,25 @@
 //!   limiter the library uses, on a fake clock set to each record's `createdAt`; the clock
 //!   is then set to now and the new action is checked. The limit therefore holds exactly
 //!   as in a long-running process;
-//! * **idempotency** — every admitted action with an idempotency key that completed, or
-//!   that started and has no outcome record (the executor died: the outcome is unknown, so
-//!   it must not run again by itself), reserves the key with the fingerprint the library
-//!   computed (stored in the record) until `createdAt + ttl`. A failed or refused execution
-//!   does not reserve it (the client may retry).
+//! * **idempotency** — every admitted action with an idempotency key that was sent to the
+//!   cluster (`--apply`) and completed, or that started and has no outcome record (the
+//!   executor died) or a `failed` record with `result.outcome = "unknown"` (a write was
+//!   sent and not answered, or answered 5xx): the outcome is unknown, so it must not run
+//!   again by itself), reserves
+//!   the key with the fingerprint the library computed (stored in the record) until
+//!   `createdAt + ttl`. A failed or refused execution does not reserve it (the client may
+//!   retry), nor does a dry run (it executed nothing; the real run carries the same key).
 //!
 //! Only records written by this executor (`policyDecision.executor`) and created within the
 //! horizon ([`horizon`]) are kept in memory, so memory stays proportional to recent
 //! activity, not to the size of the log. The log is
 //! verified first; a log that fails verification is not used (the executor refuses to run),
 //! since removing records from it would lift rate limits and replay protection. This makes
-//! the state exactly as trustworthy as the log: use a keyed chain (`--audit-key-file`) so
-//! that whoever can write the file cannot forge records, and checkpoints to detect a cut
-//! tail. The cost is one scan of the log per invocation (linear in its size; rotate it).
+//! the state exactly as trustworthy as the log: an unkeyed chain can be rewritten,
+//! truncated or deleted by whoever can write the file; a keyed chain (`--audit-key-file`)
+//! cannot be forged but can still lose its tail; `--checkpoint` (a signed head the log must
+//! still contain, moved after every record) detects that. The cost is one scan of the log
+//! per invocation (linear in its size; rotate it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -48,8 +53,11 @@ use serde_json::Value;
 
 /// How far back the records matter, at least:
 ///
-/// * `max_ttl + 2 × skew` for nonces: an envelope verified earlier expires by then, and an
-///   envelope with a longer lifetime is refused by the current verifier anyway;
+/// * `max_ttl + skew + MAX_SKEW` for nonces: an envelope recorded at `c` was verified with
+///   `iat <= c + skew_then` (at most [`MAX_SKEW`]), and the current verifier accepts it
+///   only while `now < exp + skew <= iat + max_ttl + skew` (a longer lifetime is refused
+///   before the nonce is looked at). Using the *current* skew twice would let an envelope
+///   verified under a larger earlier `--skew` fall out of the horizon while still valid;
 /// * the idempotency TTL for keys;
 /// * twice the longest `N × window` of the rate limits. The GCRA state after an admission at
 ///   `t` lies before `t + N × window`, so older admissions only matter when the limit was
@@ -68,10 +76,14 @@ pub(crate) fn horizon(
         .map(|l| l.window().saturating_mul(l.max()))
         .max()
         .unwrap_or_default();
-    (max_ttl + skew * 2)
+    (max_ttl + skew + MAX_SKEW)
         .max(idempotency_ttl)
         .max(longest_limit.saturating_mul(2))
 }
+
+/// The largest `--skew` accepted. The horizon covers it whatever the current `--skew`: an
+/// envelope verified under a larger skew earlier may be dated that far ahead of the record.
+pub(crate) const MAX_SKEW: Duration = Duration::from_secs(600);
 
 /// `policyDecision.executor` of the records this executor writes.
 pub(crate) const EXECUTOR_TAG: &str = "kubesafe-execute/v1";
@@ -118,6 +130,10 @@ struct Attempt {
     key: Option<(String, [u8; 32])>,
     /// The status of its latest record.
     status: Status,
+    /// Whether it went to the cluster (`--apply`): only then does it hold its key.
+    applied: bool,
+    /// Whether its latest record says a write was sent with an unknown outcome.
+    unknown: bool,
 }
 
 /// What earlier invocations recorded.
@@ -129,7 +145,7 @@ pub(crate) struct Ledger {
     nonces: Vec<(String, String, u64)>,
     /// `(type, createdAt)` of admitted actions.
     admissions: Vec<(ActionType, Timestamp)>,
-    /// `(key, fingerprint, createdAt seconds)` of completed actions with a key.
+    /// `(key, fingerprint, createdAt seconds)` of applied actions with a key.
     idempotency: Vec<(String, [u8; 32], i64)>,
 }
 
@@ -204,14 +220,36 @@ impl Ledger {
             (Some(key), Some(fp)) => Some((key.to_owned(), fp)),
             _ => None,
         };
+        // `--apply` writes `in_progress` with `result.executor == "kube"` before sending
+        // anything; a dry run's only record says `"dry-run"`.
+        let applied = r
+            .record
+            .result
+            .as_ref()
+            .and_then(|v| v.get("executor"))
+            .and_then(Value::as_str)
+            == Some("kube");
+        let unknown = r.record.status == Status::Failed
+            && r.record
+                .result
+                .as_ref()
+                .and_then(|v| v.get("outcome"))
+                .and_then(Value::as_str)
+                == Some("unknown");
         attempts
             .entry((kid.to_owned(), nonce.to_owned()))
-            .and_modify(|a| a.status = r.record.status)
+            .and_modify(|a| {
+                a.status = r.record.status;
+                a.applied |= applied;
+                a.unknown = unknown;
+            })
             .or_insert(Attempt {
                 action_type,
                 created_at: r.record.created_at,
                 key,
                 status: r.record.status,
+                applied,
+                unknown,
             });
     }
 
@@ -219,10 +257,13 @@ impl Ledger {
     fn finish(&mut self, attempts: HashMap<(String, String), Attempt>) {
         for a in attempts.into_values() {
             self.admissions.push((a.action_type, a.created_at));
-            // Completed, or started and never finished (a crash: outcome unknown, so a
-            // retry must not run it again automatically). Failed and refused ones free
-            // the key for a retry.
-            if matches!(a.status, Status::Completed | Status::InProgress)
+            // Sent to the cluster and completed, or started and never finished (a crash),
+            // or failed after a write went out: the outcome is unknown, so a retry must not
+            // run it again automatically. Failed (nothing applied) and refused ones free the
+            // key for a retry, and so do dry runs: they executed nothing, and the real run
+            // comes with the same key.
+            if a.applied
+                && (a.unknown || matches!(a.status, Status::Completed | Status::InProgress))
                 && let Some((key, fp)) = a.key
             {
                 self.idempotency.push((key, fp, a.created_at.as_second()));
@@ -364,6 +405,7 @@ impl IdempotencyStore for RecordingIdempotencyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn ts(secs: i64) -> Timestamp {
         Timestamp::from_second(secs).unwrap()
@@ -414,11 +456,29 @@ mod tests {
             d["idempotencyKey"] = key.into();
             d["idempotencyFingerprint"] = hex(&[seq as u8; 32]).into();
         }
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "seq": seq, "prevHash": "0".repeat(64), "hash": "1".repeat(64), "v": 1,
             "actionType": "scale_deployment", "status": status,
             "createdAt": format!("2025-01-01T00:00:{seq:02}Z"), "policyDecision": d
         });
+        // What `--apply` writes: `in_progress` and `completed` carry the kube executor's
+        // result; `failed` and `rejected` have none.
+        match status {
+            "in_progress" => v["result"] = json!({"executor": "kube", "outcome": "started"}),
+            "completed" => v["result"] = json!({"executor": "kube", "outcome": "applied"}),
+            "failed" if nonce == "f" => {
+                v["result"] = json!({"executor": "kube", "outcome": "unknown"});
+            }
+            _ => {}
+        }
+        SealedRecord::parse_line(&v.to_string()).unwrap()
+    }
+
+    fn dry_run_line(seq: u64, nonce: &str, key: &str) -> SealedRecord {
+        let mut v: Value =
+            serde_json::from_str(line(seq, "completed", nonce, "admitted", Some(key)).line())
+                .unwrap();
+        v["result"] = json!({"executor": "dry-run", "outcome": "planned"});
         SealedRecord::parse_line(&v.to_string()).unwrap()
     }
 
@@ -445,6 +505,11 @@ mod tests {
             line(5, "failed", "c", "admitted", Some("kc")),
             // Rejected at admission: nonce spent, no admission.
             line(6, "rejected", "d", "rejected", None),
+            // A dry run: counts against the rate limit, but does not hold its key.
+            dry_run_line(8, "e", "ke"),
+            // A write sent, outcome unknown (5xx, timeout): counts, keeps its key.
+            line(9, "in_progress", "f", "admitted", Some("kf")),
+            line(10, "failed", "f", "admitted", Some("kf")),
             // Another tool's record (no executor tag): ignored.
             SealedRecord::parse_line(
                 &serde_json::json!({
@@ -459,17 +524,17 @@ mod tests {
             )
             .unwrap(),
         ]);
-        assert_eq!(ledger.admissions.len(), 3);
+        assert_eq!(ledger.admissions.len(), 5);
         let mut keys: Vec<_> = ledger
             .idempotency
             .iter()
             .map(|(k, _, _)| k.as_str())
             .collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["ka", "kb"]);
+        assert_eq!(keys, ["ka", "kb", "kf"]);
         let mut nonces: Vec<_> = ledger.nonces.iter().map(|(_, n, _)| n.as_str()).collect();
         nonces.dedup();
-        assert_eq!(nonces, ["a", "b", "c", "d"]);
+        assert_eq!(nonces, ["a", "b", "c", "d", "e", "f"]);
     }
 
     #[test]
@@ -517,7 +582,7 @@ mod tests {
             Duration::from_secs(60),
             &limits,
         );
-        assert_eq!(h, Duration::from_secs(3660));
+        assert_eq!(h, Duration::from_secs(4230));
         limits.insert(
             ActionType::ScaleDeployment,
             RateLimit::per_window(10, Duration::from_secs(3600)).unwrap(),
@@ -537,6 +602,41 @@ mod tests {
             &BTreeMap::new(),
         );
         assert_eq!(h, Duration::from_secs(3000));
+        let h = horizon(
+            Duration::ZERO,
+            Duration::ZERO,
+            Duration::ZERO,
+            &tiny_limits(),
+        );
+        assert_eq!(h, MAX_SKEW);
+    }
+
+    fn tiny_limits() -> BTreeMap<ActionType, RateLimit> {
+        ActionType::ALL
+            .iter()
+            .map(|ty| {
+                (
+                    *ty,
+                    RateLimit::per_window(1, Duration::from_secs(1)).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_nonce_verified_under_a_larger_earlier_skew_stays_within_the_horizon() {
+        // An earlier run with --skew 10m accepted an envelope issued 10 min ahead of its
+        // clock (iat = c + 600, exp = iat + 3600) and recorded it at c. A run now with
+        // --skew 0 accepts that envelope until exp, i.e. up to c + 4199: the record must
+        // still be read then, or the envelope could be replayed.
+        let h = horizon(
+            Duration::from_secs(3600),
+            Duration::ZERO,
+            Duration::ZERO,
+            &tiny_limits(),
+        );
+        assert!(h >= Duration::from_secs(4199), "{h:?}");
+        assert_eq!(MAX_SKEW, Duration::from_secs(600));
     }
 
     #[test]

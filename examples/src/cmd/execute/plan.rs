@@ -4,7 +4,7 @@
 //!
 //! | action | reads | write |
 //! |--------|-------|-------|
-//! | `restart_pod` | `GET` the pod | `DELETE` the pod (`DeleteOptions`: background propagation, `preconditions.uid`, the grace period if given) |
+//! | `restart_pod` | `GET` the pod | `DELETE` the pod (`DeleteOptions`: background propagation, `preconditions.uid`, the grace period if given, 0 sent as 1) |
 //! | `scale_deployment` | — | `PATCH …/deployments/NAME/scale`, merge patch `{"spec":{"replicas":N}}` (what `kubectl scale` sends) |
 //! | `rollback_deployment` | `GET` the deployment, `LIST` its ReplicaSets by its selector | `PATCH` the deployment, JSON patch replacing `spec.template` and `metadata.annotations` (what `kubectl rollout undo` sends) |
 //!
@@ -15,12 +15,16 @@
 //! * `restart_pod` refuses a pod without a controller (deleting it removes it for good)
 //!   unless allowed, refuses a static pod's mirror pod always (deleting a mirror pod does
 //!   not restart the static pod: the kubelet just recreates the mirror), and deletes with
-//!   `preconditions.uid` so that exactly the inspected pod is deleted;
+//!   `preconditions.uid` so that exactly the inspected pod is deleted; a grace period of 0
+//!   is sent as 1, as kubectl does without `--force` (0 is a force deletion);
 //! * the rollback patch starts with a JSON-patch `test` of `metadata.resourceVersion`: if the
 //!   deployment changed between the read and the patch, the API server refuses the patch
 //!   instead of rolling back relative to a stale state;
 //! * when the deployment has no annotations at all, the annotations are `add`ed (kubectl's
 //!   `replace` would fail on the missing member);
+//! * a rollback to the previous revision is refused while `status.observedGeneration` is
+//!   behind `metadata.generation`: until the controller has created the ReplicaSet of the
+//!   current template, kubectl's "previous" is two revisions back;
 //! * the "skipped rollback" message names the revision found (kubectl prints the requested
 //!   revision, `0` for "the previous one").
 
@@ -32,6 +36,7 @@ use kubesafe_signing::action::{
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use sha2::Digest as _;
 
 /// Annotation holding a ReplicaSet's (and its deployment's) rollout revision.
 pub(crate) const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
@@ -102,6 +107,24 @@ impl ApiRequest {
             .map_err(|e| ExecError::failed(format!("{} {}: {e}", self.method, self.path)))
     }
 
+    /// The request as the audit log keeps it: a JSON-patch body (a rollback: the pod
+    /// template, whose env values may be literal secrets, and the annotations, whose
+    /// last-applied-configuration holds the whole object) is replaced by the SHA-256 of the
+    /// exact bytes sent (`bodySha256`); other bodies (scale, `DeleteOptions`) are kept.
+    pub(crate) fn for_audit(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if self.content_type == Some(JSON_PATCH)
+            && let (Some(body), Value::Object(o)) = (&self.body, &mut v)
+        {
+            o.remove("body");
+            let bytes = serde_json::to_vec(body).unwrap_or_default();
+            let digest = sha2::Sha256::digest(&bytes);
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            o.insert("bodySha256".into(), hex.into());
+        }
+        v
+    }
+
     /// One line: `PATCH /apis/...`.
     pub(crate) fn summary(&self) -> String {
         format!("{} {}", self.method, self.path)
@@ -117,9 +140,18 @@ pub(crate) enum ExecError {
         /// Why.
         message: String,
     },
-    /// The action could not be carried out (object missing, paused deployment, API error,
-    /// timeout). Audited as `failed`.
+    /// The action could not be carried out (object missing, paused deployment, a read or
+    /// write the API server refused, no connection). Nothing was applied. Audited as
+    /// `failed`.
     Failed {
+        /// Why.
+        message: String,
+    },
+    /// A write was sent and its outcome is not known: the connection broke after the
+    /// request went out, or the API server answered 5xx (a 504 "request did not complete
+    /// within the allotted timeout" may still be committed). Audited as `failed` with
+    /// `result.outcome = "unknown"`; the idempotency key stays reserved.
+    Unknown {
         /// Why.
         message: String,
     },
@@ -140,7 +172,9 @@ impl ExecError {
 
     pub(crate) fn message(&self) -> &str {
         match self {
-            ExecError::Refused { message } | ExecError::Failed { message } => message,
+            ExecError::Refused { message }
+            | ExecError::Failed { message }
+            | ExecError::Unknown { message } => message,
         }
     }
 }
@@ -222,6 +256,8 @@ pub(crate) struct Plan {
     pub(crate) skipped: Option<String>,
     /// Remarks (what a dry run without cluster state could not compute).
     pub(crate) notes: Vec<String>,
+    /// The revision a rollback restores.
+    pub(crate) target: Option<RollbackTarget>,
 }
 
 /// Computes the requests for `request`, reading what it needs through `reader`.
@@ -301,8 +337,11 @@ pub(crate) async fn plan<R: ClusterRead>(
                 .and_then(Value::as_array)
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            match rollback_request(&deployment, items, p)? {
-                Rollback::Patch(req) => plan.writes.push(req),
+            match rollback_request(namespace, name, &deployment, items, p)? {
+                Rollback::Patch(req, target) => {
+                    plan.writes.push(req);
+                    plan.target = Some(target);
+                }
                 Rollback::Skipped(message) => plan.skipped = Some(message),
             }
         }
@@ -346,7 +385,11 @@ fn delete_pod_request(
     // kubectl's default cascade (`--cascade=background`).
     options.insert("propagationPolicy".into(), "Background".into());
     if let Some(grace) = params.grace_period_seconds {
-        options.insert("gracePeriodSeconds".into(), grace.into());
+        // 0 would be a force deletion: the API server removes the pod object at once,
+        // before its containers stop, and a StatefulSet starts the replacement while the
+        // old pod may still run. kubectl turns `--grace-period=0` into 1 unless `--force`
+        // ("to prevent accidental data loss"); so do we, and there is no force.
+        options.insert("gracePeriodSeconds".into(), grace.max(1).into());
     }
     if let Some(uid) = uid {
         options.insert("preconditions".into(), json!({ "uid": uid }));
@@ -398,11 +441,21 @@ pub(crate) fn restart_request(
     Ok(delete_pod_request(namespace, name, params, uid))
 }
 
+/// The revision a rollback returns to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RollbackTarget {
+    /// Its `deployment.kubernetes.io/revision`.
+    pub(crate) revision: i64,
+    /// The ReplicaSet whose template is restored.
+    pub(crate) replica_set: String,
+}
+
 /// What a rollback needs to do.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Rollback {
-    /// Send this patch.
-    Patch(ApiRequest),
+    /// Send this patch, restoring `target`.
+    Patch(ApiRequest, RollbackTarget),
     /// Nothing to do; kubectl's "skipped rollback" message.
     Skipped(String),
 }
@@ -475,12 +528,25 @@ fn by_creation(a: &&Value, b: &&Value) -> Ordering {
 /// `kubectl rollout undo deployment/NAME [--to-revision=N]`, as a patch of `deployment`
 /// given the ReplicaSets listed by its selector.
 pub(crate) fn rollback_request(
+    namespace: &str,
+    name: &str,
     deployment: &Value,
     replica_sets: &[Value],
     params: &RollbackDeploymentParams,
 ) -> Result<Rollback, ExecError> {
-    let namespace = str_at(deployment, "/metadata/namespace").unwrap_or_default();
-    let name = str_at(deployment, "/metadata/name").unwrap_or_default();
+    // The PATCH goes to the admitted target's path; the object read must be that target.
+    let (object_ns, object_name) = (
+        str_at(deployment, "/metadata/namespace"),
+        str_at(deployment, "/metadata/name"),
+    );
+    if object_ns != Some(namespace) || object_name != Some(name) {
+        return Err(ExecError::failed(format!(
+            "the object read for deployment {namespace}/{name} is deployment {}/{}; \
+             refusing to roll back",
+            object_ns.unwrap_or("?"),
+            object_name.unwrap_or("?")
+        )));
+    }
     let uid = str_at(deployment, "/metadata/uid").ok_or_else(|| {
         ExecError::failed(format!(
             "deployment {namespace}/{name}: metadata.uid is missing (needed to find the \
@@ -516,6 +582,26 @@ pub(crate) fn rollback_request(
             ExecError::failed(format!("unable to find specified revision {r} in history"))
         })?,
     };
+    if to_revision == 0
+        && let (Some(generation), Some(observed)) = (
+            deployment
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64),
+            deployment
+                .pointer("/status/observedGeneration")
+                .and_then(Value::as_i64),
+        )
+        && observed < generation
+    {
+        // The spec changed and the controller has not caught up: the ReplicaSet of the
+        // current template may not exist yet, so the newest ReplicaSet is still the one
+        // running and "the previous revision" would go back two steps.
+        return Err(ExecError::failed(format!(
+            "deployment {namespace}/{name} is being updated (generation {generation}, \
+             observedGeneration {observed}): the previous revision is not known until the \
+             deployment controller has observed the change; retry, or give to_revision"
+        )));
+    }
     let mut found: Option<(&Value, i64)> = None;
     if to_revision > 0 {
         found = owned
@@ -527,14 +613,16 @@ pub(crate) fn rollback_request(
             )));
         }
     } else {
-        let mut latest: Option<(&Value, i64)> = None;
+        // kubectl starts both at revision -1 (a ReplicaSet below that is never chosen).
+        let (mut latest, mut latest_revision, mut previous_revision) = (None, -1, -1);
         for rs in &owned {
             let Some(v) = revision(rs) else { continue };
-            if latest.is_none_or(|(_, l)| l < v) {
-                found = latest;
-                latest = Some((*rs, v));
-            } else if found.is_none_or(|(_, p)| p < v) {
-                found = Some((*rs, v));
+            if latest_revision < v {
+                (found, previous_revision) =
+                    (latest.map(|l| (l, latest_revision)), latest_revision);
+                (latest, latest_revision) = (Some(*rs), v);
+            } else if previous_revision < v {
+                (found, previous_revision) = (Some((*rs, v)), v);
             }
         }
     }
@@ -596,12 +684,18 @@ pub(crate) fn rollback_request(
         "add"
     };
     ops.push(json!({"op": annotations_op, "path": "/metadata/annotations", "value": annotations}));
-    Ok(Rollback::Patch(ApiRequest {
-        method: "PATCH",
-        path: deployment_path(namespace, name),
-        content_type: Some(JSON_PATCH),
-        body: Some(Value::Array(ops)),
-    }))
+    Ok(Rollback::Patch(
+        ApiRequest {
+            method: "PATCH",
+            path: deployment_path(namespace, name),
+            content_type: Some(JSON_PATCH),
+            body: Some(Value::Array(ops)),
+        },
+        RollbackTarget {
+            revision: rs_revision,
+            replica_set: rs_name.to_owned(),
+        },
+    ))
 }
 
 /// `metav1.LabelSelectorAsSelector(...).String()`: `k=v` for `matchLabels`, `k in (a,b)`,
@@ -704,6 +798,35 @@ fn percent_encode(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// `rollback_request` for the target `shop/web`.
+    fn rb(
+        deployment: &Value,
+        replica_sets: &[Value],
+        params: &RollbackDeploymentParams,
+    ) -> Result<Rollback, ExecError> {
+        rollback_request("shop", "web", deployment, replica_sets, params)
+    }
+
+    #[test]
+    fn rollback_patches_the_admitted_target_only() {
+        // The PATCH path is the admitted action's namespace/name, never the object's; an
+        // object that is not the target (a snapshot or a server answering for another
+        // object) is refused instead of being patched under its own name.
+        let mut d = deployment("web:3", Some(json!({REVISION_ANNOTATION: "3"})));
+        d["metadata"]["namespace"] = "kube-system".into();
+        let err = rb(&d, &history(), &Default::default()).unwrap_err();
+        assert!(
+            matches!(&err, ExecError::Failed { message } if message.contains("kube-system/web")),
+            "{err:?}"
+        );
+        let mut d = deployment("web:3", Some(json!({REVISION_ANNOTATION: "3"})));
+        d["metadata"]["name"] = "other".into();
+        assert!(rb(&d, &history(), &Default::default()).is_err());
+        let mut d = deployment("web:3", Some(json!({REVISION_ANNOTATION: "3"})));
+        d["metadata"].as_object_mut().unwrap().remove("namespace");
+        assert!(rb(&d, &history(), &Default::default()).is_err());
+    }
+
     const UID: &str = "5d7c3e0a-0000-4000-8000-000000000001";
 
     fn template(image: &str, hash: Option<&str>) -> Value {
@@ -779,7 +902,7 @@ mod tests {
 
     fn patch_ops(r: Rollback) -> Vec<Value> {
         match r {
-            Rollback::Patch(req) => {
+            Rollback::Patch(req, _) => {
                 assert_eq!(req.method, "PATCH");
                 assert_eq!(req.path, "/apis/apps/v1/namespaces/shop/deployments/web");
                 assert_eq!(req.content_type, Some(JSON_PATCH));
@@ -800,7 +923,7 @@ mod tests {
                 "team": "shop"
             })),
         );
-        let ops = patch_ops(rollback_request(&d, &history(), &Default::default()).unwrap());
+        let ops = patch_ops(rb(&d, &history(), &Default::default()).unwrap());
         assert_eq!(
             ops[0],
             json!({"op": "test", "path": "/metadata/resourceVersion", "value": "4711"})
@@ -831,13 +954,13 @@ mod tests {
         let params = RollbackDeploymentParams {
             to_revision: Some(1),
         };
-        let ops = patch_ops(rollback_request(&d, &history(), &params).unwrap());
+        let ops = patch_ops(rb(&d, &history(), &params).unwrap());
         assert_eq!(ops[1]["value"], template("web:1", None));
         let params = RollbackDeploymentParams {
             to_revision: Some(9),
         };
         assert_eq!(
-            rollback_request(&d, &history(), &params),
+            rb(&d, &history(), &params),
             Err(ExecError::failed(
                 "unable to find specified revision 9 in history"
             ))
@@ -852,14 +975,14 @@ mod tests {
         // The controller relabelled revision 2 as 4 when it was rolled back to.
         rss[2] = replica_set("web-8a1e", Some("4"), "web:2", "2024-05-02T10:00:00Z");
         // Previous revision = 3 (web:3): a real rollback.
-        let ops = patch_ops(rollback_request(&d, &rss, &Default::default()).unwrap());
+        let ops = patch_ops(rb(&d, &rss, &Default::default()).unwrap());
         assert_eq!(ops[1]["value"], template("web:3", None));
         // Explicitly to revision 4 = the current template: skipped.
         let params = RollbackDeploymentParams {
             to_revision: Some(4),
         };
         assert_eq!(
-            rollback_request(&d, &rss, &params),
+            rb(&d, &rss, &params),
             Ok(Rollback::Skipped(
                 "skipped rollback (current template already matches revision 4)".into()
             ))
@@ -883,8 +1006,61 @@ mod tests {
             history()[1].clone(),
         ];
         // Only revisions 1 and 3 are ours and valid: the previous one is 1.
-        let ops = patch_ops(rollback_request(&d, &rss, &Default::default()).unwrap());
+        let ops = patch_ops(rb(&d, &rss, &Default::default()).unwrap());
         assert_eq!(ops[1]["value"], template("web:1", None));
+    }
+
+    #[test]
+    fn rollback_selection_starts_from_revision_minus_one_like_kubectl() {
+        // kubectl's deploymentRevision starts both the latest and the previous revision
+        // at -1, so a ReplicaSet annotated with a revision below 0 is never chosen.
+        let d = deployment("web:3", Some(json!({REVISION_ANNOTATION: "3"})));
+        let rss = vec![
+            replica_set("web-0000", Some("-2"), "web:0", "2024-04-01T10:00:00Z"),
+            history()[1].clone(),
+        ];
+        assert_eq!(
+            rb(&d, &rss, &Default::default()),
+            Err(ExecError::failed(
+                "no rollout history found for deployment \"web\""
+            ))
+        );
+    }
+
+    #[test]
+    fn rollback_with_duplicate_or_collected_revisions_picks_what_kubectl_picks() {
+        let d = deployment("web:3", Some(json!({REVISION_ANNOTATION: "3"})));
+        // Two ReplicaSets claim revision 2 (a hand edit, a restore from backup): kubectl
+        // iterates the old ones by creation, then the current one. For "previous" the
+        // older one ends up chosen; for revision 2, the first in that order.
+        let older = replica_set("web-aaaa", Some("2"), "web:2a", "2024-05-02T09:00:00Z");
+        let newer = replica_set("web-bbbb", Some("2"), "web:2b", "2024-05-02T11:00:00Z");
+        let current = history()[1].clone();
+        for rss in [
+            vec![older.clone(), newer.clone(), current.clone()],
+            vec![current.clone(), newer.clone(), older.clone()],
+        ] {
+            let ops = patch_ops(rb(&d, &rss, &Default::default()).unwrap());
+            assert_eq!(ops[1]["value"], template("web:2a", None));
+            let params = RollbackDeploymentParams {
+                to_revision: Some(2),
+            };
+            let ops = patch_ops(rb(&d, &rss, &params).unwrap());
+            assert_eq!(ops[1]["value"], template("web:2a", None));
+        }
+        // Revision 2's ReplicaSet was garbage-collected (revisionHistoryLimit): the
+        // previous revision is the newest one left, 1.
+        let rss = vec![history()[0].clone(), current];
+        match rb(&d, &rss, &Default::default()).unwrap() {
+            Rollback::Patch(_, target) => assert_eq!(
+                target,
+                RollbackTarget {
+                    revision: 1,
+                    replica_set: "web-7c9f".into()
+                }
+            ),
+            Rollback::Skipped(m) => panic!("{m}"),
+        }
     }
 
     #[test]
@@ -892,15 +1068,39 @@ mod tests {
         let d = deployment("web:3", Some(json!({REVISION_ANNOTATION: "3"})));
         let only = vec![history()[1].clone()];
         assert_eq!(
-            rollback_request(&d, &only, &Default::default()),
+            rb(&d, &only, &Default::default()),
             Err(ExecError::failed(
                 "no rollout history found for deployment \"web\""
             ))
         );
         let mut paused = d.clone();
         paused["spec"]["paused"] = true.into();
-        let err = rollback_request(&paused, &history(), &Default::default()).unwrap_err();
+        let err = rb(&paused, &history(), &Default::default()).unwrap_err();
         assert!(err.message().contains("paused"), "{err}");
+    }
+
+    #[test]
+    fn rollback_to_previous_waits_until_the_controller_observed_the_spec() {
+        // The spec was just changed to web:4: the controller has not created its
+        // ReplicaSet yet, so the newest ReplicaSet (revision 3) is still the running one,
+        // and "the previous revision" would skip back two steps, to revision 2.
+        let mut d = deployment("web:4", Some(json!({REVISION_ANNOTATION: "3"})));
+        d["metadata"]["generation"] = 5.into();
+        d["status"] = json!({"observedGeneration": 4});
+        let err = rb(&d, &history(), &Default::default()).unwrap_err();
+        assert!(
+            matches!(&err, ExecError::Failed { message } if message.contains("observedGeneration 4")),
+            "{err:?}"
+        );
+        // An explicit revision does not depend on which ReplicaSet is the newest.
+        let params = RollbackDeploymentParams {
+            to_revision: Some(2),
+        };
+        let ops = patch_ops(rb(&d, &history(), &params).unwrap());
+        assert_eq!(ops[1]["value"], template("web:2", None));
+        // Observed: the usual rollback.
+        d["status"]["observedGeneration"] = 5.into();
+        assert!(rb(&d, &history(), &Default::default()).is_ok());
     }
 
     #[test]
@@ -910,7 +1110,7 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("resourceVersion");
-        let ops = patch_ops(rollback_request(&d, &history(), &Default::default()).unwrap());
+        let ops = patch_ops(rb(&d, &history(), &Default::default()).unwrap());
         assert_eq!(ops.len(), 2);
         assert_eq!(ops[0]["path"], "/spec/template");
         assert_eq!(ops[1]["op"], "add");
@@ -925,7 +1125,7 @@ mod tests {
         let d = deployment("web:3", Some(json!({REVISION_ANNOTATION: "3"})));
         let mut rss = history();
         rss[2]["spec"]["template"]["spec"]["someFutureField"] = json!({"x": [1, 2]});
-        let ops = patch_ops(rollback_request(&d, &rss, &Default::default()).unwrap());
+        let ops = patch_ops(rb(&d, &rss, &Default::default()).unwrap());
         assert_eq!(
             ops[1]["value"]["spec"]["someFutureField"],
             json!({"x": [1, 2]})
@@ -980,6 +1180,26 @@ mod tests {
                    "propagationPolicy": "Background", "gracePeriodSeconds": 10,
                    "preconditions": {"uid": "pod-uid-1"}})
         );
+    }
+
+    #[test]
+    fn restart_never_force_deletes_a_pod() {
+        // gracePeriodSeconds 0 makes the API server remove the pod object at once, before
+        // its containers stop: a StatefulSet then starts the replacement while the old pod
+        // may still run (two pods with one identity). kubectl turns 0 into 1 unless --force.
+        let p = pod(
+            json!({}),
+            json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db",
+                    "uid": "sts-uid", "controller": true}]),
+        );
+        let params = RestartPodParams {
+            grace_period_seconds: Some(0),
+        };
+        let req = restart_request(&p, "shop", "db-0", &params, PlanOptions::default()).unwrap();
+        assert_eq!(req.body.as_ref().unwrap()["gracePeriodSeconds"], 1);
+        // Without cluster state the planned DELETE is the same.
+        let req = delete_pod_request("shop", "db-0", &params, None);
+        assert_eq!(req.body.as_ref().unwrap()["gracePeriodSeconds"], 1);
     }
 
     #[test]
