@@ -353,6 +353,35 @@ impl std::fmt::Debug for FileSink {
     }
 }
 
+/// The log's path with symbolic links resolved: the file itself when it exists,
+/// else its directory. Every writer and reader that reaches one log, by whatever
+/// path, then takes the same `<log>.lock` and rotates the same files — a lock
+/// derived from a symlink's name would let two writers fork the chain.
+pub(crate) fn resolve_log_path(path: &Path) -> Result<PathBuf> {
+    match std::fs::canonicalize(path) {
+        Ok(resolved) => Ok(resolved),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if std::fs::symlink_metadata(path).is_ok() {
+                return Err(Error::io("resolve the dangling symbolic link", path, e));
+            }
+            let name = path.file_name().ok_or_else(|| {
+                Error::io(
+                    "resolve",
+                    path,
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"),
+                )
+            })?;
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| Path::new("."));
+            let dir = std::fs::canonicalize(parent).map_err(|e| Error::io("resolve", parent, e))?;
+            Ok(dir.join(name))
+        }
+        Err(e) => Err(Error::io("resolve", path, e)),
+    }
+}
+
 /// `<log>.lock`.
 pub(crate) fn lock_path(path: &Path) -> PathBuf {
     sibling(path, "lock")
@@ -445,7 +474,11 @@ pub const READER_LOCK_WAIT: Duration = Duration::from_secs(2);
 
 impl SharedLock {
     pub(crate) fn acquire(path: &Path) -> Result<SharedLock> {
-        let lp = lock_path(path);
+        let lp = match resolve_log_path(path) {
+            Ok(resolved) => lock_path(&resolved),
+            // Unresolvable (e.g. a missing directory): the read fails on its own.
+            Err(_) => lock_path(path),
+        };
         match File::open(&lp) {
             Ok(f) => {
                 let deadline = Instant::now() + READER_LOCK_WAIT;
@@ -565,8 +598,13 @@ fn read_tail(file: &File, len: u64, path: &Path) -> Result<Tail> {
 
 impl FileSink {
     /// Opens (creating if missing) the log at `path`, recovering a torn tail.
+    ///
+    /// Symbolic links in `path` are resolved first (the file itself when it
+    /// exists, else its directory): the sink, its lock file and its rotated
+    /// files all live at the real path, so writers that reach one log through
+    /// different paths still exclude each other. A dangling symlink is refused.
     pub fn open(path: impl AsRef<Path>, opts: FileSinkOptions) -> Result<FileSink> {
-        let path = path.as_ref().to_owned();
+        let path = resolve_log_path(path.as_ref())?;
         if let FsyncPolicy::Batch { records: 0, .. } = opts.fsync {
             return Err(Error::InvalidOption {
                 option: "fsync",

@@ -342,11 +342,14 @@ fn a_failed_background_fsync_is_reported_by_the_next_append_and_flush() {
             ),
         }
     };
+    // The sink works on the resolved path (symlinks followed, so every writer
+    // shares one lock): the error names the file really written.
+    let resolved = std::path::Path::new("/dev/null");
     assert!(
-        matches!(&err, Error::Io { op: "fsync", path: p, .. } if *p == path),
+        matches!(&err, Error::Io { op: "fsync", path: p, .. } if p == resolved),
         "{err}"
     );
-    assert!(err.to_string().contains("audit.jsonl"), "{err}");
+    assert!(err.to_string().contains("/dev/null"), "{err}");
     // Sticky: nothing later pretends to be durable.
     assert!(log.append(&rec(2)).is_err());
     assert!(log.flush().is_err());
@@ -646,4 +649,37 @@ fn reordering_or_duplicating_rotated_files_is_detected() {
         .failure
         .unwrap();
     assert_eq!((f.kind, f.seq), (FailureKind::Inserted, 1), "{f}");
+}
+
+#[cfg(unix)]
+#[test]
+fn writers_reaching_one_log_through_a_symlink_share_its_lock() {
+    // A lock named after the path as given would let a writer through the
+    // link and a writer through the real path append at once and fork the
+    // chain. Both must take the real file's lock.
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("audit.jsonl");
+    let other = dir.path().join("elsewhere");
+    std::fs::create_dir(&other).unwrap();
+    let link = other.join("link.jsonl");
+    let mut first = AuditLog::new(FileSink::open(&real, FileSinkOptions::new()).unwrap());
+    first.append(&rec(0)).unwrap();
+    drop(first);
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+
+    let held = FileSink::open(&link, FileSinkOptions::new().lock(LockMode::Held)).unwrap();
+    let second = FileSink::open(&real, FileSinkOptions::new().lock(LockMode::Held));
+    assert!(
+        matches!(second, Err(Error::Locked { .. })),
+        "a second writer through the real path got its own lock"
+    );
+    drop(held);
+
+    // Appends through the link land in the real file and continue its chain.
+    let mut log = AuditLog::new(FileSink::open(&link, FileSinkOptions::new()).unwrap());
+    assert_eq!(log.append(&rec(1)).unwrap().seq, 2);
+    assert!(!other.join("link.jsonl.lock").exists());
+    let report = verify(&real, &VerifyOptions::new()).unwrap();
+    assert!(report.is_intact(), "{:?}", report.failure);
+    assert_eq!(report.records, 2);
 }
