@@ -978,7 +978,10 @@ pub(crate) fn plain_safe(s: &str, flow: bool) -> bool {
     if s.contains(": ") || s.ends_with(':') || s.contains(" #") {
         return false;
     }
-    if flow && s.contains([',', '[', ']', '{', '}']) {
+    // Inside a flow collection Go's yaml.v2 (the kubelet's decoder, a libyaml port) also
+    // ends a plain scalar at `?`, and reads a leading `?` or `:` as an indicator, where
+    // YAML 1.2 reads on (`[--x=https://h/?q=1]` is one scalar here, a parse error there).
+    if flow && (s.contains([',', '[', ']', '{', '}', '?']) || s.starts_with(':')) {
         return false;
     }
     if s.starts_with("---") || s.starts_with("...") {
@@ -1115,6 +1118,29 @@ mod tests {
         assert!(a.same_data(&b));
         let c = tree("x: [1, 2]\ny: [1, 3]\n");
         assert!(!a.same_data(&c));
+    }
+
+    /// Go's yaml.v2 (through `sigs.k8s.io/yaml`, what the kubelet decodes static pods with)
+    /// ends a plain scalar at `?` inside a flow collection and reads `?`/`:` starting one as
+    /// indicators, where YAML 1.2 (and granit) read on: `[kube-apiserver, --x=https://h/?q=1]`
+    /// verifies here but does not decode on the node. Such values must be quoted.
+    #[test]
+    fn flow_plain_scalars_avoid_what_yaml_v2_reads_as_indicators() {
+        for s in [
+            "--oidc-issuer-url=https://issuer.example/?tenant=a",
+            "a?b",
+            "x?",
+            "?x",
+            ":x",
+            "--x=?",
+        ] {
+            let r = render_str(s, ScalarStyle::Plain, true);
+            assert!(r.starts_with('"'), "{s:?} rendered {r:?} in a flow list");
+            // Block context has no such rule: a plain scalar stays plain there.
+            if !s.starts_with([':', '?']) {
+                assert_eq!(render_str(s, ScalarStyle::Plain, false), s);
+            }
+        }
     }
 
     #[test]

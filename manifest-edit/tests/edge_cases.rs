@@ -104,6 +104,19 @@ fn flow_lists_are_edited_inside_their_brackets() {
         pod("    command: [kube-apiserver]\n    args: [\n      --a=1,\n      --b=2\n    ]\n");
     let out = edit(&text, &Edit::new().set_flag("--c", "3")).unwrap();
     assert!(out.contains("      --b=2,\n      --c=3\n    ]\n"), "{out}");
+    // The kubelet's yaml.v2 ends a plain scalar at `?` inside brackets (YAML 1.2 does not):
+    // a URL with a query is quoted there, not in a block list.
+    let out = edit(
+        &text,
+        &Edit::new().set_flag("--oidc-issuer-url", "https://issuer.example/?tenant=a"),
+    )
+    .unwrap();
+    assert!(
+        out.contains(
+            "      --b=2,\n      \"--oidc-issuer-url=https://issuer.example/?tenant=a\"\n"
+        ),
+        "{out}"
+    );
 }
 
 #[test]
