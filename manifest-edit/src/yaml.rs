@@ -866,12 +866,19 @@ fn parse_int(s: &str) -> Option<i128> {
         return None;
     }
     let clean = without_underscores(body);
-    let value = if let Some(h) = clean.strip_prefix("0x") {
-        i128::from_str_radix(h, 16).ok()?
-    } else if let Some(b) = clean.strip_prefix("0b") {
-        i128::from_str_radix(b, 2).ok()?
-    } else if let Some(o) = clean.strip_prefix("0o") {
-        i128::from_str_radix(o, 8).ok()?
+    // Go's `strconv.ParseInt(s, 0, 64)` (yaml.v2) takes `0x`, `0b`, `0o` in either case.
+    let radix = match clean.as_bytes() {
+        [b'0', b'x' | b'X', ..] => Some(16),
+        [b'0', b'b' | b'B', ..] => Some(2),
+        [b'0', b'o' | b'O', ..] => Some(8),
+        _ => None,
+    };
+    let value = if let Some(radix) = radix {
+        let digits = clean.get(2..)?;
+        if digits.starts_with(['+', '-']) {
+            return None; // `from_str_radix` would take a sign here; Go does not.
+        }
+        i128::from_str_radix(digits, radix).ok()?
     } else if clean.len() > 1 && clean.starts_with('0') {
         i128::from_str_radix(clean.get(1..)?, 8).ok()?
     } else if clean.bytes().all(|c| c.is_ascii_digit()) {
@@ -1103,6 +1110,13 @@ mod tests {
         assert_eq!(resolve_plain("0x1F"), Scalar::Int(31));
         assert_eq!(resolve_plain("017"), Scalar::Int(15));
         assert_eq!(resolve_plain("1_000"), Scalar::Int(1000));
+        // yaml.v2 parses integers with Go's `strconv.ParseInt(s, 0, 64)`, whose base
+        // prefixes are case-insensitive: `0X1F` is 31 on the node, not a string.
+        assert_eq!(resolve_plain("0X1F"), Scalar::Int(31));
+        assert_eq!(resolve_plain("0B101"), Scalar::Int(5));
+        assert_eq!(resolve_plain("0O17"), Scalar::Int(15));
+        assert_eq!(resolve_plain("-0X10"), Scalar::Int(-16));
+        assert_eq!(render_str("0X10", ScalarStyle::Plain, false), "\"0X10\"");
         assert_eq!(resolve_plain("1.5"), Scalar::Float(1.5f64.to_bits()));
         assert_eq!(resolve_plain("~"), Scalar::Null);
         assert_eq!(resolve_plain("--v=2"), Scalar::Str("--v=2"));
