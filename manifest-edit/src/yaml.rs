@@ -961,15 +961,7 @@ pub(crate) fn plain_safe(s: &str, flow: bool) -> bool {
     if s.starts_with([' ', '\t']) || s.ends_with([' ', '\t']) {
         return false;
     }
-    if s.chars().any(|c| {
-        // Control characters (tab included: it cannot start or end a plain scalar, and
-        // quoting it is clearer), DEL, and the YAML 1.1 line breaks and the BOM.
-        c < ' '
-            || matches!(
-                c,
-                '\u{7f}' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}'
-            )
-    }) {
+    if s.chars().any(must_escape) {
         return false;
     }
     if "[]{},#&*!|>'\"%@`".contains(first) {
@@ -997,6 +989,19 @@ pub(crate) fn plain_safe(s: &str, flow: bool) -> bool {
     true
 }
 
+/// Whether `c` can only be written as a double-quoted escape: control characters (tab
+/// included: quoting it is clearer), DEL and the C1 controls, U+FFFE/U+FFFF (not printable
+/// in YAML, and refused anywhere in the input by the kubelet's yaml.v2 reader), and the YAML
+/// 1.1 line breaks (NEL, U+2028, U+2029) and the BOM.
+fn must_escape(c: char) -> bool {
+    c < ' '
+        || ('\u{7f}'..='\u{9f}').contains(&c)
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+        )
+}
+
 /// Writes `s` as a double-quoted YAML scalar.
 pub(crate) fn double_quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -1012,10 +1017,10 @@ pub(crate) fn double_quoted(s: &str) -> String {
             '\u{85}' => out.push_str("\\N"),
             '\u{2028}' => out.push_str("\\L"),
             '\u{2029}' => out.push_str("\\P"),
-            '\u{feff}' => out.push_str("\\uFEFF"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02X}", c as u32));
+            c if must_escape(c) && u32::from(c) <= 0xff => {
+                out.push_str(&format!("\\x{:02X}", u32::from(c)));
             }
+            c if must_escape(c) => out.push_str(&format!("\\u{:04X}", u32::from(c))),
             c => out.push(c),
         }
     }
@@ -1024,14 +1029,7 @@ pub(crate) fn double_quoted(s: &str) -> String {
 }
 
 fn single_quotable(s: &str) -> bool {
-    !s.chars().any(|c| {
-        c < ' '
-            || c == '\u{7f}'
-            || c == '\u{85}'
-            || c == '\u{2028}'
-            || c == '\u{2029}'
-            || c == '\u{feff}'
-    })
+    !s.chars().any(must_escape)
 }
 
 /// Writes `s` as a single-quoted YAML scalar (caller checks [`single_quotable`]).
@@ -1173,6 +1171,18 @@ mod tests {
             " lead",
             "x,y",
             "é ж",
+            // Not printable in YAML (and refused by yaml.v2's reader): escaped.
+            "a\u{80}b",
+            "a\u{9f}b",
+            "a\u{fffe}b",
+            "a\u{ffff}b",
+            "a\u{7f}b\u{1}",
+            // YAML 1.1 line breaks, the BOM, a tab: escaped too.
+            "a\u{85}b\u{2028}c\u{2029}",
+            "\u{feff}x",
+            "a\tb",
+            // Printable beyond the BMP: kept as is.
+            "😀",
         ] {
             for hint in [
                 ScalarStyle::Plain,
@@ -1181,6 +1191,14 @@ mod tests {
             ] {
                 for flow in [false, true] {
                     let r = render_str(s, hint, flow);
+                    // Every character of the rendering passes yaml.v2's reader, and none
+                    // is a line break.
+                    assert!(
+                        r.chars().all(|c| matches!(c,
+                            ' '..='~' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+                            && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')),
+                        "{s:?} {hint:?} {flow} -> {r:?}"
+                    );
                     let doc = if flow {
                         format!("k: [{r}]\n")
                     } else {
