@@ -139,6 +139,30 @@ pub enum Error {
         container: String,
     },
 
+    /// The new value of a comma-list flag would share items with another list the
+    /// component refuses to overlap with it (kube-apiserver: a plugin both in
+    /// `--enable-admission-plugins` and `--disable-admission-plugins`).
+    #[error(
+        "{location}: `{flag}` would list {items}, which `{other}` of container `{container}` \
+         also lists (kube-apiserver refuses to start when the two overlap); remove it there first",
+        other = if *flag == "--enable-admission-plugins" {
+            "--disable-admission-plugins"
+        } else {
+            "--enable-admission-plugins"
+        }
+    )]
+    OverlappingLists {
+        /// The item of the other list (`--disable-admission-plugins` when `flag` is
+        /// `--enable-admission-plugins`, and the reverse).
+        location: Location,
+        /// The flag being set.
+        flag: &'static str,
+        /// The shared items, comma-separated.
+        items: String,
+        /// The container.
+        container: String,
+    },
+
     /// The flag appears more than once in the container's command and args.
     #[error(
         "{location}: flag `{flag}` appears more than once in container `{container}` \
@@ -328,6 +352,7 @@ impl Error {
             | Error::ShellScript { location, .. }
             | Error::DuplicateFlag { location, .. }
             | Error::ConflictingFlag { location, .. }
+            | Error::OverlappingLists { location, .. }
             | Error::AmbiguousFlagValue { location, .. }
             | Error::AnchorOrAlias { location, .. }
             | Error::NoArgv { location, .. }

@@ -249,6 +249,57 @@ fn refusals_name_the_file_line_and_column() {
     assert!("a..b".parse::<kubesafe_manifest_edit::KeyPath>().is_err());
 }
 
+/// kube-apiserver refuses to start when a plugin is both enabled and disabled
+/// ("[X] in enable-admission-plugins and disable-admission-plugins overlapped"): an edit that
+/// would make the two lists overlap is refused, naming the plugin and the other list.
+#[test]
+fn enabling_a_disabled_admission_plugin_is_refused() {
+    let text = pod(
+        "    command:\n    - kube-apiserver\n    - --enable-admission-plugins=NodeRestriction\n    - --disable-admission-plugins=AlwaysPullImages,PodSecurity\n",
+    );
+    let expected = "m.yaml:9:7: `--enable-admission-plugins` would list AlwaysPullImages, which \
+                    `--disable-admission-plugins` of container `kube-apiserver` also lists \
+                    (kube-apiserver refuses to start when the two overlap); remove it there first";
+    assert_eq!(
+        err(
+            &text,
+            &Edit::new().list_add("--enable-admission-plugins", "AlwaysPullImages")
+        ),
+        expected
+    );
+    assert_eq!(
+        err(
+            &text,
+            &Edit::new().set_flag(
+                "--enable-admission-plugins",
+                "NodeRestriction,AlwaysPullImages"
+            )
+        ),
+        expected
+    );
+    assert_eq!(
+        err(
+            &text,
+            &Edit::new().list_add("--disable-admission-plugins", "NodeRestriction")
+        ),
+        "m.yaml:8:7: `--disable-admission-plugins` would list NodeRestriction, which \
+         `--enable-admission-plugins` of container `kube-apiserver` also lists \
+         (kube-apiserver refuses to start when the two overlap); remove it there first"
+    );
+    // Removing it from the other list first, in the same edit, is the way.
+    let out = edit(
+        &text,
+        &Edit::new()
+            .list_remove("--disable-admission-plugins", "AlwaysPullImages")
+            .list_add("--enable-admission-plugins", "AlwaysPullImages"),
+    )
+    .unwrap();
+    assert!(
+        out.ends_with("    - --enable-admission-plugins=NodeRestriction,AlwaysPullImages\n    - --disable-admission-plugins=PodSecurity\n"),
+        "{out}"
+    );
+}
+
 #[test]
 fn literal_blocks_and_other_documents_that_look_like_flags_are_untouched() {
     let text = "# kops-like task\ncontents: |\n  kind: Pod\n  spec:\n    containers:\n    - command: [kube-apiserver, --profiling=true]\n---\n".to_owned()
