@@ -239,6 +239,22 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// The file, or the content an edit or a restore would write, is larger than the
+    /// kubelet reads from a static-pod file ([`crate::ManifestFile::MAX_BYTES`]).
+    #[error(
+        "{path}: {size} bytes, more than the kubelet reads from a manifest ({limit} bytes); refusing",
+        path = path.display()
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size, or the size of the content that would be written (at least
+        /// `limit + 1` when the file was not read to its end).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+
     /// The path is not a regular file (directory, device, socket, ...).
     #[error("{path}: not a regular file ({kind})", path = path.display())]
     NotAFile {

@@ -308,6 +308,25 @@ impl LockedManifestFile {
 }
 
 impl ManifestFile {
+    /// The largest file this type reads or writes: 10 MiB, what the kubelet reads of a
+    /// static-pod file (`maxConfigLength` in `pkg/kubelet/config/common.go`; it drops the
+    /// pod of a larger one). Larger files and edits or restores that would produce one are
+    /// refused with [`Error::TooLarge`], and a larger file is never read into memory whole.
+    pub const MAX_BYTES: u64 = 10 * 1024 * 1024;
+
+    /// Refuses content of `len` bytes beyond [`Self::MAX_BYTES`].
+    fn check_size(&self, len: usize) -> Result<()> {
+        let size = u64::try_from(len).unwrap_or(u64::MAX);
+        if size > Self::MAX_BYTES {
+            return Err(Error::TooLarge {
+                path: self.path.clone(),
+                size,
+                limit: Self::MAX_BYTES,
+            });
+        }
+        Ok(())
+    }
+
     /// Opens `path` for editing. Refuses a directory or other non-regular file, and a
     /// symbolic link unless [`FileOptions::allow_symlink`] is set. Nothing is read yet.
     pub fn open(path: impl AsRef<Path>, options: FileOptions) -> Result<Self> {
@@ -395,7 +414,7 @@ impl ManifestFile {
 
     /// Reads the current bytes and metadata (from the open descriptor).
     fn read_current(&self) -> Result<(Vec<u8>, fs::Metadata)> {
-        let mut f = open_nofollow(&self.target).map_err(|e| {
+        let f = open_nofollow(&self.target).map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
                 Error::Symlink {
                     target: fs::read_link(&self.target).unwrap_or_default(),
@@ -412,9 +431,19 @@ impl ManifestFile {
                 kind: kind_of(&meta),
             });
         }
+        if meta.len() > Self::MAX_BYTES {
+            return Err(Error::TooLarge {
+                path: self.path.clone(),
+                size: meta.len(),
+                limit: Self::MAX_BYTES,
+            });
+        }
         let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-        f.read_to_end(&mut bytes)
+        // At most one byte beyond the limit, should the file have grown since `fstat`.
+        f.take(Self::MAX_BYTES + 1)
+            .read_to_end(&mut bytes)
             .map_err(io_err(&self.target, "read"))?;
+        self.check_size(bytes.len())?;
         Ok((bytes, meta))
     }
 
@@ -600,8 +629,9 @@ impl ManifestFile {
                 return Ok(self.report(&current, &applied, false, None));
             }
         }
-        self.remove_stale_temps();
         let new = applied.manifest.text().as_bytes();
+        self.check_size(new.len())?;
+        self.remove_stale_temps();
         let backup = self.write_backup(&current, &meta, "")?;
         if let Err(e) = self.replace_contents(&meta, new) {
             if let (Some(b), false) = (&backup, matches!(e, Error::NotDurable { .. })) {
@@ -647,6 +677,7 @@ impl ManifestFile {
         keep_replaced: bool,
         held: bool,
     ) -> Result<RestoreReport> {
+        self.check_size(bytes.len())?;
         let _lock = if held { None } else { Some(self.lock()?) };
         let (current, meta) = self.read_current()?;
         let before = report::sha256_hex(&current);

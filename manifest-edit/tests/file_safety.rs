@@ -322,6 +322,63 @@ fn bad_input_fails_before_anything_is_touched() {
     );
 }
 
+/// The kubelet reads at most 10 MiB of a static-pod file (`maxConfigLength` in
+/// `pkg/kubelet/config/common.go`) and drops the pod of a larger one. A larger file is not
+/// read into memory whole, and an edit that would cross the limit writes nothing.
+#[test]
+fn files_beyond_what_the_kubelet_reads_are_refused() {
+    const LIMIT: usize = 10 * 1024 * 1024;
+    let n = node();
+    let file = ManifestFile::open(&n.path, FileOptions::default()).unwrap();
+    // Exactly at the limit: read and edited in place (same length), not beyond.
+    let pad = |len: usize| {
+        let mut t = POD.to_owned();
+        while t.len() + 80 < len {
+            t.push_str(&format!("# {}\n", "x".repeat(77)));
+        }
+        t.push('#');
+        t.push_str(&"y".repeat(len - t.len() - 1));
+        t.push('\n');
+        assert_eq!(t.len(), len);
+        t
+    };
+    let at_limit = pad(LIMIT);
+    fs::write(&n.path, &at_limit).unwrap();
+    assert!(file.read().is_ok());
+    let r = file
+        .apply(&Edit::new().set_flag("--profiling", "fals"))
+        .unwrap();
+    assert!(r.written);
+    // One byte more than the limit: refused on reading.
+    fs::write(&n.path, pad(LIMIT + 1)).unwrap();
+    let err = file.apply(&profiling_false()).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: {} bytes, more than the kubelet reads from a manifest ({LIMIT} bytes); refusing",
+            n.path.display(),
+            LIMIT + 1
+        )
+    );
+    assert!(matches!(file.read(), Err(Error::TooLarge { .. })));
+    // An edit that would grow the file past the limit writes nothing.
+    fs::write(&n.path, &at_limit).unwrap();
+    let err = file.apply(&Edit::new().set_flag("--v", "2")).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    assert_eq!(fs::read(&n.path).unwrap(), at_limit.as_bytes());
+    assert_eq!(kubelet_view(&n.manifests), ["kube-apiserver.yaml"]);
+    let err = file
+        .restore(
+            &vec![b'#'; LIMIT + 1],
+            &sha256_hex(at_limit.as_bytes()),
+            false,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    assert_eq!(fs::read(&n.path).unwrap(), at_limit.as_bytes());
+}
+
 #[test]
 fn optimistic_check_refuses_a_changed_file() {
     let n = node();
