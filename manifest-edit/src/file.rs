@@ -32,7 +32,7 @@ pub enum Backup {
     #[default]
     Sibling,
     /// This directory (created with mode 0700 when missing). It must not be the manifest
-    /// directory.
+    /// directory nor inside it (checked through symbolic links before anything is created).
     Dir(PathBuf),
     /// No backup.
     Disabled,
@@ -876,16 +876,32 @@ impl ManifestFile {
         };
         self.hook(Step::Backup)
             .map_err(io_err(&dir, "write backup"))?;
+        // Refuse a directory in (or under) the manifest directory before creating it: the
+        // kubelet would load backups there, or log an error about a subdirectory on every
+        // pass.
+        let resolved = resolve_beyond(&dir).map_err(io_err(&dir, "resolve backup directory"))?;
+        if resolved.starts_with(&self.dir) {
+            let place = if resolved == self.dir { "" } else { "inside " };
+            return Err(Error::InvalidArgument(format!(
+                "backup directory {} is {place}the manifest directory {}; the kubelet would \
+                 load the backups",
+                dir.display(),
+                self.dir.display()
+            )));
+        }
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&dir)
             .map_err(io_err(&dir, "create backup directory"))?;
         let canonical = fs::canonicalize(&dir).map_err(io_err(&dir, "resolve backup directory"))?;
-        if canonical == self.dir {
+        // Again on what now exists (a link may have changed in between).
+        if canonical.starts_with(&self.dir) {
             return Err(Error::InvalidArgument(format!(
-                "backup directory {} is the manifest directory; the kubelet would load the backups",
-                dir.display()
+                "backup directory {} is inside the manifest directory {}; the kubelet would \
+                 load the backups",
+                dir.display(),
+                self.dir.display()
             )));
         }
         let hash = report::sha256_hex(bytes);
@@ -909,6 +925,34 @@ impl ManifestFile {
         sync_dir(&canonical, || Ok(())).map_err(io_err(&canonical, "fsync backup directory"))?;
         Ok(Some(path))
     }
+}
+
+/// `path` made absolute and resolved as far as it exists: its longest existing ancestor
+/// canonicalized (symbolic links followed), then the components that do not exist yet
+/// (`.` and `..` among them applied to the path: they cannot be links).
+fn resolve_beyond(path: &Path) -> io::Result<PathBuf> {
+    let path = std::path::absolute(path)?;
+    let mut existing = path.as_path();
+    let mut missing = Vec::new();
+    while fs::symlink_metadata(existing).is_err() {
+        let (Some(parent), Some(name)) = (existing.parent(), existing.components().next_back())
+        else {
+            break;
+        };
+        missing.push(name);
+        existing = parent;
+    }
+    let mut out = fs::canonicalize(existing)?;
+    for c in missing.into_iter().rev() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Ok(out)
 }
 
 fn sync_dir(dir: &Path, hook: impl FnOnce() -> io::Result<()>) -> io::Result<()> {

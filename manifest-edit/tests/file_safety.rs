@@ -215,6 +215,43 @@ fn backup_dir_is_configurable_and_never_the_manifest_dir() {
     );
     assert_eq!(fs::read_to_string(&n.path).unwrap(), POD);
     assert_eq!(kubelet_view(&n.manifests), ["kube-apiserver.yaml"]);
+
+    // Nor inside it: the kubelet skips a subdirectory but logs an error about it on every
+    // pass, and nothing is created there before the refusal. Also through a symlink, a
+    // relative path or `..`.
+    let n = node();
+    let link = n.root.join("link-to-manifests");
+    std::os::unix::fs::symlink(&n.manifests, &link).unwrap();
+    for dir in [
+        n.manifests.join("backups"),
+        n.manifests.join("new/deeper"),
+        n.manifests.join("new/../b"),
+        link.join("backups"),
+        link.clone(),
+    ] {
+        let file = ManifestFile::open(&n.path, FileOptions::new().backup(Backup::Dir(dir.clone())))
+            .unwrap();
+        let err = file.apply(&profiling_false()).unwrap_err();
+        assert!(
+            err.to_string().contains("the manifest directory"),
+            "{}: {err}",
+            dir.display()
+        );
+        assert_eq!(fs::read_to_string(&n.path).unwrap(), POD);
+        assert_eq!(
+            names(&n.manifests),
+            [".kube-apiserver.yaml.lock", "kube-apiserver.yaml"],
+            "{}",
+            dir.display()
+        );
+    }
+    // A relative backup directory is resolved against the working directory.
+    let rel = ManifestFile::open(
+        &n.path,
+        FileOptions::new().backup(Backup::Dir(PathBuf::from("."))),
+    )
+    .unwrap();
+    assert!(rel.backup_dir().unwrap().is_some());
 }
 
 #[test]
