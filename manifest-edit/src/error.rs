@@ -304,13 +304,22 @@ pub enum Error {
         found: String,
     },
 
-    /// The lock could not be acquired in time.
-    #[error("{lock}: lock still held by another writer after {waited_ms} ms", lock = lock.display())]
+    /// The lock could not be acquired in time. When the calling thread itself holds it
+    /// (through a [`crate::LockedManifestFile`] still alive), waiting could only wait for
+    /// itself: this is returned at once, with `held_by_this_thread` set.
+    #[error("{lock}: {}", if *held_by_this_thread {
+        "lock already held by this thread (a LockedManifestFile still alive); write through \
+         it instead of taking the lock again".to_owned()
+    } else {
+        format!("lock still held by another writer after {waited_ms} ms")
+    }, lock = lock.display())]
     LockTimeout {
         /// The lock file.
         lock: PathBuf,
         /// How long we waited.
         waited_ms: u128,
+        /// Whether the calling thread holds the lock.
+        held_by_this_thread: bool,
     },
 
     /// No backup location can be derived (the manifest directory has no parent).

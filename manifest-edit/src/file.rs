@@ -257,6 +257,24 @@ impl Drop for TempFile {
 #[derive(Debug)]
 struct Lock {
     _file: File,
+    path: PathBuf,
+}
+
+/// The locks this process holds, with the thread that took each: a thread asking again
+/// for a lock it holds is told so at once (a second `flock` descriptor would wait for the
+/// first like any other writer, until the timeout).
+static HELD: std::sync::Mutex<Vec<(PathBuf, std::thread::ThreadId)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn held() -> std::sync::MutexGuard<'static, Vec<(PathBuf, std::thread::ThreadId)>> {
+    HELD.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        held().retain(|(p, _)| *p != self.path);
+    }
 }
 
 /// A [`ManifestFile`] whose lock is held until this value is dropped: see
@@ -499,6 +517,14 @@ impl ManifestFile {
 
     fn lock(&self) -> Result<Lock> {
         let path = self.lock_path();
+        let me = std::thread::current().id();
+        if held().iter().any(|(p, t)| *p == path && *t == me) {
+            return Err(Error::LockTimeout {
+                lock: path,
+                waited_ms: 0,
+                held_by_this_thread: true,
+            });
+        }
         // `flock` needs no write access: open an existing lock file read-only, create it
         // (0600) only when missing.
         let open_existing = OpenOptions::new()
@@ -522,12 +548,16 @@ impl ManifestFile {
         let mut wait = Duration::from_millis(1);
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(Lock { _file: file }),
+                Ok(()) => {
+                    held().push((path.clone(), me));
+                    return Ok(Lock { _file: file, path });
+                }
                 Err(fs::TryLockError::WouldBlock) => {
                     if start.elapsed() >= self.options.lock_timeout {
                         return Err(Error::LockTimeout {
                             lock: path,
                             waited_ms: start.elapsed().as_millis(),
+                            held_by_this_thread: false,
                         });
                     }
                     std::thread::sleep(wait);
@@ -1085,14 +1115,22 @@ mod tests {
             )
             .unwrap();
         assert!(report.written);
-        // Another writer (here: another descriptor, as another process would have)
-        // waits for the hold and gives up, between our apply and our restore.
-        let err = other.apply(&Edit::new().set_flag("--a", "3")).unwrap_err();
-        assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
-        let err = other
-            .restore(b"x", &report.after_sha256, false)
-            .unwrap_err();
-        assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
+        // Another writer (here: another thread with its own descriptor, as another
+        // process would have) waits for the hold and gives up, between our apply and
+        // our restore.
+        let after = report.after_sha256.clone();
+        let (err1, err2) = std::thread::scope(|s| {
+            s.spawn(|| {
+                (
+                    other.apply(&Edit::new().set_flag("--a", "3")).unwrap_err(),
+                    other.restore(b"x", &after, false).unwrap_err(),
+                )
+            })
+            .join()
+            .unwrap()
+        });
+        assert!(matches!(err1, Error::LockTimeout { .. }), "{err1}");
+        assert!(matches!(err2, Error::LockTimeout { .. }), "{err2}");
         // Our own writes under the hold do not wait for it.
         let restored = locked
             .restore(&original, &report.after_sha256, true)
@@ -1108,6 +1146,63 @@ mod tests {
         drop(locked.unlock());
         other.apply(&Edit::new().set_flag("--a", "3")).unwrap();
         assert!(fs::read_to_string(&path).unwrap().contains("--a=3"));
+    }
+
+    /// Taking the lock again on the thread that holds it through a `LockedManifestFile`
+    /// can never succeed (`flock` excludes a second descriptor of the same process like any
+    /// other writer): it fails at once, saying so, instead of waiting out the timeout and
+    /// blaming "another writer".
+    #[test]
+    fn taking_the_lock_again_on_the_holding_thread_fails_at_once() {
+        let (_root, path) = setup();
+        let file = ManifestFile::open(&path, FileOptions::default()).unwrap();
+        let same_path = ManifestFile::open(&path, FileOptions::default()).unwrap();
+        let locked = file.lock_exclusive().unwrap();
+        let started = Instant::now();
+        for err in [
+            file.apply(&Edit::new().set_flag("--a", "2")).unwrap_err(),
+            same_path
+                .apply(&Edit::new().set_flag("--a", "2"))
+                .unwrap_err(),
+            same_path
+                .restore(b"x", &report::sha256_hex(POD.as_bytes()), false)
+                .unwrap_err(),
+            file.lock_exclusive().unwrap_err(),
+        ] {
+            assert!(
+                matches!(
+                    err,
+                    Error::LockTimeout {
+                        held_by_this_thread: true,
+                        waited_ms: 0,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert!(
+                err.to_string().contains("already held by this thread"),
+                "{err}"
+            );
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(fs::read_to_string(&path).unwrap(), POD);
+        // Writing through the hold works; once it is released, so does a new lock.
+        assert!(
+            locked
+                .apply(&Edit::new().set_flag("--a", "2"))
+                .unwrap()
+                .written
+        );
+        drop(locked);
+        assert!(
+            file.apply(&Edit::new().set_flag("--a", "3"))
+                .unwrap()
+                .written
+        );
+        let again = file.lock_exclusive().unwrap();
+        drop(again.unlock());
+        assert!(file.lock_exclusive().is_ok());
     }
 
     #[test]
