@@ -715,6 +715,17 @@ impl<'t> Argv<'t> {
                     Form::Joined(old) if old == value => Ok(Vec::new()),
                     Form::Joined(_) | Form::Bare => self.replace_item(ctx, list, hit.item, &joined),
                     Form::Split(_, old) if old == value => Ok(Vec::new()),
+                    Form::Split(vi, _) if value.starts_with('-') => {
+                        let pos = list.items.get(vi).map_or(list.seq.start, |n| n.start);
+                        Err(ctx.unsupported(
+                            pos,
+                            format!(
+                                "`--{name}` takes its value as the next item, and `{value}` \
+                                 would read as a flag there; refusing (write the flag as \
+                                 `--{name}=VALUE` by hand first)"
+                            ),
+                        ))
+                    }
                     Form::Split(vi, _) => self.replace_item(ctx, list, vi, value),
                 }
             }

@@ -79,6 +79,13 @@ fn split_values_are_edited_in_place_and_booleans_are_never_split() {
         out.ends_with("    - etcd\n    - --name\n    - \"true\"\n    - --client-cert-auth=true\n"),
         "{out}"
     );
+    // A value starting with `-` cannot be a separate item: it would read as a flag (here
+    // and for the editor's next run). Refused up front, not as a failed verification.
+    assert_eq!(
+        err(&text, &Edit::new().set_flag("--name", "-n1")),
+        "m.yaml:9:7: `--name` takes its value as the next item, and `-n1` would read as a \
+         flag there; refusing (write the flag as `--name=VALUE` by hand first)"
+    );
 }
 
 #[test]
