@@ -1216,3 +1216,201 @@ mod tests {
         }
     }
 }
+
+/// The kubelet decodes static pods with Go's yaml.v2 (through `sigs.k8s.io/yaml`), a
+/// YAML 1.1 libyaml port, while this crate verifies with a YAML 1.2 parser. These tests
+/// hold every plain rendering to a transcription of yaml.v2's rules: its plain-scalar
+/// scanner (`yaml_parser_fetch_next_token`, `yaml_parser_scan_plain_scalar`) and its
+/// resolver (`resolve` in `resolve.go`, Go's `strconv` semantics).
+#[cfg(test)]
+mod yaml_v2 {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Whether yaml.v2 reads `s`, written plain as a one-line sequence item (inside `[...]`
+    /// when `flow`), as one plain scalar with exactly this text.
+    fn scans_as_one_plain_scalar(s: &str, flow: bool) -> bool {
+        let c: Vec<char> = s.chars().collect();
+        let blank = |i: usize| matches!(c.get(i), Some(' ' | '\t'));
+        // What follows the item: a line break (block) or `]` (flow).
+        let blankz = |i: usize| blank(i) || (i >= c.len() && !flow);
+        let Some(&first) = c.first() else {
+            return false;
+        };
+        if first == ' ' || first == '\t' || c.last().is_some_and(|l| *l == ' ' || *l == '\t') {
+            return false;
+        }
+        let starts_plain = !"-?:,[]{}#&*!|>'\"%@`".contains(first)
+            || (first == '-' && !blankz(1) && !blank(1))
+            || (!flow && (first == '?' || first == ':') && !blankz(1));
+        if !starts_plain {
+            return false;
+        }
+        for (i, &ch) in c.iter().enumerate() {
+            let ends = (ch == ':' && (blankz(i + 1) || (flow && i + 1 == c.len())))
+                || (flow && ",?[]{}".contains(ch))
+                || (ch == '#' && i > 0 && blank(i - 1));
+            if ends {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Go's `strconv.ParseInt(s, 0, 64)` / `ParseUint` acceptance (range aside: yaml.v2
+    /// falls back to a float or a big integer, a number either way).
+    fn go_int(s: &str, signed: bool) -> bool {
+        let body = match s.as_bytes().first() {
+            Some(b'+' | b'-') if signed => &s[1..],
+            _ => s,
+        };
+        let b = body.as_bytes();
+        let digits = |d: &[u8], radix: u32| {
+            !d.is_empty() && d.iter().all(|&x| char::from(x).is_digit(radix))
+        };
+        match b {
+            [b'0', b'x' | b'X', rest @ ..] => digits(rest, 16),
+            [b'0', b'b' | b'B', rest @ ..] => digits(rest, 2),
+            [b'0', b'o' | b'O', rest @ ..] => digits(rest, 8),
+            [b'0', rest @ ..] => rest.is_empty() || digits(rest, 8),
+            _ => digits(b, 10),
+        }
+    }
+
+    /// yaml.v2's `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`.
+    fn yaml_style_float(s: &str) -> bool {
+        let s = s.strip_prefix(['-', '+']).unwrap_or(s);
+        let (mantissa, exp) = match s.find(['e', 'E']) {
+            Some(i) => (&s[..i], Some(&s[i + 1..])),
+            None => (s, None),
+        };
+        let all_digits = |t: &str| !t.is_empty() && t.bytes().all(|x| x.is_ascii_digit());
+        let mantissa_ok = match mantissa.split_once('.') {
+            Some(("", frac)) => all_digits(frac),
+            Some((int, frac)) => all_digits(int) && frac.bytes().all(|x| x.is_ascii_digit()),
+            None => all_digits(mantissa),
+        };
+        mantissa_ok && exp.is_none_or(|e| all_digits(e.strip_prefix(['-', '+']).unwrap_or(e)))
+    }
+
+    /// Whether yaml.v2 resolves the plain scalar `s` to a string.
+    fn resolves_to_string(s: &str) -> bool {
+        const MAP: &[&str] = &[
+            "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON", "n", "N",
+            "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF", "", "~", "null",
+            "Null", "NULL", ".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf",
+            "+.INF", "-.inf", "-.Inf", "-.INF", "<<",
+        ];
+        let Some(first) = s.chars().next() else {
+            return false;
+        };
+        let hint = match first {
+            '+' | '-' => 'S',
+            '0'..='9' => 'D',
+            'y' | 'Y' | 'n' | 'N' | 't' | 'T' | 'f' | 'F' | 'o' | 'O' | '~' => 'M',
+            '.' => '.',
+            _ => return true,
+        };
+        if MAP.contains(&s) {
+            return false;
+        }
+        match hint {
+            'M' => true,
+            // strconv.ParseFloat on the text as is (underscores refused without a prefix).
+            '.' => !yaml_style_float(s),
+            _ => {
+                // parseTimestamp: four digits and a dash start every accepted layout.
+                let b = s.as_bytes();
+                if b.len() > 4 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' {
+                    return false;
+                }
+                let plain = s.replace('_', "");
+                !(go_int(&plain, true) || go_int(&plain, false) || yaml_style_float(&plain))
+            }
+        }
+    }
+
+    const VALUES: &[&str] = &[
+        "--oidc-issuer-url=https://issuer.example/?tenant=a",
+        "https://h/p?q=1&r=2",
+        "a?b",
+        "?x",
+        ":x",
+        "x:",
+        "a: b",
+        "a #b",
+        "a#b",
+        "0X10",
+        "0B1",
+        "0O7",
+        "-0x1F",
+        "010",
+        "1e3",
+        "1E3",
+        ".5",
+        ".inf",
+        "+.inf",
+        "1_000",
+        "+1",
+        "2001-12-14",
+        "yes",
+        "No",
+        "~",
+        "<<",
+        "-",
+        "-x",
+        "--",
+        "a,b",
+        "[x]",
+        "x]",
+        "@x",
+        "`x",
+        "%x",
+        "!x",
+        "&x",
+        "*x",
+        "|",
+        ">",
+    ];
+
+    fn check(s: &str) {
+        for flow in [false, true] {
+            let r = render_str(s, ScalarStyle::Plain, flow);
+            if r == s {
+                assert!(
+                    scans_as_one_plain_scalar(s, flow),
+                    "{s:?} written plain (flow: {flow}), yaml.v2 reads something else"
+                );
+                assert!(
+                    resolves_to_string(s),
+                    "{s:?} written plain, yaml.v2 resolves it to a non-string"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn known_values_written_plain_are_plain_strings_in_yaml_v2() {
+        for s in VALUES {
+            check(s);
+        }
+        // The oracle itself: what it must refuse.
+        assert!(!scans_as_one_plain_scalar("a?b", true));
+        assert!(scans_as_one_plain_scalar("a?b", false));
+        assert!(!scans_as_one_plain_scalar(":x", true));
+        assert!(!resolves_to_string("0X10"));
+        assert!(!resolves_to_string("-1_0"));
+        assert!(!resolves_to_string("1."));
+        assert!(resolves_to_string("1.2.3"));
+        assert!(resolves_to_string("--v=2"));
+    }
+
+    proptest! {
+        #[test]
+        fn random_values_written_plain_are_plain_strings_in_yaml_v2(
+            s in "[-?:,\\[\\]{}#&*!|>'\"%@` a-fxXoObB0-9=./_~+eEyn]{0,7}"
+        ) {
+            check(&s);
+        }
+    }
+}
