@@ -25,8 +25,9 @@ impl fmt::Display for Location {
 ///
 /// Every variant names the file it concerns, and where it applies the line and column
 /// (through [`Location`]) and the flag, key or container. Whenever one of these errors is
-/// returned, the file on disk has not been modified, except for [`Error::NotDurable`],
-/// which says so explicitly.
+/// returned, the file on disk has not been modified, except for [`Error::NotDurable`] and
+/// an [`Error::VerifyFailed`] from the re-read after the rename, which say so explicitly
+/// ("the new content was renamed into place, but ...").
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -333,8 +334,10 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// The result did not pass verification (it does not re-read as the written bytes or
-    /// does not hold the intended values). Before the rename this means nothing was written.
+    /// The result did not pass verification (it does not hold the intended values, or
+    /// does not re-read as the written bytes). Raised before the rename, nothing was
+    /// written; raised by the re-read after it, the reason starts with "the new content
+    /// was renamed into place".
     #[error("{path}: verification failed: {reason}", path = path.display())]
     VerifyFailed {
         /// The file.

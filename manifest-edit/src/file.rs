@@ -119,6 +119,7 @@ pub(crate) enum Step {
     SyncTemp,
     Rename,
     SyncDir,
+    Reread,
 }
 
 #[cfg(test)]
@@ -671,16 +672,7 @@ impl ManifestFile {
         }
         // Re-read and verify: the exact bytes that were parsed and checked (every operation's
         // intended state) before writing.
-        let (written, _) = self.read_current()?;
-        if written != new {
-            return Err(Error::VerifyFailed {
-                path: self.path.clone(),
-                reason: format!(
-                    "re-read content differs from what was written (sha256 {})",
-                    report::sha256_hex(&written)
-                ),
-            });
-        }
+        self.verify_written(new)?;
         tracing::info!(path = %self.path.display(), backup = ?backup, "manifest written");
         Ok(self.report(&current, &applied, true, backup))
     }
@@ -748,13 +740,7 @@ impl ManifestFile {
             None
         };
         self.replace_contents(&meta, bytes)?;
-        let (written, _) = self.read_current()?;
-        if written != bytes {
-            return Err(Error::VerifyFailed {
-                path: self.path.clone(),
-                reason: "re-read content differs from the restored bytes".to_owned(),
-            });
-        }
+        self.verify_written(bytes)?;
         Ok(RestoreReport {
             path: self.path.clone(),
             written: true,
@@ -763,6 +749,28 @@ impl ManifestFile {
             kept,
             data_changed,
         })
+    }
+
+    /// Re-reads the file after the rename: it must hold exactly `expected`. Its errors say
+    /// that the file was written (unlike every error raised before the rename).
+    fn verify_written(&self, expected: &[u8]) -> Result<()> {
+        let fail = |what: String| Error::VerifyFailed {
+            path: self.path.clone(),
+            reason: format!("the new content was renamed into place, but {what}"),
+        };
+        let reread = self
+            .hook(Step::Reread)
+            .map_err(io_err(&self.target, "re-read"))
+            .and_then(|()| self.read_current());
+        match reread {
+            Ok((written, _)) if written == expected => Ok(()),
+            Ok((written, _)) => Err(fail(format!(
+                "re-reading it gives other bytes (sha256 {}, expected {})",
+                report::sha256_hex(&written),
+                report::sha256_hex(expected)
+            ))),
+            Err(e) => Err(fail(format!("re-reading it failed: {e}"))),
+        }
     }
 
     /// Removes temp files a killed writer left in the manifest directory and in the backup
@@ -1095,6 +1103,39 @@ mod tests {
         assert!(matches!(err, Error::NotDurable { .. }), "{err}");
         // The rename happened: the new content is visible, and the error says so.
         assert!(fs::read_to_string(&path).unwrap().contains("--a=2"));
+    }
+
+    /// A failure after the rename says the file was written (the only errors that do,
+    /// with `NotDurable`), and keeps the backup.
+    #[test]
+    fn a_failed_reread_says_the_file_was_written() {
+        let (root, path) = setup();
+        let mut file = ManifestFile::open(&path, FileOptions::default()).unwrap();
+        file.hook = Some(Arc::new(|s| {
+            if s == Step::Reread {
+                Err(io::Error::from_raw_os_error(libc::EIO))
+            } else {
+                Ok(())
+            }
+        }));
+        let err = file.apply(&Edit::new().set_flag("--a", "2")).unwrap_err();
+        assert!(matches!(err, Error::VerifyFailed { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("the new content was renamed into place, but re-reading it failed"),
+            "{err}"
+        );
+        assert!(fs::read_to_string(&path).unwrap().contains("--a=2"));
+        assert_eq!(listing(&root.path().join("kubesafe-backups")).len(), 1);
+        let err = file
+            .restore(
+                POD.as_bytes(),
+                &report::sha256_hex(&fs::read(&path).unwrap()),
+                false,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("renamed into place"), "{err}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), POD);
     }
 
     #[test]
