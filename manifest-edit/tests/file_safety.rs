@@ -334,6 +334,51 @@ fn refuses_symlinks_directories_fifos_and_missing_files() {
     assert_eq!(fs::read_to_string(&real).unwrap(), POD);
 }
 
+/// `/etc/kubernetes/manifests` may itself be a symbolic link (to a data disk): the file in
+/// it is a regular file, edited in the real directory, where the lock and the temp file go
+/// (so every writer, whichever path it was given, takes the same lock), and the default
+/// backups land beside the real directory, outside it.
+#[test]
+fn a_symlinked_manifest_directory_is_edited_in_the_real_directory() {
+    let n = node();
+    let data = n.root.join("data");
+    fs::create_dir(&data).unwrap();
+    let real = data.join("manifests");
+    fs::rename(&n.manifests, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &n.manifests).unwrap();
+    let via_link = ManifestFile::open(&n.path, FileOptions::default()).unwrap();
+    let direct =
+        ManifestFile::open(real.join("kube-apiserver.yaml"), FileOptions::default()).unwrap();
+    assert_eq!(via_link.lock_path(), direct.lock_path());
+    assert!(
+        via_link
+            .lock_path()
+            .starts_with(fs::canonicalize(&real).unwrap())
+    );
+    let r = via_link.apply(&profiling_false()).unwrap();
+    assert!(r.written);
+    assert!(
+        r.backup
+            .unwrap()
+            .starts_with(fs::canonicalize(&data).unwrap().join("kubesafe-backups"))
+    );
+    assert!(
+        fs::symlink_metadata(&n.manifests)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        names(&real),
+        [".kube-apiserver.yaml.lock", "kube-apiserver.yaml"]
+    );
+    assert!(
+        fs::read_to_string(&n.path)
+            .unwrap()
+            .contains("--profiling=false")
+    );
+}
+
 #[test]
 fn bad_input_fails_before_anything_is_touched() {
     let n = node();
