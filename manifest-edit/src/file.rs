@@ -184,11 +184,13 @@ fn kind_of(meta: &fs::Metadata) -> &'static str {
     }
 }
 
-/// Opens `path` read-only without following a final symlink.
+/// Opens `path` read-only without following a final symlink, and without blocking: a FIFO
+/// put in place of a file would otherwise block the `open` until a writer appears (the
+/// caller checks the type on the descriptor; reads of a regular file ignore `O_NONBLOCK`).
 fn open_nofollow(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
 }
 
@@ -528,10 +530,7 @@ impl ManifestFile {
         }
         // `flock` needs no write access: open an existing lock file read-only, create it
         // (0600) only when missing.
-        let open_existing = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path);
+        let open_existing = open_nofollow(&path);
         let file = match open_existing {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => OpenOptions::new()
@@ -545,6 +544,15 @@ impl ManifestFile {
                 .map_err(io_err(&path, "create lock file"))?,
             Err(e) => return Err(io_err(&path, "open lock file")(e)),
         };
+        let meta = file
+            .metadata()
+            .map_err(io_err(&path, "inspect lock file"))?;
+        if !meta.file_type().is_file() {
+            return Err(Error::NotAFile {
+                path: path.clone(),
+                kind: kind_of(&meta),
+            });
+        }
         let start = Instant::now();
         let mut wait = Duration::from_millis(1);
         loop {

@@ -379,6 +379,40 @@ fn a_symlinked_manifest_directory_is_edited_in_the_real_directory() {
     );
 }
 
+/// A FIFO swapped in for the manifest after `open`, or planted as the lock file, would
+/// block a read-only `open` until some writer appears: the write would hang (and hold the
+/// lock) forever. Both are refused at once.
+#[test]
+fn a_fifo_in_place_of_the_manifest_or_the_lock_is_refused_without_hanging() {
+    fn within_5s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("blocked on a FIFO")
+    }
+    let mkfifo = |p: &Path| {
+        assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
+    };
+    let n = node();
+    let file = ManifestFile::open(&n.path, FileOptions::default()).unwrap();
+    fs::rename(&n.path, n.manifests.join("saved")).unwrap();
+    mkfifo(&n.path);
+    let f = file.clone();
+    let err = within_5s(move || f.apply(&profiling_false()).unwrap_err());
+    assert!(matches!(err, Error::NotAFile { .. }), "{err}");
+
+    let n = node();
+    let file = ManifestFile::open(&n.path, FileOptions::default()).unwrap();
+    mkfifo(&file.lock_path());
+    let f = file.clone();
+    let err = within_5s(move || f.apply(&profiling_false()).unwrap_err());
+    assert!(
+        matches!(&err, Error::NotAFile { path, .. } if *path == file.lock_path()),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&n.path).unwrap(), POD);
+}
+
 #[test]
 fn bad_input_fails_before_anything_is_touched() {
     let n = node();
