@@ -26,8 +26,7 @@ impl fmt::Display for Location {
 /// Every variant names the file it concerns, and where it applies the line and column
 /// (through [`Location`]) and the flag, key or container. Whenever one of these errors is
 /// returned, the file on disk has not been modified, except for [`Error::NotDurable`] and
-/// an [`Error::VerifyFailed`] from the re-read after the rename, which say so explicitly
-/// ("the new content was renamed into place, but ...").
+/// [`Error::WrittenButUnverified`], which say so explicitly.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -334,15 +333,28 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// The result did not pass verification (it does not hold the intended values, or
-    /// does not re-read as the written bytes). Raised before the rename, nothing was
-    /// written; raised by the re-read after it, the reason starts with "the new content
-    /// was renamed into place".
+    /// The result did not pass verification (it does not parse or does not hold the
+    /// intended values). Nothing was written.
     #[error("{path}: verification failed: {reason}", path = path.display())]
     VerifyFailed {
         /// The file.
         path: PathBuf,
         /// What did not match.
+        reason: String,
+    },
+
+    /// The new content was renamed into place, but re-reading the file failed or gave
+    /// other bytes (another writer, or a storage fault). The file is modified; the backup
+    /// (if any) is kept. A caller that must leave the file as it was puts the original
+    /// back (e.g. [`crate::ManifestFile::restore`]).
+    #[error(
+        "{path}: the new content was renamed into place, but {reason}",
+        path = path.display()
+    )]
+    WrittenButUnverified {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong on the re-read.
         reason: String,
     },
 

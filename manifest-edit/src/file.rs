@@ -762,9 +762,9 @@ impl ManifestFile {
     /// Re-reads the file after the rename: it must hold exactly `expected`. Its errors say
     /// that the file was written (unlike every error raised before the rename).
     fn verify_written(&self, expected: &[u8]) -> Result<()> {
-        let fail = |what: String| Error::VerifyFailed {
+        let fail = |reason: String| Error::WrittenButUnverified {
             path: self.path.clone(),
-            reason: format!("the new content was renamed into place, but {what}"),
+            reason,
         };
         let reread = self
             .hook(Step::Reread)
@@ -1127,7 +1127,7 @@ mod tests {
             }
         }));
         let err = file.apply(&Edit::new().set_flag("--a", "2")).unwrap_err();
-        assert!(matches!(err, Error::VerifyFailed { .. }), "{err}");
+        assert!(matches!(err, Error::WrittenButUnverified { .. }), "{err}");
         assert!(
             err.to_string()
                 .contains("the new content was renamed into place, but re-reading it failed"),
@@ -1142,7 +1142,7 @@ mod tests {
                 false,
             )
             .unwrap_err();
-        assert!(err.to_string().contains("renamed into place"), "{err}");
+        assert!(matches!(err, Error::WrittenButUnverified { .. }), "{err}");
         assert_eq!(fs::read_to_string(&path).unwrap(), POD);
     }
 
