@@ -316,3 +316,69 @@ fn literal_blocks_and_other_documents_that_look_like_flags_are_untouched() {
     assert_eq!(out.matches("--profiling=false").count(), 1, "{out}");
     assert!(out.contains("    - kube-apiserver\n    - --profiling=false\n    env:"));
 }
+
+/// `--feature-gates=A=true,B=false`: items compare by key, so adding `A=false` replaces
+/// `A=true` in place (the component would take the last of two, and a reader the first);
+/// spaces around items are tolerated; removal is by key.
+#[test]
+fn comma_lists_compare_key_value_items_by_key() {
+    let text = pod("    command:\n    - kube-apiserver\n    - --feature-gates=A=true, B=false\n");
+    let out = edit(&text, &Edit::new().list_add("--feature-gates", "A=false")).unwrap();
+    assert!(
+        out.ends_with("    - --feature-gates=A=false, B=false\n"),
+        "{out}"
+    );
+    // Already present (spaces aside): no change.
+    let same = Manifest::parse(out.clone())
+        .unwrap()
+        .apply(&Edit::new().list_add("--feature-gates", "B=false"))
+        .unwrap();
+    assert!(!same.changed);
+    let out = edit(
+        &out,
+        &Edit::new()
+            .list_add("--feature-gates", "C=true")
+            .list_remove("--feature-gates", "B"),
+    )
+    .unwrap();
+    assert!(
+        out.ends_with("    - --feature-gates=A=false,C=true\n"),
+        "{out}"
+    );
+    let out = edit(
+        &out,
+        &Edit::new()
+            .list_remove("--feature-gates", "A=true")
+            .list_remove("--feature-gates", "C"),
+    )
+    .unwrap();
+    assert!(
+        out.ends_with("    - kube-apiserver\n"),
+        "the empty list goes: {out}"
+    );
+}
+
+/// Flags are looked up in `command` and `args` together: a flag in both is a duplicate,
+/// and with `command` holding only the binary, flags are read and added in `args`.
+#[test]
+fn command_and_args_are_one_command_line() {
+    let text = pod("    command:\n    - kube-apiserver\n    - --a=1\n    args:\n    - --a=2\n");
+    assert_eq!(
+        err(&text, &Edit::new().set_flag("--a", "3")),
+        "m.yaml:10:7: flag `--a` appears more than once in container `kube-apiserver` \
+         (first on line 8); refusing to edit one of them"
+    );
+    let text = pod("    command: [kube-apiserver]\n    args:\n    - --a=1\n");
+    let m = Manifest::parse_named("m.yaml", text.clone()).unwrap();
+    let a = m.get_flag(None, "--a").unwrap().unwrap();
+    assert_eq!((a.value.as_deref(), a.line), (Some("1"), 8));
+    let out = edit(
+        &text,
+        &Edit::new().set_flag("--a", "2").set_flag("--b", "x"),
+    )
+    .unwrap();
+    assert!(
+        out.ends_with("    command: [kube-apiserver]\n    args:\n    - --a=2\n    - --b=x\n"),
+        "{out}"
+    );
+}
