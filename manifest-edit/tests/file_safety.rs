@@ -161,6 +161,30 @@ fn write_keeps_mode_owner_and_comments_and_backs_up_outside() {
     assert_eq!(names(backup.parent().unwrap()).len(), 2);
 }
 
+/// In a set-group-ID directory a new file takes the directory's group, not the
+/// creator's: the temp file must still end up with the manifest's own group and mode (and
+/// so must the backup).
+#[test]
+fn group_and_mode_survive_a_setgid_directory() {
+    if !is_root() {
+        eprintln!("NOTICE: not root; set-group-ID directory test skipped");
+        return;
+    }
+    let n = node();
+    std::os::unix::fs::chown(&n.manifests, None, Some(2345)).unwrap();
+    fs::set_permissions(&n.manifests, fs::Permissions::from_mode(0o2755)).unwrap();
+    std::os::unix::fs::chown(&n.path, Some(1234), Some(3456)).unwrap();
+    fs::set_permissions(&n.path, fs::Permissions::from_mode(0o640)).unwrap();
+    let file = ManifestFile::open(&n.path, FileOptions::default()).unwrap();
+    let r = file.apply(&profiling_false()).unwrap();
+    let after = fs::metadata(&n.path).unwrap();
+    assert_eq!((after.uid(), after.gid()), (1234, 3456));
+    assert_eq!(after.mode() & 0o7777, 0o640);
+    let backup = fs::metadata(r.backup.unwrap()).unwrap();
+    assert_eq!((backup.uid(), backup.gid()), (1234, 3456));
+    assert_eq!(backup.mode() & 0o7777, 0o640);
+}
+
 #[test]
 fn comment_only_edit_is_not_a_data_change() {
     let n = node();
