@@ -444,3 +444,47 @@ fn unreadable_and_unwritable_files_are_clear_errors() {
         .collect();
     assert_eq!(names, ["kube-apiserver.yaml"]);
 }
+
+/// Refusals added by the review, as a user meets them: a backup directory inside the
+/// manifest directory (nothing is created there), and a plugin enabled while the other
+/// list disables it (kube-apiserver would not start).
+#[test]
+fn backups_inside_the_manifest_directory_and_overlapping_plugin_lists_are_refused() {
+    let (tmp, path) = node();
+    let p = path.to_str().unwrap();
+    let manifests = path.parent().unwrap();
+    let before = fs::read(&path).unwrap();
+    let inside = manifests.join("backups");
+    let o = run(
+        tmp.path(),
+        &[
+            "edit",
+            p,
+            "--backup-dir",
+            inside.to_str().unwrap(),
+            "set",
+            "--profiling",
+            "false",
+        ],
+    );
+    assert_one_line_error(&o, "is inside the manifest directory");
+    assert!(!inside.exists());
+    assert_eq!(fs::read(&path).unwrap(), before);
+
+    let o = run(
+        tmp.path(),
+        &[
+            "edit",
+            p,
+            "list-add",
+            "--disable-admission-plugins",
+            "NodeRestriction",
+        ],
+    );
+    assert_one_line_error(
+        &o,
+        "`--disable-admission-plugins` would list NodeRestriction, which \
+         `--enable-admission-plugins` of container `kube-apiserver` also lists",
+    );
+    assert_eq!(fs::read(&path).unwrap(), before);
+}

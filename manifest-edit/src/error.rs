@@ -25,8 +25,8 @@ impl fmt::Display for Location {
 ///
 /// Every variant names the file it concerns, and where it applies the line and column
 /// (through [`Location`]) and the flag, key or container. Whenever one of these errors is
-/// returned, the file on disk has not been modified, except for [`Error::NotDurable`],
-/// which says so explicitly.
+/// returned, the file on disk has not been modified, except for [`Error::NotDurable`] and
+/// [`Error::WrittenButUnverified`], which say so explicitly.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -139,6 +139,30 @@ pub enum Error {
         container: String,
     },
 
+    /// The new value of a comma-list flag would share items with another list the
+    /// component refuses to overlap with it (kube-apiserver: a plugin both in
+    /// `--enable-admission-plugins` and `--disable-admission-plugins`).
+    #[error(
+        "{location}: `{flag}` would list {items}, which `{other}` of container `{container}` \
+         also lists (kube-apiserver refuses to start when the two overlap); remove it there first",
+        other = if *flag == "--enable-admission-plugins" {
+            "--disable-admission-plugins"
+        } else {
+            "--enable-admission-plugins"
+        }
+    )]
+    OverlappingLists {
+        /// The item of the other list (`--disable-admission-plugins` when `flag` is
+        /// `--enable-admission-plugins`, and the reverse).
+        location: Location,
+        /// The flag being set.
+        flag: &'static str,
+        /// The shared items, comma-separated.
+        items: String,
+        /// The container.
+        container: String,
+    },
+
     /// The flag appears more than once in the container's command and args.
     #[error(
         "{location}: flag `{flag}` appears more than once in container `{container}` \
@@ -215,6 +239,22 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// The file, or the content an edit or a restore would write, is larger than the
+    /// kubelet reads from a static-pod file ([`crate::ManifestFile::MAX_BYTES`]).
+    #[error(
+        "{path}: {size} bytes, more than the kubelet reads from a manifest ({limit} bytes); refusing",
+        path = path.display()
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size, or the size of the content that would be written (at least
+        /// `limit + 1` when the file was not read to its end).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+
     /// The path is not a regular file (directory, device, socket, ...).
     #[error("{path}: not a regular file ({kind})", path = path.display())]
     NotAFile {
@@ -264,13 +304,22 @@ pub enum Error {
         found: String,
     },
 
-    /// The lock could not be acquired in time.
-    #[error("{lock}: lock still held by another writer after {waited_ms} ms", lock = lock.display())]
+    /// The lock could not be acquired in time. When the calling thread itself holds it
+    /// (through a [`crate::LockedManifestFile`] still alive), waiting could only wait for
+    /// itself: this is returned at once, with `held_by_this_thread` set.
+    #[error("{lock}: {}", if *held_by_this_thread {
+        "lock already held by this thread (a LockedManifestFile still alive); write through \
+         it instead of taking the lock again".to_owned()
+    } else {
+        format!("lock still held by another writer after {waited_ms} ms")
+    }, lock = lock.display())]
     LockTimeout {
         /// The lock file.
         lock: PathBuf,
         /// How long we waited.
         waited_ms: u128,
+        /// Whether the calling thread holds the lock.
+        held_by_this_thread: bool,
     },
 
     /// No backup location can be derived (the manifest directory has no parent).
@@ -284,13 +333,28 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// The result did not pass verification (it does not re-read as the written bytes or
-    /// does not hold the intended values). Before the rename this means nothing was written.
+    /// The result did not pass verification (it does not parse or does not hold the
+    /// intended values). Nothing was written.
     #[error("{path}: verification failed: {reason}", path = path.display())]
     VerifyFailed {
         /// The file.
         path: PathBuf,
         /// What did not match.
+        reason: String,
+    },
+
+    /// The new content was renamed into place, but re-reading the file failed or gave
+    /// other bytes (another writer, or a storage fault). The file is modified; the backup
+    /// (if any) is kept. A caller that must leave the file as it was puts the original
+    /// back (e.g. [`crate::ManifestFile::restore`]).
+    #[error(
+        "{path}: the new content was renamed into place, but {reason}",
+        path = path.display()
+    )]
+    WrittenButUnverified {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong on the re-read.
         reason: String,
     },
 
@@ -328,6 +392,7 @@ impl Error {
             | Error::ShellScript { location, .. }
             | Error::DuplicateFlag { location, .. }
             | Error::ConflictingFlag { location, .. }
+            | Error::OverlappingLists { location, .. }
             | Error::AmbiguousFlagValue { location, .. }
             | Error::AnchorOrAlias { location, .. }
             | Error::NoArgv { location, .. }

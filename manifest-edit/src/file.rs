@@ -32,7 +32,7 @@ pub enum Backup {
     #[default]
     Sibling,
     /// This directory (created with mode 0700 when missing). It must not be the manifest
-    /// directory.
+    /// directory nor inside it (checked through symbolic links before anything is created).
     Dir(PathBuf),
     /// No backup.
     Disabled,
@@ -119,6 +119,7 @@ pub(crate) enum Step {
     SyncTemp,
     Rename,
     SyncDir,
+    Reread,
 }
 
 #[cfg(test)]
@@ -183,11 +184,13 @@ fn kind_of(meta: &fs::Metadata) -> &'static str {
     }
 }
 
-/// Opens `path` read-only without following a final symlink.
+/// Opens `path` read-only without following a final symlink, and without blocking: a FIFO
+/// put in place of a file would otherwise block the `open` until a writer appears (the
+/// caller checks the type on the descriptor; reads of a regular file ignore `O_NONBLOCK`).
 fn open_nofollow(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
 }
 
@@ -257,6 +260,24 @@ impl Drop for TempFile {
 #[derive(Debug)]
 struct Lock {
     _file: File,
+    path: PathBuf,
+}
+
+/// The locks this process holds, with the thread that took each: a thread asking again
+/// for a lock it holds is told so at once (a second `flock` descriptor would wait for the
+/// first like any other writer, until the timeout).
+static HELD: std::sync::Mutex<Vec<(PathBuf, std::thread::ThreadId)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn held() -> std::sync::MutexGuard<'static, Vec<(PathBuf, std::thread::ThreadId)>> {
+    HELD.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        held().retain(|(p, _)| *p != self.path);
+    }
 }
 
 /// A [`ManifestFile`] whose lock is held until this value is dropped: see
@@ -308,6 +329,25 @@ impl LockedManifestFile {
 }
 
 impl ManifestFile {
+    /// The largest file this type reads or writes: 10 MiB, what the kubelet reads of a
+    /// static-pod file (`maxConfigLength` in `pkg/kubelet/config/common.go`; it drops the
+    /// pod of a larger one). Larger files and edits or restores that would produce one are
+    /// refused with [`Error::TooLarge`], and a larger file is never read into memory whole.
+    pub const MAX_BYTES: u64 = 10 * 1024 * 1024;
+
+    /// Refuses content of `len` bytes beyond [`Self::MAX_BYTES`].
+    fn check_size(&self, len: usize) -> Result<()> {
+        let size = u64::try_from(len).unwrap_or(u64::MAX);
+        if size > Self::MAX_BYTES {
+            return Err(Error::TooLarge {
+                path: self.path.clone(),
+                size,
+                limit: Self::MAX_BYTES,
+            });
+        }
+        Ok(())
+    }
+
     /// Opens `path` for editing. Refuses a directory or other non-regular file, and a
     /// symbolic link unless [`FileOptions::allow_symlink`] is set. Nothing is read yet.
     pub fn open(path: impl AsRef<Path>, options: FileOptions) -> Result<Self> {
@@ -395,7 +435,7 @@ impl ManifestFile {
 
     /// Reads the current bytes and metadata (from the open descriptor).
     fn read_current(&self) -> Result<(Vec<u8>, fs::Metadata)> {
-        let mut f = open_nofollow(&self.target).map_err(|e| {
+        let f = open_nofollow(&self.target).map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
                 Error::Symlink {
                     target: fs::read_link(&self.target).unwrap_or_default(),
@@ -412,9 +452,19 @@ impl ManifestFile {
                 kind: kind_of(&meta),
             });
         }
+        if meta.len() > Self::MAX_BYTES {
+            return Err(Error::TooLarge {
+                path: self.path.clone(),
+                size: meta.len(),
+                limit: Self::MAX_BYTES,
+            });
+        }
         let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-        f.read_to_end(&mut bytes)
+        // At most one byte beyond the limit, should the file have grown since `fstat`.
+        f.take(Self::MAX_BYTES + 1)
+            .read_to_end(&mut bytes)
             .map_err(io_err(&self.target, "read"))?;
+        self.check_size(bytes.len())?;
         Ok((bytes, meta))
     }
 
@@ -470,12 +520,17 @@ impl ManifestFile {
 
     fn lock(&self) -> Result<Lock> {
         let path = self.lock_path();
+        let me = std::thread::current().id();
+        if held().iter().any(|(p, t)| *p == path && *t == me) {
+            return Err(Error::LockTimeout {
+                lock: path,
+                waited_ms: 0,
+                held_by_this_thread: true,
+            });
+        }
         // `flock` needs no write access: open an existing lock file read-only, create it
         // (0600) only when missing.
-        let open_existing = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path);
+        let open_existing = open_nofollow(&path);
         let file = match open_existing {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => OpenOptions::new()
@@ -489,16 +544,29 @@ impl ManifestFile {
                 .map_err(io_err(&path, "create lock file"))?,
             Err(e) => return Err(io_err(&path, "open lock file")(e)),
         };
+        let meta = file
+            .metadata()
+            .map_err(io_err(&path, "inspect lock file"))?;
+        if !meta.file_type().is_file() {
+            return Err(Error::NotAFile {
+                path: path.clone(),
+                kind: kind_of(&meta),
+            });
+        }
         let start = Instant::now();
         let mut wait = Duration::from_millis(1);
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(Lock { _file: file }),
+                Ok(()) => {
+                    held().push((path.clone(), me));
+                    return Ok(Lock { _file: file, path });
+                }
                 Err(fs::TryLockError::WouldBlock) => {
                     if start.elapsed() >= self.options.lock_timeout {
                         return Err(Error::LockTimeout {
                             lock: path,
                             waited_ms: start.elapsed().as_millis(),
+                            held_by_this_thread: false,
                         });
                     }
                     std::thread::sleep(wait);
@@ -600,8 +668,9 @@ impl ManifestFile {
                 return Ok(self.report(&current, &applied, false, None));
             }
         }
-        self.remove_stale_temps();
         let new = applied.manifest.text().as_bytes();
+        self.check_size(new.len())?;
+        self.remove_stale_temps();
         let backup = self.write_backup(&current, &meta, "")?;
         if let Err(e) = self.replace_contents(&meta, new) {
             if let (Some(b), false) = (&backup, matches!(e, Error::NotDurable { .. })) {
@@ -611,16 +680,7 @@ impl ManifestFile {
         }
         // Re-read and verify: the exact bytes that were parsed and checked (every operation's
         // intended state) before writing.
-        let (written, _) = self.read_current()?;
-        if written != new {
-            return Err(Error::VerifyFailed {
-                path: self.path.clone(),
-                reason: format!(
-                    "re-read content differs from what was written (sha256 {})",
-                    report::sha256_hex(&written)
-                ),
-            });
-        }
+        self.verify_written(new)?;
         tracing::info!(path = %self.path.display(), backup = ?backup, "manifest written");
         Ok(self.report(&current, &applied, true, backup))
     }
@@ -647,6 +707,7 @@ impl ManifestFile {
         keep_replaced: bool,
         held: bool,
     ) -> Result<RestoreReport> {
+        self.check_size(bytes.len())?;
         let _lock = if held { None } else { Some(self.lock()?) };
         let (current, meta) = self.read_current()?;
         let before = report::sha256_hex(&current);
@@ -687,13 +748,7 @@ impl ManifestFile {
             None
         };
         self.replace_contents(&meta, bytes)?;
-        let (written, _) = self.read_current()?;
-        if written != bytes {
-            return Err(Error::VerifyFailed {
-                path: self.path.clone(),
-                reason: "re-read content differs from the restored bytes".to_owned(),
-            });
-        }
+        self.verify_written(bytes)?;
         Ok(RestoreReport {
             path: self.path.clone(),
             written: true,
@@ -702,6 +757,28 @@ impl ManifestFile {
             kept,
             data_changed,
         })
+    }
+
+    /// Re-reads the file after the rename: it must hold exactly `expected`. Its errors say
+    /// that the file was written (unlike every error raised before the rename).
+    fn verify_written(&self, expected: &[u8]) -> Result<()> {
+        let fail = |reason: String| Error::WrittenButUnverified {
+            path: self.path.clone(),
+            reason,
+        };
+        let reread = self
+            .hook(Step::Reread)
+            .map_err(io_err(&self.target, "re-read"))
+            .and_then(|()| self.read_current());
+        match reread {
+            Ok((written, _)) if written == expected => Ok(()),
+            Ok((written, _)) => Err(fail(format!(
+                "re-reading it gives other bytes (sha256 {}, expected {})",
+                report::sha256_hex(&written),
+                report::sha256_hex(expected)
+            ))),
+            Err(e) => Err(fail(format!("re-reading it failed: {e}"))),
+        }
     }
 
     /// Removes temp files a killed writer left in the manifest directory and in the backup
@@ -845,16 +922,32 @@ impl ManifestFile {
         };
         self.hook(Step::Backup)
             .map_err(io_err(&dir, "write backup"))?;
+        // Refuse a directory in (or under) the manifest directory before creating it: the
+        // kubelet would load backups there, or log an error about a subdirectory on every
+        // pass.
+        let resolved = resolve_beyond(&dir).map_err(io_err(&dir, "resolve backup directory"))?;
+        if resolved.starts_with(&self.dir) {
+            let place = if resolved == self.dir { "" } else { "inside " };
+            return Err(Error::InvalidArgument(format!(
+                "backup directory {} is {place}the manifest directory {}; the kubelet would \
+                 load the backups",
+                dir.display(),
+                self.dir.display()
+            )));
+        }
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&dir)
             .map_err(io_err(&dir, "create backup directory"))?;
         let canonical = fs::canonicalize(&dir).map_err(io_err(&dir, "resolve backup directory"))?;
-        if canonical == self.dir {
+        // Again on what now exists (a link may have changed in between).
+        if canonical.starts_with(&self.dir) {
             return Err(Error::InvalidArgument(format!(
-                "backup directory {} is the manifest directory; the kubelet would load the backups",
-                dir.display()
+                "backup directory {} is inside the manifest directory {}; the kubelet would \
+                 load the backups",
+                dir.display(),
+                self.dir.display()
             )));
         }
         let hash = report::sha256_hex(bytes);
@@ -878,6 +971,34 @@ impl ManifestFile {
         sync_dir(&canonical, || Ok(())).map_err(io_err(&canonical, "fsync backup directory"))?;
         Ok(Some(path))
     }
+}
+
+/// `path` made absolute and resolved as far as it exists: its longest existing ancestor
+/// canonicalized (symbolic links followed), then the components that do not exist yet
+/// (`.` and `..` among them applied to the path: they cannot be links).
+fn resolve_beyond(path: &Path) -> io::Result<PathBuf> {
+    let path = std::path::absolute(path)?;
+    let mut existing = path.as_path();
+    let mut missing = Vec::new();
+    while fs::symlink_metadata(existing).is_err() {
+        let (Some(parent), Some(name)) = (existing.parent(), existing.components().next_back())
+        else {
+            break;
+        };
+        missing.push(name);
+        existing = parent;
+    }
+    let mut out = fs::canonicalize(existing)?;
+    for c in missing.into_iter().rev() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Ok(out)
 }
 
 fn sync_dir(dir: &Path, hook: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
@@ -992,6 +1113,39 @@ mod tests {
         assert!(fs::read_to_string(&path).unwrap().contains("--a=2"));
     }
 
+    /// A failure after the rename says the file was written (the only errors that do,
+    /// with `NotDurable`), and keeps the backup.
+    #[test]
+    fn a_failed_reread_says_the_file_was_written() {
+        let (root, path) = setup();
+        let mut file = ManifestFile::open(&path, FileOptions::default()).unwrap();
+        file.hook = Some(Arc::new(|s| {
+            if s == Step::Reread {
+                Err(io::Error::from_raw_os_error(libc::EIO))
+            } else {
+                Ok(())
+            }
+        }));
+        let err = file.apply(&Edit::new().set_flag("--a", "2")).unwrap_err();
+        assert!(matches!(err, Error::WrittenButUnverified { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("the new content was renamed into place, but re-reading it failed"),
+            "{err}"
+        );
+        assert!(fs::read_to_string(&path).unwrap().contains("--a=2"));
+        assert_eq!(listing(&root.path().join("kubesafe-backups")).len(), 1);
+        let err = file
+            .restore(
+                POD.as_bytes(),
+                &report::sha256_hex(&fs::read(&path).unwrap()),
+                false,
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::WrittenButUnverified { .. }), "{err}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), POD);
+    }
+
     #[test]
     fn a_held_lock_spans_apply_and_restore_and_excludes_other_writers() {
         let (_root, path) = setup();
@@ -1010,14 +1164,22 @@ mod tests {
             )
             .unwrap();
         assert!(report.written);
-        // Another writer (here: another descriptor, as another process would have)
-        // waits for the hold and gives up, between our apply and our restore.
-        let err = other.apply(&Edit::new().set_flag("--a", "3")).unwrap_err();
-        assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
-        let err = other
-            .restore(b"x", &report.after_sha256, false)
-            .unwrap_err();
-        assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
+        // Another writer (here: another thread with its own descriptor, as another
+        // process would have) waits for the hold and gives up, between our apply and
+        // our restore.
+        let after = report.after_sha256.clone();
+        let (err1, err2) = std::thread::scope(|s| {
+            s.spawn(|| {
+                (
+                    other.apply(&Edit::new().set_flag("--a", "3")).unwrap_err(),
+                    other.restore(b"x", &after, false).unwrap_err(),
+                )
+            })
+            .join()
+            .unwrap()
+        });
+        assert!(matches!(err1, Error::LockTimeout { .. }), "{err1}");
+        assert!(matches!(err2, Error::LockTimeout { .. }), "{err2}");
         // Our own writes under the hold do not wait for it.
         let restored = locked
             .restore(&original, &report.after_sha256, true)
@@ -1033,6 +1195,63 @@ mod tests {
         drop(locked.unlock());
         other.apply(&Edit::new().set_flag("--a", "3")).unwrap();
         assert!(fs::read_to_string(&path).unwrap().contains("--a=3"));
+    }
+
+    /// Taking the lock again on the thread that holds it through a `LockedManifestFile`
+    /// can never succeed (`flock` excludes a second descriptor of the same process like any
+    /// other writer): it fails at once, saying so, instead of waiting out the timeout and
+    /// blaming "another writer".
+    #[test]
+    fn taking_the_lock_again_on_the_holding_thread_fails_at_once() {
+        let (_root, path) = setup();
+        let file = ManifestFile::open(&path, FileOptions::default()).unwrap();
+        let same_path = ManifestFile::open(&path, FileOptions::default()).unwrap();
+        let locked = file.lock_exclusive().unwrap();
+        let started = Instant::now();
+        for err in [
+            file.apply(&Edit::new().set_flag("--a", "2")).unwrap_err(),
+            same_path
+                .apply(&Edit::new().set_flag("--a", "2"))
+                .unwrap_err(),
+            same_path
+                .restore(b"x", &report::sha256_hex(POD.as_bytes()), false)
+                .unwrap_err(),
+            file.lock_exclusive().unwrap_err(),
+        ] {
+            assert!(
+                matches!(
+                    err,
+                    Error::LockTimeout {
+                        held_by_this_thread: true,
+                        waited_ms: 0,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert!(
+                err.to_string().contains("already held by this thread"),
+                "{err}"
+            );
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(fs::read_to_string(&path).unwrap(), POD);
+        // Writing through the hold works; once it is released, so does a new lock.
+        assert!(
+            locked
+                .apply(&Edit::new().set_flag("--a", "2"))
+                .unwrap()
+                .written
+        );
+        drop(locked);
+        assert!(
+            file.apply(&Edit::new().set_flag("--a", "3"))
+                .unwrap()
+                .written
+        );
+        let again = file.lock_exclusive().unwrap();
+        drop(again.unlock());
+        assert!(file.lock_exclusive().is_ok());
     }
 
     #[test]

@@ -30,6 +30,21 @@ const EXCLUSIVE: &[(&str, &[&str])] = &[
     ("disable-admission-plugins", &["admission-control"]),
 ];
 
+/// Comma-list flags whose items kube-apiserver refuses to find in both ("[X] in
+/// enable-admission-plugins and disable-admission-plugins overlapped"): (name, flag, other).
+const DISJOINT: &[(&str, &str, &str)] = &[
+    (
+        "enable-admission-plugins",
+        "--enable-admission-plugins",
+        "--disable-admission-plugins",
+    ),
+    (
+        "disable-admission-plugins",
+        "--disable-admission-plugins",
+        "--enable-admission-plugins",
+    ),
+];
+
 /// Shells whose `-c` script is not edited.
 const SHELLS: &[&str] = &["sh", "bash", "dash", "ash", "ksh", "zsh", "busybox"];
 
@@ -642,9 +657,49 @@ impl<'t> Argv<'t> {
         Ok(())
     }
 
+    /// Refuses to give `--name` the comma-list `value` when it shares items with a list
+    /// the component must keep disjoint from it.
+    fn refuse_overlap(&self, ctx: &Ctx<'_>, name: &str, value: &str) -> Result<()> {
+        let items = |v: &str| -> Vec<String> {
+            v.split(',')
+                .map(str::trim)
+                .filter(|i| !i.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        for (_, flag, other) in DISJOINT.iter().filter(|(n, ..)| *n == name) {
+            let other_name = other.trim_start_matches('-');
+            let Some(hit) = self.lookup(ctx, other_name)? else {
+                continue;
+            };
+            let theirs = match &hit.form {
+                Form::Joined(v) | Form::Split(_, v) => items(v),
+                Form::Bare => Vec::new(),
+            };
+            let shared: Vec<String> = items(value)
+                .into_iter()
+                .filter(|i| theirs.contains(i))
+                .collect();
+            if !shared.is_empty() {
+                let pos = self
+                    .list(hit.list)
+                    .and_then(|l| l.items.get(hit.item))
+                    .map_or(0, |n| n.start);
+                return Err(Error::OverlappingLists {
+                    location: ctx.loc(pos),
+                    flag,
+                    items: shared.join(","),
+                    container: self.container.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// `set`: replace the value of `--name`, or append `--name=value`.
     pub(crate) fn set(&self, ctx: &Ctx<'_>, name: &str, value: &str) -> Result<Vec<Splice>> {
         self.refuse_exclusive(ctx, name)?;
+        self.refuse_overlap(ctx, name, value)?;
         self.set_unchecked(ctx, name, value)
     }
 
@@ -660,6 +715,17 @@ impl<'t> Argv<'t> {
                     Form::Joined(old) if old == value => Ok(Vec::new()),
                     Form::Joined(_) | Form::Bare => self.replace_item(ctx, list, hit.item, &joined),
                     Form::Split(_, old) if old == value => Ok(Vec::new()),
+                    Form::Split(vi, _) if value.starts_with('-') => {
+                        let pos = list.items.get(vi).map_or(list.seq.start, |n| n.start);
+                        Err(ctx.unsupported(
+                            pos,
+                            format!(
+                                "`--{name}` takes its value as the next item, and `{value}` \
+                                 would read as a flag there; refusing (write the flag as \
+                                 `--{name}=VALUE` by hand first)"
+                            ),
+                        ))
+                    }
                     Form::Split(vi, _) => self.replace_item(ctx, list, vi, value),
                 }
             }

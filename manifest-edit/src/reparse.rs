@@ -909,6 +909,168 @@ mod tests {
         );
     }
 
+    /// Layouts the review of the module's argument tried to break it with: keep-chomped
+    /// block scalars with trailing blank lines, folded scalars, tags and anchors on the
+    /// list, complex keys, multi-line flow collections and quoted scalars before or inside
+    /// the list, multi-line plain items (continuation lines more indented than the dash),
+    /// `- ` items followed by a more-indented line, implicit nulls, document markers and
+    /// directives, a BOM, CRLF, a last line without a line break, literal blocks whose
+    /// lines look like list items.
+    const ADVERSARIAL: &[&str] = &[
+        "l:\n- |+\n  text\n\n- y\n",
+        "l:\n- |\n  text\n\n- y\n",
+        "l:\n- >\n  folded\n  more\n- y\n",
+        "k: !!seq\n- a\n- b\n",
+        "k: &x\n- a\n- b\nj: *x\n",
+        "- a\n...\n--- \n- b\n",
+        "l:\n- a:\n- b\n",
+        "? - a\n  - b\n: v\n",
+        "l: [a,\n  b]\nm:\n- x\n",
+        "l:\n- 'a\n\n  b'\n- c\n",
+        "l:\n  - a\n  -   b   \n  - c # x\n",
+        "%YAML 1.2\n---\n- a\n- b\n",
+        "--- !!seq\n- a\n- b\n",
+        "- a\n- b\n# end\n  # indented comment\n",
+        "l:\n- a\n  # c\n- b\n",
+        "- - a\n  - b\n- - c\n",
+        "- k: v\n  l:\n  - a\n  - b\n- k: w\n",
+        "a:\n  - x\n  -\n  - y\n",
+        "a:\n- x\n-\n",
+        "l:\n- x\nm: |\n  - y\n  - z\n",
+        "\u{feff}- a\n- b\n",
+        "l:\n- a\n- b\n---\n- c\n",
+        "l:\n- a\n- \"b\n  c\"\n- d\n",
+        "l:\n- a\n- [b,\n  c]\n- d\n",
+        "l:\n- a\n- plain\n  continued\n- d\n",
+        "l:\n- a\n- ? b\n  : c\n- d\n",
+        "l:\n- a\n- &anc b\n- *anc\n",
+        "l:\n- a\n- b\n  \n  # x\nz: 1\n",
+        "l:\r\n- a\r\n- b",
+        "k:\n- - - a\n    - b\n  - c\n- d\n",
+    ];
+
+    /// Lines for those layouts: entries at the columns they use, continuation and
+    /// comment lines, items that are not one-line scalars, `#` and `: ` inside items.
+    const ADVERSARIAL_LINES: &[&str] = &[
+        "- n",
+        "  - n",
+        "    - n",
+        "- n # c",
+        "- n#c",
+        "- --foo: bar",
+        "- --foo:bar",
+        "  - 'q'' q'",
+        "  - \"e\\\"s\"",
+        "- |+",
+        "- >-",
+        "  text",
+        "   more",
+        "",
+        "  # c",
+        "- \"open",
+        "- [a,",
+        "- a, b]",
+        "- ---",
+        "- ...",
+        "...",
+        "---",
+        "- x\t",
+        "- ? k",
+        "-",
+        "- ~",
+        "- &a n",
+        "- !t n",
+        "- n   ",
+    ];
+
+    #[test]
+    fn adversarial_layouts_are_declined_or_equal_a_full_parse() {
+        let file = Path::new("t.yaml");
+        let (mut cases, mut accepted) = (0usize, 0usize);
+        for template in ADVERSARIAL {
+            let old_tree = yaml::parse(template, file).unwrap();
+            let lines: Vec<&str> = template.split_inclusive('\n').collect();
+            for start in 0..=lines.len() {
+                for len in 0..=2.min(lines.len() - start) {
+                    let at_end = start + len == lines.len();
+                    let singles = ADVERSARIAL_LINES.iter().chain(LINES).map(|l| vec![*l]);
+                    let pairs = ADVERSARIAL_LINES
+                        .iter()
+                        .take(12)
+                        .flat_map(|x| ADVERSARIAL_LINES.iter().take(12).map(move |y| vec![*x, *y]));
+                    for new in std::iter::once(vec![]).chain(singles).chain(pairs) {
+                        // Both line breaks (mixed in one file too), and no final one.
+                        for eol in ["\n", "\r\n", ""] {
+                            if (eol.is_empty() && !at_end) || (new.is_empty() && eol != "\n") {
+                                continue;
+                            }
+                            let mut text = lines[..start].concat();
+                            for (i, l) in new.iter().enumerate() {
+                                text.push_str(l);
+                                if i + 1 < new.len() || !eol.is_empty() {
+                                    text.push_str(if eol.is_empty() { "\n" } else { eol });
+                                }
+                            }
+                            text.push_str(&lines[start + len..].concat());
+                            cases += 1;
+                            let Some(fast) = reparse(template, &old_tree, &text) else {
+                                continue;
+                            };
+                            accepted += 1;
+                            match yaml::parse(&text, file) {
+                                Ok(full) => assert!(
+                                    fast.identical(&full),
+                                    "{template:?} -> {text:?}\n{fast:#?}\n{full:#?}"
+                                ),
+                                Err(e) => panic!("accepted {text:?} (from {template:?}): {e}"),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("{cases} cases, {accepted} accepted");
+        assert!(
+            cases > 150_000 && accepted > 10_000,
+            "{cases} cases, {accepted} accepted"
+        );
+    }
+
+    /// Cases of the review where re-parsing only the changed lines would not be a full
+    /// parse; each must be declined (a full parse of the new text then decides).
+    #[test]
+    fn declines_windows_whose_meaning_depends_on_their_surroundings() {
+        for (old, new) in [
+            // Inserting before the trailing blank line of a keep-chomped literal takes
+            // that line out of the literal's value.
+            (
+                "l:\n- |+\n  text\n\n- y\n",
+                "l:\n- |+\n  text\n- new\n\n- y\n",
+            ),
+            // Replacing the first line of a multi-line plain item: the new line would
+            // be continued by the old continuation line.
+            ("l:\n- plain\n  more\n- z\n", "l:\n- other\n  more\n- z\n"),
+            // Inserting between a plain item and its continuation line.
+            (
+                "l:\n- plain\n  more\n- z\n",
+                "l:\n- plain\n- new\n  more\n- z\n",
+            ),
+            // Inserting inside a literal block whose lines look like items.
+            (
+                "l:\n- x\nm: |\n  - y\n  - z\n",
+                "l:\n- x\nm: |\n  - y\n  - n\n  - z\n",
+            ),
+            // Inserting inside a multi-line quoted item.
+            ("l:\n- \"a\n- b\"\n- c\n", "l:\n- \"a\n- n\n- b\"\n- c\n"),
+            // A `key: value` looking item is a mapping, not a string.
+            ("l:\n- a\n", "l:\n- a\n- --foo: bar\n"),
+            // A `- ` item followed by a more-indented line.
+            ("l:\n- a\n- b\n", "l:\n- a\n- n\n   cont\n- b\n"),
+        ] {
+            assert!(!check(old, new), "{old:?} -> {new:?}");
+        }
+    }
+
     #[test]
     fn a_broken_window_is_never_accepted() {
         // Whatever the window holds, an accepted tree is the full parse's (checked by

@@ -866,12 +866,19 @@ fn parse_int(s: &str) -> Option<i128> {
         return None;
     }
     let clean = without_underscores(body);
-    let value = if let Some(h) = clean.strip_prefix("0x") {
-        i128::from_str_radix(h, 16).ok()?
-    } else if let Some(b) = clean.strip_prefix("0b") {
-        i128::from_str_radix(b, 2).ok()?
-    } else if let Some(o) = clean.strip_prefix("0o") {
-        i128::from_str_radix(o, 8).ok()?
+    // Go's `strconv.ParseInt(s, 0, 64)` (yaml.v2) takes `0x`, `0b`, `0o` in either case.
+    let radix = match clean.as_bytes() {
+        [b'0', b'x' | b'X', ..] => Some(16),
+        [b'0', b'b' | b'B', ..] => Some(2),
+        [b'0', b'o' | b'O', ..] => Some(8),
+        _ => None,
+    };
+    let value = if let Some(radix) = radix {
+        let digits = clean.get(2..)?;
+        if digits.starts_with(['+', '-']) {
+            return None; // `from_str_radix` would take a sign here; Go does not.
+        }
+        i128::from_str_radix(digits, radix).ok()?
     } else if clean.len() > 1 && clean.starts_with('0') {
         i128::from_str_radix(clean.get(1..)?, 8).ok()?
     } else if clean.bytes().all(|c| c.is_ascii_digit()) {
@@ -954,15 +961,7 @@ pub(crate) fn plain_safe(s: &str, flow: bool) -> bool {
     if s.starts_with([' ', '\t']) || s.ends_with([' ', '\t']) {
         return false;
     }
-    if s.chars().any(|c| {
-        // Control characters (tab included: it cannot start or end a plain scalar, and
-        // quoting it is clearer), DEL, and the YAML 1.1 line breaks and the BOM.
-        c < ' '
-            || matches!(
-                c,
-                '\u{7f}' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}'
-            )
-    }) {
+    if s.chars().any(must_escape) {
         return false;
     }
     if "[]{},#&*!|>'\"%@`".contains(first) {
@@ -978,13 +977,29 @@ pub(crate) fn plain_safe(s: &str, flow: bool) -> bool {
     if s.contains(": ") || s.ends_with(':') || s.contains(" #") {
         return false;
     }
-    if flow && s.contains([',', '[', ']', '{', '}']) {
+    // Inside a flow collection Go's yaml.v2 (the kubelet's decoder, a libyaml port) also
+    // ends a plain scalar at `?`, and reads a leading `?` or `:` as an indicator, where
+    // YAML 1.2 reads on (`[--x=https://h/?q=1]` is one scalar here, a parse error there).
+    if flow && (s.contains([',', '[', ']', '{', '}', '?']) || s.starts_with(':')) {
         return false;
     }
     if s.starts_with("---") || s.starts_with("...") {
         return false;
     }
     true
+}
+
+/// Whether `c` can only be written as a double-quoted escape: control characters (tab
+/// included: quoting it is clearer), DEL and the C1 controls, U+FFFE/U+FFFF (not printable
+/// in YAML, and refused anywhere in the input by the kubelet's yaml.v2 reader), and the YAML
+/// 1.1 line breaks (NEL, U+2028, U+2029) and the BOM.
+fn must_escape(c: char) -> bool {
+    c < ' '
+        || ('\u{7f}'..='\u{9f}').contains(&c)
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+        )
 }
 
 /// Writes `s` as a double-quoted YAML scalar.
@@ -1002,10 +1017,10 @@ pub(crate) fn double_quoted(s: &str) -> String {
             '\u{85}' => out.push_str("\\N"),
             '\u{2028}' => out.push_str("\\L"),
             '\u{2029}' => out.push_str("\\P"),
-            '\u{feff}' => out.push_str("\\uFEFF"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02X}", c as u32));
+            c if must_escape(c) && u32::from(c) <= 0xff => {
+                out.push_str(&format!("\\x{:02X}", u32::from(c)));
             }
+            c if must_escape(c) => out.push_str(&format!("\\u{:04X}", u32::from(c))),
             c => out.push(c),
         }
     }
@@ -1014,14 +1029,7 @@ pub(crate) fn double_quoted(s: &str) -> String {
 }
 
 fn single_quotable(s: &str) -> bool {
-    !s.chars().any(|c| {
-        c < ' '
-            || c == '\u{7f}'
-            || c == '\u{85}'
-            || c == '\u{2028}'
-            || c == '\u{2029}'
-            || c == '\u{feff}'
-    })
+    !s.chars().any(must_escape)
 }
 
 /// Writes `s` as a single-quoted YAML scalar (caller checks [`single_quotable`]).
@@ -1100,6 +1108,13 @@ mod tests {
         assert_eq!(resolve_plain("0x1F"), Scalar::Int(31));
         assert_eq!(resolve_plain("017"), Scalar::Int(15));
         assert_eq!(resolve_plain("1_000"), Scalar::Int(1000));
+        // yaml.v2 parses integers with Go's `strconv.ParseInt(s, 0, 64)`, whose base
+        // prefixes are case-insensitive: `0X1F` is 31 on the node, not a string.
+        assert_eq!(resolve_plain("0X1F"), Scalar::Int(31));
+        assert_eq!(resolve_plain("0B101"), Scalar::Int(5));
+        assert_eq!(resolve_plain("0O17"), Scalar::Int(15));
+        assert_eq!(resolve_plain("-0X10"), Scalar::Int(-16));
+        assert_eq!(render_str("0X10", ScalarStyle::Plain, false), "\"0X10\"");
         assert_eq!(resolve_plain("1.5"), Scalar::Float(1.5f64.to_bits()));
         assert_eq!(resolve_plain("~"), Scalar::Null);
         assert_eq!(resolve_plain("--v=2"), Scalar::Str("--v=2"));
@@ -1115,6 +1130,29 @@ mod tests {
         assert!(a.same_data(&b));
         let c = tree("x: [1, 2]\ny: [1, 3]\n");
         assert!(!a.same_data(&c));
+    }
+
+    /// Go's yaml.v2 (through `sigs.k8s.io/yaml`, what the kubelet decodes static pods with)
+    /// ends a plain scalar at `?` inside a flow collection and reads `?`/`:` starting one as
+    /// indicators, where YAML 1.2 (and granit) read on: `[kube-apiserver, --x=https://h/?q=1]`
+    /// verifies here but does not decode on the node. Such values must be quoted.
+    #[test]
+    fn flow_plain_scalars_avoid_what_yaml_v2_reads_as_indicators() {
+        for s in [
+            "--oidc-issuer-url=https://issuer.example/?tenant=a",
+            "a?b",
+            "x?",
+            "?x",
+            ":x",
+            "--x=?",
+        ] {
+            let r = render_str(s, ScalarStyle::Plain, true);
+            assert!(r.starts_with('"'), "{s:?} rendered {r:?} in a flow list");
+            // Block context has no such rule: a plain scalar stays plain there.
+            if !s.starts_with([':', '?']) {
+                assert_eq!(render_str(s, ScalarStyle::Plain, false), s);
+            }
+        }
     }
 
     #[test]
@@ -1133,6 +1171,18 @@ mod tests {
             " lead",
             "x,y",
             "é ж",
+            // Not printable in YAML (and refused by yaml.v2's reader): escaped.
+            "a\u{80}b",
+            "a\u{9f}b",
+            "a\u{fffe}b",
+            "a\u{ffff}b",
+            "a\u{7f}b\u{1}",
+            // YAML 1.1 line breaks, the BOM, a tab: escaped too.
+            "a\u{85}b\u{2028}c\u{2029}",
+            "\u{feff}x",
+            "a\tb",
+            // Printable beyond the BMP: kept as is.
+            "😀",
         ] {
             for hint in [
                 ScalarStyle::Plain,
@@ -1141,6 +1191,14 @@ mod tests {
             ] {
                 for flow in [false, true] {
                     let r = render_str(s, hint, flow);
+                    // Every character of the rendering passes yaml.v2's reader, and none
+                    // is a line break.
+                    assert!(
+                        r.chars().all(|c| matches!(c,
+                            ' '..='~' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+                            && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')),
+                        "{s:?} {hint:?} {flow} -> {r:?}"
+                    );
                     let doc = if flow {
                         format!("k: [{r}]\n")
                     } else {
@@ -1155,6 +1213,204 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+}
+
+/// The kubelet decodes static pods with Go's yaml.v2 (through `sigs.k8s.io/yaml`), a
+/// YAML 1.1 libyaml port, while this crate verifies with a YAML 1.2 parser. These tests
+/// hold every plain rendering to a transcription of yaml.v2's rules: its plain-scalar
+/// scanner (`yaml_parser_fetch_next_token`, `yaml_parser_scan_plain_scalar`) and its
+/// resolver (`resolve` in `resolve.go`, Go's `strconv` semantics).
+#[cfg(test)]
+mod yaml_v2 {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Whether yaml.v2 reads `s`, written plain as a one-line sequence item (inside `[...]`
+    /// when `flow`), as one plain scalar with exactly this text.
+    fn scans_as_one_plain_scalar(s: &str, flow: bool) -> bool {
+        let c: Vec<char> = s.chars().collect();
+        let blank = |i: usize| matches!(c.get(i), Some(' ' | '\t'));
+        // What follows the item: a line break (block) or `]` (flow).
+        let blankz = |i: usize| blank(i) || (i >= c.len() && !flow);
+        let Some(&first) = c.first() else {
+            return false;
+        };
+        if first == ' ' || first == '\t' || c.last().is_some_and(|l| *l == ' ' || *l == '\t') {
+            return false;
+        }
+        let starts_plain = !"-?:,[]{}#&*!|>'\"%@`".contains(first)
+            || (first == '-' && !blankz(1) && !blank(1))
+            || (!flow && (first == '?' || first == ':') && !blankz(1));
+        if !starts_plain {
+            return false;
+        }
+        for (i, &ch) in c.iter().enumerate() {
+            let ends = (ch == ':' && (blankz(i + 1) || (flow && i + 1 == c.len())))
+                || (flow && ",?[]{}".contains(ch))
+                || (ch == '#' && i > 0 && blank(i - 1));
+            if ends {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Go's `strconv.ParseInt(s, 0, 64)` / `ParseUint` acceptance (range aside: yaml.v2
+    /// falls back to a float or a big integer, a number either way).
+    fn go_int(s: &str, signed: bool) -> bool {
+        let body = match s.as_bytes().first() {
+            Some(b'+' | b'-') if signed => &s[1..],
+            _ => s,
+        };
+        let b = body.as_bytes();
+        let digits = |d: &[u8], radix: u32| {
+            !d.is_empty() && d.iter().all(|&x| char::from(x).is_digit(radix))
+        };
+        match b {
+            [b'0', b'x' | b'X', rest @ ..] => digits(rest, 16),
+            [b'0', b'b' | b'B', rest @ ..] => digits(rest, 2),
+            [b'0', b'o' | b'O', rest @ ..] => digits(rest, 8),
+            [b'0', rest @ ..] => rest.is_empty() || digits(rest, 8),
+            _ => digits(b, 10),
+        }
+    }
+
+    /// yaml.v2's `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`.
+    fn yaml_style_float(s: &str) -> bool {
+        let s = s.strip_prefix(['-', '+']).unwrap_or(s);
+        let (mantissa, exp) = match s.find(['e', 'E']) {
+            Some(i) => (&s[..i], Some(&s[i + 1..])),
+            None => (s, None),
+        };
+        let all_digits = |t: &str| !t.is_empty() && t.bytes().all(|x| x.is_ascii_digit());
+        let mantissa_ok = match mantissa.split_once('.') {
+            Some(("", frac)) => all_digits(frac),
+            Some((int, frac)) => all_digits(int) && frac.bytes().all(|x| x.is_ascii_digit()),
+            None => all_digits(mantissa),
+        };
+        mantissa_ok && exp.is_none_or(|e| all_digits(e.strip_prefix(['-', '+']).unwrap_or(e)))
+    }
+
+    /// Whether yaml.v2 resolves the plain scalar `s` to a string.
+    fn resolves_to_string(s: &str) -> bool {
+        const MAP: &[&str] = &[
+            "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON", "n", "N",
+            "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF", "", "~", "null",
+            "Null", "NULL", ".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf",
+            "+.INF", "-.inf", "-.Inf", "-.INF", "<<",
+        ];
+        let Some(first) = s.chars().next() else {
+            return false;
+        };
+        let hint = match first {
+            '+' | '-' => 'S',
+            '0'..='9' => 'D',
+            'y' | 'Y' | 'n' | 'N' | 't' | 'T' | 'f' | 'F' | 'o' | 'O' | '~' => 'M',
+            '.' => '.',
+            _ => return true,
+        };
+        if MAP.contains(&s) {
+            return false;
+        }
+        match hint {
+            'M' => true,
+            // strconv.ParseFloat on the text as is (underscores refused without a prefix).
+            '.' => !yaml_style_float(s),
+            _ => {
+                // parseTimestamp: four digits and a dash start every accepted layout.
+                let b = s.as_bytes();
+                if b.len() > 4 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' {
+                    return false;
+                }
+                let plain = s.replace('_', "");
+                !(go_int(&plain, true) || go_int(&plain, false) || yaml_style_float(&plain))
+            }
+        }
+    }
+
+    const VALUES: &[&str] = &[
+        "--oidc-issuer-url=https://issuer.example/?tenant=a",
+        "https://h/p?q=1&r=2",
+        "a?b",
+        "?x",
+        ":x",
+        "x:",
+        "a: b",
+        "a #b",
+        "a#b",
+        "0X10",
+        "0B1",
+        "0O7",
+        "-0x1F",
+        "010",
+        "1e3",
+        "1E3",
+        ".5",
+        ".inf",
+        "+.inf",
+        "1_000",
+        "+1",
+        "2001-12-14",
+        "yes",
+        "No",
+        "~",
+        "<<",
+        "-",
+        "-x",
+        "--",
+        "a,b",
+        "[x]",
+        "x]",
+        "@x",
+        "`x",
+        "%x",
+        "!x",
+        "&x",
+        "*x",
+        "|",
+        ">",
+    ];
+
+    fn check(s: &str) {
+        for flow in [false, true] {
+            let r = render_str(s, ScalarStyle::Plain, flow);
+            if r == s {
+                assert!(
+                    scans_as_one_plain_scalar(s, flow),
+                    "{s:?} written plain (flow: {flow}), yaml.v2 reads something else"
+                );
+                assert!(
+                    resolves_to_string(s),
+                    "{s:?} written plain, yaml.v2 resolves it to a non-string"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn known_values_written_plain_are_plain_strings_in_yaml_v2() {
+        for s in VALUES {
+            check(s);
+        }
+        // The oracle itself: what it must refuse.
+        assert!(!scans_as_one_plain_scalar("a?b", true));
+        assert!(scans_as_one_plain_scalar("a?b", false));
+        assert!(!scans_as_one_plain_scalar(":x", true));
+        assert!(!resolves_to_string("0X10"));
+        assert!(!resolves_to_string("-1_0"));
+        assert!(!resolves_to_string("1."));
+        assert!(resolves_to_string("1.2.3"));
+        assert!(resolves_to_string("--v=2"));
+    }
+
+    proptest! {
+        #[test]
+        fn random_values_written_plain_are_plain_strings_in_yaml_v2(
+            s in "[-?:,\\[\\]{}#&*!|>'\"%@` a-fxXoObB0-9=./_~+eEyn]{0,7}"
+        ) {
+            check(&s);
         }
     }
 }

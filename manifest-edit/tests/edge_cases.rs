@@ -79,6 +79,13 @@ fn split_values_are_edited_in_place_and_booleans_are_never_split() {
         out.ends_with("    - etcd\n    - --name\n    - \"true\"\n    - --client-cert-auth=true\n"),
         "{out}"
     );
+    // A value starting with `-` cannot be a separate item: it would read as a flag (here
+    // and for the editor's next run). Refused up front, not as a failed verification.
+    assert_eq!(
+        err(&text, &Edit::new().set_flag("--name", "-n1")),
+        "m.yaml:9:7: `--name` takes its value as the next item, and `-n1` would read as a \
+         flag there; refusing (write the flag as `--name=VALUE` by hand first)"
+    );
 }
 
 #[test]
@@ -104,6 +111,19 @@ fn flow_lists_are_edited_inside_their_brackets() {
         pod("    command: [kube-apiserver]\n    args: [\n      --a=1,\n      --b=2\n    ]\n");
     let out = edit(&text, &Edit::new().set_flag("--c", "3")).unwrap();
     assert!(out.contains("      --b=2,\n      --c=3\n    ]\n"), "{out}");
+    // The kubelet's yaml.v2 ends a plain scalar at `?` inside brackets (YAML 1.2 does not):
+    // a URL with a query is quoted there, not in a block list.
+    let out = edit(
+        &text,
+        &Edit::new().set_flag("--oidc-issuer-url", "https://issuer.example/?tenant=a"),
+    )
+    .unwrap();
+    assert!(
+        out.contains(
+            "      --b=2,\n      \"--oidc-issuer-url=https://issuer.example/?tenant=a\"\n"
+        ),
+        "{out}"
+    );
 }
 
 #[test]
@@ -236,6 +256,57 @@ fn refusals_name_the_file_line_and_column() {
     assert!("a..b".parse::<kubesafe_manifest_edit::KeyPath>().is_err());
 }
 
+/// kube-apiserver refuses to start when a plugin is both enabled and disabled
+/// ("[X] in enable-admission-plugins and disable-admission-plugins overlapped"): an edit that
+/// would make the two lists overlap is refused, naming the plugin and the other list.
+#[test]
+fn enabling_a_disabled_admission_plugin_is_refused() {
+    let text = pod(
+        "    command:\n    - kube-apiserver\n    - --enable-admission-plugins=NodeRestriction\n    - --disable-admission-plugins=AlwaysPullImages,PodSecurity\n",
+    );
+    let expected = "m.yaml:9:7: `--enable-admission-plugins` would list AlwaysPullImages, which \
+                    `--disable-admission-plugins` of container `kube-apiserver` also lists \
+                    (kube-apiserver refuses to start when the two overlap); remove it there first";
+    assert_eq!(
+        err(
+            &text,
+            &Edit::new().list_add("--enable-admission-plugins", "AlwaysPullImages")
+        ),
+        expected
+    );
+    assert_eq!(
+        err(
+            &text,
+            &Edit::new().set_flag(
+                "--enable-admission-plugins",
+                "NodeRestriction,AlwaysPullImages"
+            )
+        ),
+        expected
+    );
+    assert_eq!(
+        err(
+            &text,
+            &Edit::new().list_add("--disable-admission-plugins", "NodeRestriction")
+        ),
+        "m.yaml:8:7: `--disable-admission-plugins` would list NodeRestriction, which \
+         `--enable-admission-plugins` of container `kube-apiserver` also lists \
+         (kube-apiserver refuses to start when the two overlap); remove it there first"
+    );
+    // Removing it from the other list first, in the same edit, is the way.
+    let out = edit(
+        &text,
+        &Edit::new()
+            .list_remove("--disable-admission-plugins", "AlwaysPullImages")
+            .list_add("--enable-admission-plugins", "AlwaysPullImages"),
+    )
+    .unwrap();
+    assert!(
+        out.ends_with("    - --enable-admission-plugins=NodeRestriction,AlwaysPullImages\n    - --disable-admission-plugins=PodSecurity\n"),
+        "{out}"
+    );
+}
+
 #[test]
 fn literal_blocks_and_other_documents_that_look_like_flags_are_untouched() {
     let text = "# kops-like task\ncontents: |\n  kind: Pod\n  spec:\n    containers:\n    - command: [kube-apiserver, --profiling=true]\n---\n".to_owned()
@@ -244,4 +315,70 @@ fn literal_blocks_and_other_documents_that_look_like_flags_are_untouched() {
     assert_eq!(out.matches("--profiling=true").count(), 2, "{out}");
     assert_eq!(out.matches("--profiling=false").count(), 1, "{out}");
     assert!(out.contains("    - kube-apiserver\n    - --profiling=false\n    env:"));
+}
+
+/// `--feature-gates=A=true,B=false`: items compare by key, so adding `A=false` replaces
+/// `A=true` in place (the component would take the last of two, and a reader the first);
+/// spaces around items are tolerated; removal is by key.
+#[test]
+fn comma_lists_compare_key_value_items_by_key() {
+    let text = pod("    command:\n    - kube-apiserver\n    - --feature-gates=A=true, B=false\n");
+    let out = edit(&text, &Edit::new().list_add("--feature-gates", "A=false")).unwrap();
+    assert!(
+        out.ends_with("    - --feature-gates=A=false, B=false\n"),
+        "{out}"
+    );
+    // Already present (spaces aside): no change.
+    let same = Manifest::parse(out.clone())
+        .unwrap()
+        .apply(&Edit::new().list_add("--feature-gates", "B=false"))
+        .unwrap();
+    assert!(!same.changed);
+    let out = edit(
+        &out,
+        &Edit::new()
+            .list_add("--feature-gates", "C=true")
+            .list_remove("--feature-gates", "B"),
+    )
+    .unwrap();
+    assert!(
+        out.ends_with("    - --feature-gates=A=false,C=true\n"),
+        "{out}"
+    );
+    let out = edit(
+        &out,
+        &Edit::new()
+            .list_remove("--feature-gates", "A=true")
+            .list_remove("--feature-gates", "C"),
+    )
+    .unwrap();
+    assert!(
+        out.ends_with("    - kube-apiserver\n"),
+        "the empty list goes: {out}"
+    );
+}
+
+/// Flags are looked up in `command` and `args` together: a flag in both is a duplicate,
+/// and with `command` holding only the binary, flags are read and added in `args`.
+#[test]
+fn command_and_args_are_one_command_line() {
+    let text = pod("    command:\n    - kube-apiserver\n    - --a=1\n    args:\n    - --a=2\n");
+    assert_eq!(
+        err(&text, &Edit::new().set_flag("--a", "3")),
+        "m.yaml:10:7: flag `--a` appears more than once in container `kube-apiserver` \
+         (first on line 8); refusing to edit one of them"
+    );
+    let text = pod("    command: [kube-apiserver]\n    args:\n    - --a=1\n");
+    let m = Manifest::parse_named("m.yaml", text.clone()).unwrap();
+    let a = m.get_flag(None, "--a").unwrap().unwrap();
+    assert_eq!((a.value.as_deref(), a.line), (Some("1"), 8));
+    let out = edit(
+        &text,
+        &Edit::new().set_flag("--a", "2").set_flag("--b", "x"),
+    )
+    .unwrap();
+    assert!(
+        out.ends_with("    command: [kube-apiserver]\n    args:\n    - --a=2\n    - --b=x\n"),
+        "{out}"
+    );
 }

@@ -161,6 +161,30 @@ fn write_keeps_mode_owner_and_comments_and_backs_up_outside() {
     assert_eq!(names(backup.parent().unwrap()).len(), 2);
 }
 
+/// In a set-group-ID directory a new file takes the directory's group, not the
+/// creator's: the temp file must still end up with the manifest's own group and mode (and
+/// so must the backup).
+#[test]
+fn group_and_mode_survive_a_setgid_directory() {
+    if !is_root() {
+        eprintln!("NOTICE: not root; set-group-ID directory test skipped");
+        return;
+    }
+    let n = node();
+    std::os::unix::fs::chown(&n.manifests, None, Some(2345)).unwrap();
+    fs::set_permissions(&n.manifests, fs::Permissions::from_mode(0o2755)).unwrap();
+    std::os::unix::fs::chown(&n.path, Some(1234), Some(3456)).unwrap();
+    fs::set_permissions(&n.path, fs::Permissions::from_mode(0o640)).unwrap();
+    let file = ManifestFile::open(&n.path, FileOptions::default()).unwrap();
+    let r = file.apply(&profiling_false()).unwrap();
+    let after = fs::metadata(&n.path).unwrap();
+    assert_eq!((after.uid(), after.gid()), (1234, 3456));
+    assert_eq!(after.mode() & 0o7777, 0o640);
+    let backup = fs::metadata(r.backup.unwrap()).unwrap();
+    assert_eq!((backup.uid(), backup.gid()), (1234, 3456));
+    assert_eq!(backup.mode() & 0o7777, 0o640);
+}
+
 #[test]
 fn comment_only_edit_is_not_a_data_change() {
     let n = node();
@@ -215,6 +239,43 @@ fn backup_dir_is_configurable_and_never_the_manifest_dir() {
     );
     assert_eq!(fs::read_to_string(&n.path).unwrap(), POD);
     assert_eq!(kubelet_view(&n.manifests), ["kube-apiserver.yaml"]);
+
+    // Nor inside it: the kubelet skips a subdirectory but logs an error about it on every
+    // pass, and nothing is created there before the refusal. Also through a symlink, a
+    // relative path or `..`.
+    let n = node();
+    let link = n.root.join("link-to-manifests");
+    std::os::unix::fs::symlink(&n.manifests, &link).unwrap();
+    for dir in [
+        n.manifests.join("backups"),
+        n.manifests.join("new/deeper"),
+        n.manifests.join("new/../b"),
+        link.join("backups"),
+        link.clone(),
+    ] {
+        let file = ManifestFile::open(&n.path, FileOptions::new().backup(Backup::Dir(dir.clone())))
+            .unwrap();
+        let err = file.apply(&profiling_false()).unwrap_err();
+        assert!(
+            err.to_string().contains("the manifest directory"),
+            "{}: {err}",
+            dir.display()
+        );
+        assert_eq!(fs::read_to_string(&n.path).unwrap(), POD);
+        assert_eq!(
+            names(&n.manifests),
+            [".kube-apiserver.yaml.lock", "kube-apiserver.yaml"],
+            "{}",
+            dir.display()
+        );
+    }
+    // A relative backup directory is resolved against the working directory.
+    let rel = ManifestFile::open(
+        &n.path,
+        FileOptions::new().backup(Backup::Dir(PathBuf::from("."))),
+    )
+    .unwrap();
+    assert!(rel.backup_dir().unwrap().is_some());
 }
 
 #[test]
@@ -297,6 +358,85 @@ fn refuses_symlinks_directories_fifos_and_missing_files() {
     assert_eq!(fs::read_to_string(&real).unwrap(), POD);
 }
 
+/// `/etc/kubernetes/manifests` may itself be a symbolic link (to a data disk): the file in
+/// it is a regular file, edited in the real directory, where the lock and the temp file go
+/// (so every writer, whichever path it was given, takes the same lock), and the default
+/// backups land beside the real directory, outside it.
+#[test]
+fn a_symlinked_manifest_directory_is_edited_in_the_real_directory() {
+    let n = node();
+    let data = n.root.join("data");
+    fs::create_dir(&data).unwrap();
+    let real = data.join("manifests");
+    fs::rename(&n.manifests, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &n.manifests).unwrap();
+    let via_link = ManifestFile::open(&n.path, FileOptions::default()).unwrap();
+    let direct =
+        ManifestFile::open(real.join("kube-apiserver.yaml"), FileOptions::default()).unwrap();
+    assert_eq!(via_link.lock_path(), direct.lock_path());
+    assert!(
+        via_link
+            .lock_path()
+            .starts_with(fs::canonicalize(&real).unwrap())
+    );
+    let r = via_link.apply(&profiling_false()).unwrap();
+    assert!(r.written);
+    assert!(
+        r.backup
+            .unwrap()
+            .starts_with(fs::canonicalize(&data).unwrap().join("kubesafe-backups"))
+    );
+    assert!(
+        fs::symlink_metadata(&n.manifests)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        names(&real),
+        [".kube-apiserver.yaml.lock", "kube-apiserver.yaml"]
+    );
+    assert!(
+        fs::read_to_string(&n.path)
+            .unwrap()
+            .contains("--profiling=false")
+    );
+}
+
+/// A FIFO swapped in for the manifest after `open`, or planted as the lock file, would
+/// block a read-only `open` until some writer appears: the write would hang (and hold the
+/// lock) forever. Both are refused at once.
+#[test]
+fn a_fifo_in_place_of_the_manifest_or_the_lock_is_refused_without_hanging() {
+    fn within_5s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("blocked on a FIFO")
+    }
+    let mkfifo = |p: &Path| {
+        assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
+    };
+    let n = node();
+    let file = ManifestFile::open(&n.path, FileOptions::default()).unwrap();
+    fs::rename(&n.path, n.manifests.join("saved")).unwrap();
+    mkfifo(&n.path);
+    let f = file.clone();
+    let err = within_5s(move || f.apply(&profiling_false()).unwrap_err());
+    assert!(matches!(err, Error::NotAFile { .. }), "{err}");
+
+    let n = node();
+    let file = ManifestFile::open(&n.path, FileOptions::default()).unwrap();
+    mkfifo(&file.lock_path());
+    let f = file.clone();
+    let err = within_5s(move || f.apply(&profiling_false()).unwrap_err());
+    assert!(
+        matches!(&err, Error::NotAFile { path, .. } if *path == file.lock_path()),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&n.path).unwrap(), POD);
+}
+
 #[test]
 fn bad_input_fails_before_anything_is_touched() {
     let n = node();
@@ -320,6 +460,63 @@ fn bad_input_fails_before_anything_is_touched() {
             n.path.display()
         )
     );
+}
+
+/// The kubelet reads at most 10 MiB of a static-pod file (`maxConfigLength` in
+/// `pkg/kubelet/config/common.go`) and drops the pod of a larger one. A larger file is not
+/// read into memory whole, and an edit that would cross the limit writes nothing.
+#[test]
+fn files_beyond_what_the_kubelet_reads_are_refused() {
+    const LIMIT: usize = 10 * 1024 * 1024;
+    let n = node();
+    let file = ManifestFile::open(&n.path, FileOptions::default()).unwrap();
+    // Exactly at the limit: read and edited in place (same length), not beyond.
+    let pad = |len: usize| {
+        let mut t = POD.to_owned();
+        while t.len() + 80 < len {
+            t.push_str(&format!("# {}\n", "x".repeat(77)));
+        }
+        t.push('#');
+        t.push_str(&"y".repeat(len - t.len() - 1));
+        t.push('\n');
+        assert_eq!(t.len(), len);
+        t
+    };
+    let at_limit = pad(LIMIT);
+    fs::write(&n.path, &at_limit).unwrap();
+    assert!(file.read().is_ok());
+    let r = file
+        .apply(&Edit::new().set_flag("--profiling", "fals"))
+        .unwrap();
+    assert!(r.written);
+    // One byte more than the limit: refused on reading.
+    fs::write(&n.path, pad(LIMIT + 1)).unwrap();
+    let err = file.apply(&profiling_false()).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: {} bytes, more than the kubelet reads from a manifest ({LIMIT} bytes); refusing",
+            n.path.display(),
+            LIMIT + 1
+        )
+    );
+    assert!(matches!(file.read(), Err(Error::TooLarge { .. })));
+    // An edit that would grow the file past the limit writes nothing.
+    fs::write(&n.path, &at_limit).unwrap();
+    let err = file.apply(&Edit::new().set_flag("--v", "2")).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    assert_eq!(fs::read(&n.path).unwrap(), at_limit.as_bytes());
+    assert_eq!(kubelet_view(&n.manifests), ["kube-apiserver.yaml"]);
+    let err = file
+        .restore(
+            &vec![b'#'; LIMIT + 1],
+            &sha256_hex(at_limit.as_bytes()),
+            false,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    assert_eq!(fs::read(&n.path).unwrap(), at_limit.as_bytes());
 }
 
 #[test]
