@@ -435,6 +435,23 @@ fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
             ],
             "--key",
         ),
+        (
+            // A deadline the settle window does not fit in: the gate could
+            // never pass, so nothing may be written.
+            vec![
+                "remediate",
+                "--manifest",
+                m,
+                "--set",
+                "--profiling",
+                "false",
+                "--probe",
+                "https://127.0.0.1:1/livez",
+                "--deadline",
+                "5s",
+            ],
+            "settle window",
+        ),
     ] {
         let o = Command::new(BIN).args(&args).output().unwrap();
         assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));

@@ -125,4 +125,28 @@ pub enum PolicyError {
     /// Back-off parameters that break its invariants.
     #[error("invalid back-off: {0}")]
     Backoff(String),
+    /// A deadline the gate can never meet: success needs the settle window,
+    /// which does not fit in it.
+    #[error(
+        "the {setting} ({deadline:?}) must be longer than the settle window ({settle:?}): \
+         the gate could never succeed"
+    )]
+    DeadlineShorterThanSettle {
+        /// `deadline` or `rollback deadline`.
+        setting: &'static str,
+        /// Its value.
+        deadline: std::time::Duration,
+        /// The settle duration.
+        settle: std::time::Duration,
+    },
+    /// A duration out of the usable range.
+    #[error("the {setting} ({value:?}) must be {bounds}")]
+    OutOfRange {
+        /// The setting, e.g. `probe timeout`.
+        setting: &'static str,
+        /// Its value.
+        value: std::time::Duration,
+        /// The allowed range, in words.
+        bounds: &'static str,
+    },
 }

@@ -75,7 +75,8 @@ pub(crate) fn run(program: &Program, timeout: Duration) -> RunEnd {
     };
     let out = child.stdout.take().map(spawn_reader);
     let err = child.stderr.take().map(spawn_reader);
-    let deadline = Instant::now() + timeout;
+    // No deadline when the timeout does not fit the clock (never panic).
+    let deadline = Instant::now().checked_add(timeout);
     let mut sleep = Duration::from_millis(1);
     let status = loop {
         match child.try_wait() {
@@ -84,10 +85,11 @@ pub(crate) fn run(program: &Program, timeout: Duration) -> RunEnd {
             Err(_) => break None,
         }
         let now = Instant::now();
-        if now >= deadline {
+        let left = deadline.map(|d| d.saturating_duration_since(now));
+        if left.is_some_and(|l| l.is_zero()) {
             break None;
         }
-        std::thread::sleep(sleep.min(deadline - now));
+        std::thread::sleep(left.map_or(sleep, |l| sleep.min(l)));
         sleep = (sleep * 2).min(Duration::from_millis(20));
     };
     let Some(status) = status else {

@@ -110,6 +110,13 @@ pub enum FailureReason {
         /// The error.
         error: String,
     },
+    /// The [`GatePolicy`](crate::GatePolicy) cannot work (see
+    /// [`GatePolicy::validate`](crate::GatePolicy::validate)); nothing was
+    /// written.
+    InvalidPolicy {
+        /// What is wrong, naming the setting.
+        error: String,
+    },
 }
 
 impl std::fmt::Display for FailureReason {
@@ -166,6 +173,7 @@ impl std::fmt::Display for FailureReason {
             ),
             Self::VerificationFailed { detail } => write!(f, "verification failed: {detail}"),
             Self::RollbackWriteFailed { error } => write!(f, "rollback not written: {error}"),
+            Self::InvalidPolicy { error } => write!(f, "invalid gate policy: {error}"),
         }
     }
 }

@@ -20,7 +20,9 @@ type EventCallback<'a> = Box<dyn FnMut(&Event) + 'a>;
 /// [`run`](Self::run) goes through these steps, emitting an [`Event`] for
 /// each (through `tracing` and the [`on_event`](Self::on_event) callback):
 ///
-/// 1. **Plan** the change (nothing touched). An error → [`Outcome::Failed`].
+/// 1. **Check the policy** ([`GatePolicy::validate`]: e.g. a deadline shorter
+///    than the settle window could never pass) and **plan** the change
+///    (nothing touched). An error → [`Outcome::Failed`].
 /// 2. **Preflight** (unless the policy skips it): the component must be
 ///    healthy before anything is written, else [`Outcome::Failed`].
 /// 3. **Prepare the witness** (snapshot the running processes) — unless the
@@ -136,6 +138,12 @@ impl<'a> Transaction<'a> {
     pub fn run(mut self) -> Outcome {
         self.started = Instant::now();
         let mut timings = Timings::default();
+        if let Err(e) = self.policy.validate() {
+            let reason = FailureReason::InvalidPolicy {
+                error: e.to_string(),
+            };
+            return self.finish_failed(None, reason, timings);
+        }
 
         let plan = match self.change.plan() {
             Ok(p) => p,

@@ -319,3 +319,60 @@ fn a_probe_cut_short_by_the_deadline_does_not_hide_the_last_answer() {
         "{reason}"
     );
 }
+
+#[test]
+fn a_deadline_shorter_than_the_settle_window_is_a_configuration_error() {
+    // The gate could never succeed: it must say so before writing anything,
+    // not apply the change, wait, and roll it back.
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "a: 1\n");
+    let events = Events::default();
+    let outcome = Transaction::new(
+        FileReplace::new(&path, "a: 2\n").restart_expected(false),
+        FnProbe::from_result("fine", || Ok(())),
+    )
+    .policy(
+        policy()
+            .deadline(Duration::from_millis(200))
+            .settle(Duration::from_secs(1), 1),
+    )
+    .on_event(events.sink())
+    .run();
+    let Outcome::Failed {
+        reason: FailureReason::InvalidPolicy { error },
+        ..
+    } = &outcome
+    else {
+        panic!("{outcome}\n{}", events.dump());
+    };
+    assert!(error.contains("settle"), "{error}");
+    assert!(!events.names().iter().any(|n| n == "apply:written"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "a: 1\n");
+}
+
+#[test]
+fn durations_too_large_for_the_clock_are_rejected_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "a: 1\n");
+    for p in [
+        policy().deadline(Duration::MAX),
+        policy().preflight(Some(Duration::MAX)),
+        policy().verify_timeout(Duration::MAX),
+    ] {
+        let outcome = Transaction::new(
+            FileReplace::new(&path, "a: 2\n").restart_expected(false),
+            FnProbe::from_result("fine", || Ok(())),
+        )
+        .policy(p)
+        .run();
+        let Outcome::Failed {
+            reason: FailureReason::InvalidPolicy { error },
+            ..
+        } = &outcome
+        else {
+            panic!("{outcome}");
+        };
+        assert!(error.contains("at most"), "{error}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a: 1\n");
+    }
+}

@@ -620,8 +620,22 @@ fn requested_by() -> Option<String> {
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
 }
 
+/// The gate policy of the command line; a policy the gate cannot work with (a
+/// deadline the settle window does not fit in) is a usage error.
+fn policy_from_args(args: &RemediateArgs) -> Result<GatePolicy, Fail> {
+    let policy = GatePolicy::default()
+        .deadline(args.deadline)
+        .rollback_deadline(args.deadline)
+        .settle(args.settle, 3);
+    policy
+        .validate()
+        .map_err(|e| Fail::usage(format!("--deadline/--settle: {e}")))?;
+    Ok(policy)
+}
+
 fn execute(args: RemediateArgs) -> Result<u8, Fail> {
     let edit = edit_from_args(&args)?;
+    let policy = policy_from_args(&args)?;
     if args.dry_run {
         return dry_run(open_manifest(&args)?, edit, args.json);
     }
@@ -650,10 +664,6 @@ fn execute(args: RemediateArgs) -> Result<u8, Fail> {
             return Err(fail);
         }
     };
-    let policy = GatePolicy::default()
-        .deadline(args.deadline)
-        .rollback_deadline(args.deadline)
-        .settle(args.settle, 3);
     let quiet = args.json;
     if !quiet && let Ok(report) = file.dry_run(&edit) {
         print!("{}", report.diff);
