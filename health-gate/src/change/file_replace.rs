@@ -24,7 +24,9 @@ use crate::witness::{FlagExpectation, effective_value};
 /// * [`Change::rollback`] first checks that the file still holds the bytes
 ///   this change wrote (it never overwrites someone else's later edit),
 ///   keeps the rejected bytes as `.NAME.kubesafe-<UTC time>.rejected`, and
-///   restores the original bytes the same atomic way.
+///   restores the original bytes the same atomic way. When the rejected copy
+///   cannot be written (full or missing backup directory), the original is
+///   restored anyway and no rejected copy is reported.
 /// * From apply until the rollback (or until dropped), an exclusive `flock`
 ///   is held on `.NAME.lock` beside the file — the lock file of
 ///   `kubesafe-manifest-edit`'s `ManifestFile` (and so of
@@ -296,14 +298,24 @@ impl Change for FileReplace {
         }
         let side = self.side_dir(&orig.real_path);
         let name = Self::file_name(&orig.real_path);
-        let broken = write_side_copy(&side, &name, "rejected", &current, &orig)?;
+        // Keeping the rejected bytes is for inspection; putting back the
+        // configuration that worked must not depend on it (a full or missing
+        // backup directory).
+        let broken = match write_side_copy(&side, &name, "rejected", &current, &orig) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(path = %orig.real_path.display(), error = %e,
+                    "the rejected content cannot be kept; restoring the original anyway");
+                None
+            }
+        };
         atomic_write(&orig.real_path, &orig.bytes, &orig)?;
-        tracing::info!(path = %orig.real_path.display(), rejected = %broken.display(), "file restored");
+        tracing::info!(path = %orig.real_path.display(), rejected = ?broken, "file restored");
         self.applied = false;
         // The lock stays held until this change is dropped: the transaction
         // still gates the rollback, and no other kubesafe writer may change
         // the file before the old configuration is known to be healthy.
-        Ok(RolledBackChange::new(Some(broken)))
+        Ok(RolledBackChange::new(broken))
     }
 }
 
@@ -651,6 +663,27 @@ mod tests {
             "{}",
             plan.restart.reason()
         );
+    }
+
+    #[test]
+    fn rollback_restores_the_original_even_when_the_rejected_copy_cannot_be_kept() {
+        // Restoring the configuration that worked comes first; keeping the
+        // rejected bytes for inspection is a nicety that must not block it
+        // (full backup disk, backup directory gone).
+        let manifests = tempfile::tempdir().unwrap();
+        let side = tempfile::tempdir().unwrap();
+        let backups = side.path().join("backups");
+        std::fs::create_dir(&backups).unwrap();
+        let path = write(manifests.path(), POD);
+        let mut c = FileReplace::new(&path, "kind: Pod\n").backup_dir(&backups);
+        let applied = c.apply().unwrap();
+        let backup_bytes = std::fs::read(applied.backup.unwrap()).unwrap();
+        std::fs::remove_dir_all(&backups).unwrap();
+        std::fs::write(&backups, "not a directory any more").unwrap();
+        let rolled = c.rollback().unwrap();
+        assert_eq!(rolled.broken_copy, None);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), POD);
+        assert_eq!(backup_bytes, POD.as_bytes());
     }
 
     #[test]

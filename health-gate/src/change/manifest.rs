@@ -45,7 +45,9 @@ use crate::witness::FlagExpectation;
 ///   what the change wrote (someone else's later edit is never overwritten:
 ///   [`ChangeError::ConcurrentModification`]), keeping the rejected bytes as
 ///   `NAME.TIMESTAMP.SHA256PREFIX.replaced` in the backup directory, outside
-///   the manifest directory where the kubelet would load them.
+///   the manifest directory where the kubelet would load them. When that copy
+///   cannot be written (full or missing backup directory), the original is
+///   restored anyway and no rejected copy is reported.
 ///
 /// # Locking
 ///
@@ -452,14 +454,47 @@ impl Change for ManifestChange {
         let Some(locked) = self.held.as_ref() else {
             return Err(ChangeError::Other("internal: lock not held".to_owned()));
         };
-        let report = locked
-            .restore(&planned.original, &written.sha256, true)
-            .map_err(|e| edit_error(&path, e))?;
-        tracing::info!(path = %path.display(), kept = ?report.kept, "manifest restored");
+        let kept = match locked.restore(&planned.original, &written.sha256, true) {
+            Ok(report) => report.kept,
+            // The original is in place; only the directory fsync failed.
+            Err(EditError::NotDurable { source, .. }) => {
+                tracing::warn!(path = %path.display(), error = %source,
+                    "original restored, but the directory could not be fsynced");
+                None
+            }
+            // Someone else's content, or a restore that did not read back:
+            // nothing more to try.
+            Err(e @ (EditError::Changed { .. } | EditError::VerifyFailed { .. })) => {
+                return Err(edit_error(&path, e));
+            }
+            // Most likely the rejected copy could not be kept (full or
+            // missing backup directory). Keeping it is for inspection; putting
+            // back the configuration that worked must not depend on it.
+            Err(first) => {
+                tracing::warn!(path = %path.display(), error = %first,
+                    "restore failed; retrying without keeping the rejected content");
+                match locked.restore(&planned.original, &written.sha256, false) {
+                    Ok(_) => None,
+                    Err(EditError::NotDurable { source, .. }) => {
+                        tracing::warn!(path = %path.display(), error = %source,
+                            "original restored, but the directory could not be fsynced");
+                        None
+                    }
+                    Err(second) => {
+                        return Err(ChangeError::Other(format!(
+                            "{}: cannot restore the original content: {first}; retried without \
+                             keeping the rejected content: {second}",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+        };
+        tracing::info!(path = %path.display(), kept = ?kept, "manifest restored");
         self.rolled_back = true;
         // The lock stays held until this change is dropped: the transaction
         // still gates the rollback.
-        Ok(RolledBackChange::new(report.kept))
+        Ok(RolledBackChange::new(kept))
     }
 }
 
@@ -603,6 +638,29 @@ mod tests {
             .collect();
         assert_eq!(visible, ["kube-apiserver.yaml"]);
         assert!(matches!(c.rollback(), Err(ChangeError::Invalid { .. })));
+    }
+
+    #[test]
+    fn rollback_restores_the_original_even_when_the_rejected_copy_cannot_be_kept() {
+        let (root, path) = node(POD, "kube-apiserver.yaml");
+        let backups = root.path().join("backups");
+        let file = ManifestFile::open(
+            &path,
+            FileOptions::default().backup(Backup::Dir(backups.clone())),
+        )
+        .unwrap();
+        let mut c = ManifestChange::new(file, Edit::new().set_flag("--profiling", "false"));
+        c.plan().unwrap();
+        let backup = c.apply().unwrap().backup.unwrap();
+        let kept = std::fs::read(&backup).unwrap();
+        // The backup directory becomes unusable (a full disk behaves alike):
+        // the rejected copy cannot be written there any more.
+        std::fs::rename(&backups, root.path().join("moved-away")).unwrap();
+        std::fs::write(&backups, "not a directory").unwrap();
+        let rolled = c.rollback().unwrap();
+        assert_eq!(rolled.broken_copy, None);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), POD);
+        assert_eq!(kept, POD.as_bytes());
     }
 
     #[test]

@@ -36,7 +36,9 @@ use crate::witness::FlagExpectation;
 /// * [`rollback`](Self::rollback) restores the configuration from before
 ///   `apply` and keeps the rejected configuration somewhere the component
 ///   will not load it (for a static-pod manifest: a hidden file, or outside
-///   the manifest directory), reporting where.
+///   the manifest directory), reporting where. Restoring comes first: a
+///   rejected copy that cannot be written must not keep the original from
+///   being put back (report no copy then).
 pub trait Change {
     /// Works out what the change will do, without touching anything.
     ///
