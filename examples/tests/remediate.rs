@@ -462,7 +462,10 @@ fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
 
 #[test]
 fn no_witness_verify_cmd_and_a_keyed_audit_log() {
-    let bed = Bed::start(|b| b);
+    // The endpoint-transition witness needs the endpoint down for two polls:
+    // a server that takes 300 ms to start is down long enough even on a
+    // loaded machine.
+    let bed = Bed::start(|b| b.args(["--sim-startup-delay=300ms"]));
     let dir = bed._dir.path();
     let key = dir.join("audit.key");
     let log = dir.join("remediate.jsonl");
