@@ -38,7 +38,9 @@ type EventCallback<'a> = Box<dyn FnMut(&Event) + 'a>;
 ///    process answering `ok` right after the write does not pass. Success
 ///    needs the settle window (continuous health for the settle duration and
 ///    the consecutive successes). A crash loop fails at once.
-/// 6. **Verify** (optional).
+/// 6. **Verify** (optional); once the verifier passed, one more probe (and
+///    witness observation) must still find the component healthy and
+///    restarted, since the verifier may have run for a while.
 /// 7. On any failure after the write: **roll back**, keeping the rejected
 ///    configuration for inspection, and gate the rollback the same way (old
 ///    flags witnessed, healthy, settled) → [`Outcome::RolledBack`], or
@@ -230,7 +232,14 @@ impl<'a> Transaction<'a> {
                         reason: "no evidence recorded".to_owned(),
                     },
                 };
-                match self.run_verifier(&mut timings) {
+                let verified = self.run_verifier(&mut timings).and_then(|ran| {
+                    if ran {
+                        self.confirm_after_verify(use_witness)
+                    } else {
+                        Ok(())
+                    }
+                });
+                match verified {
                     Ok(()) => {
                         timings.total = self.started.elapsed();
                         let outcome = Outcome::Applied {
@@ -269,9 +278,10 @@ impl<'a> Transaction<'a> {
         WitnessMode::Use
     }
 
-    fn run_verifier(&mut self, timings: &mut Timings) -> Result<(), FailureReason> {
+    /// Runs the verifier, if any; `Ok(true)` when one ran and passed.
+    fn run_verifier(&mut self, timings: &mut Timings) -> Result<bool, FailureReason> {
         let Some(mut verifier) = self.verifier.take() else {
-            return Ok(());
+            return Ok(false);
         };
         let t = Instant::now();
         let result = verifier.verify(self.policy.verify_timeout);
@@ -280,10 +290,49 @@ impl<'a> Transaction<'a> {
         match result {
             Ok(detail) => {
                 self.emit(Phase::Verify, EventKind::Verified { detail });
-                Ok(())
+                Ok(true)
             }
             Err(detail) => Err(FailureReason::VerificationFailed { detail }),
         }
+    }
+
+    /// One more look once the verifier passed (it may have run for a
+    /// minute): the component must still be healthy, and the witness must
+    /// still see the restarted process.
+    fn confirm_after_verify(&mut self, use_witness: bool) -> Result<(), FailureReason> {
+        let outcome = self.probe.check(self.policy.probe_timeout);
+        let state = if use_witness {
+            self.witness.as_mut().map(|w| w.observe(&outcome))
+        } else {
+            None
+        };
+        self.emit(
+            Phase::Verify,
+            EventKind::Probe {
+                outcome: outcome.clone(),
+                attempt: 1,
+            },
+        );
+        let witnessed = match state {
+            Some(state) if !state.is_witnessed() => {
+                self.emit(Phase::Verify, EventKind::Witness { state });
+                false
+            }
+            _ => true,
+        };
+        if witnessed && outcome.is_healthy() {
+            return Ok(());
+        }
+        let reason = FailureReason::UnhealthyAfterVerification {
+            last_probe: Some(outcome),
+        };
+        self.emit(
+            Phase::Verify,
+            EventKind::GateFailed {
+                reason: reason.clone(),
+            },
+        );
+        Err(reason)
     }
 
     fn roll_back(

@@ -376,3 +376,50 @@ fn durations_too_large_for_the_clock_are_rejected_not_a_panic() {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a: 1\n");
     }
 }
+
+#[test]
+fn a_component_that_dies_while_the_verifier_runs_is_not_applied() {
+    // The verifier can take a minute; health from before it says nothing
+    // about the component the change is left running with.
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "a: 1\n");
+    let died = Arc::new(AtomicU32::new(0));
+    let probe_died = Arc::clone(&died);
+    let events = Events::default();
+    let outcome = Transaction::new(
+        FileReplace::new(&path, "a: 2\n").restart_expected(false),
+        FnProbe::new("dies during verification", move |_t| {
+            if probe_died.load(Ordering::SeqCst) == 0 {
+                ProbeOutcome::healthy("ok")
+            } else {
+                ProbeOutcome::new(
+                    ProbeStatus::Unreachable,
+                    "connection refused",
+                    Duration::ZERO,
+                )
+            }
+        }),
+    )
+    .verifier(FnVerifier::new("slow audit", move |_t| {
+        died.store(1, Ordering::SeqCst);
+        Ok("1.2.18 PASS".to_owned())
+    }))
+    .policy(
+        policy()
+            .deadline(Duration::from_secs(5))
+            .rollback_deadline(Duration::from_millis(300)),
+    )
+    .on_event(events.sink())
+    .run();
+    let Outcome::RollbackFailed {
+        reason: FailureReason::UnhealthyAfterVerification { last_probe },
+        ..
+    } = &outcome
+    else {
+        panic!("{outcome}\n{}", events.dump());
+    };
+    assert_eq!(
+        last_probe.as_ref().unwrap().status,
+        ProbeStatus::Unreachable
+    );
+}
