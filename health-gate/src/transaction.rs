@@ -549,6 +549,24 @@ impl<'a> Transaction<'a> {
                         },
                     );
                 }
+                // The settle window is continuous health of ONE restarted
+                // process: when the witness now names another one (the one
+                // it saw died and was replaced between two polls), the
+                // window starts over.
+                if let (
+                    Some(WitnessState::Witnessed { evidence: before }),
+                    WitnessState::Witnessed { evidence: now_seen },
+                ) = (&last_witness, &state)
+                    && before != now_seen
+                    && let Some((since, _)) = streak.take()
+                {
+                    self.emit(
+                        phase,
+                        EventKind::SettleInterrupted {
+                            after: observed - since,
+                        },
+                    );
+                }
                 match &state {
                     WitnessState::CrashLoop { restarts, detail } => {
                         let after = observed - write_at;

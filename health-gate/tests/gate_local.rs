@@ -423,3 +423,51 @@ fn a_component_that_dies_while_the_verifier_runs_is_not_applied() {
         ProbeStatus::Unreachable
     );
 }
+
+/// A witness that sees a different restarted process at every poll (each
+/// lives shorter than a poll interval and is replaced at once).
+struct ReplacedEveryPoll(u32);
+
+impl kubesafe_health_gate::witness::RestartWitness for ReplacedEveryPoll {
+    fn describe(&self) -> String {
+        "replaced every poll".to_owned()
+    }
+    fn prepare(
+        &mut self,
+        _ctx: &kubesafe_health_gate::witness::WitnessContext<'_>,
+    ) -> Result<(), kubesafe_health_gate::WitnessError> {
+        Ok(())
+    }
+    fn observe(&mut self, _probe: &ProbeOutcome) -> kubesafe_health_gate::witness::WitnessState {
+        self.0 += 1;
+        kubesafe_health_gate::witness::WitnessState::Witnessed {
+            evidence: format!("pid {} started after the write", 1000 + self.0),
+        }
+    }
+}
+
+#[test]
+fn the_settle_window_is_health_of_one_restarted_process() {
+    // Healthy at every poll, but never the same process twice: no process
+    // stayed up for the settle window, so the change must not pass.
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "a: 1\n");
+    let outcome = Transaction::new(
+        FileReplace::new(&path, "a: 2\n").restart_expected(true),
+        FnProbe::from_result("fine", || Ok(())),
+    )
+    .witness(ReplacedEveryPoll(0))
+    .policy(
+        policy()
+            .deadline(Duration::from_millis(600))
+            .rollback_deadline(Duration::from_millis(300))
+            .settle(Duration::from_millis(200), 2),
+    )
+    .run();
+    // (The rollback meets the same witness and cannot settle either.)
+    assert!(!outcome.is_applied(), "{outcome}");
+    assert!(
+        matches!(outcome.reason(), Some(FailureReason::Unhealthy { .. })),
+        "{outcome}"
+    );
+}
