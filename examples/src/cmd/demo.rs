@@ -269,7 +269,7 @@ fn remediation(
         .timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| e.to_string())?;
-    let witness = remediate::process_witness(&file, &edit, None)?;
+    let witness = remediate::process_witness(&file, &edit, None, false)?;
     let policy = GatePolicy::default()
         .deadline(DEADLINE)
         .rollback_deadline(DEADLINE)

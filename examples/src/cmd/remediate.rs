@@ -130,6 +130,13 @@ pub(crate) struct RemediateArgs {
     #[arg(long, value_name = "NAME", conflicts_with = "no_witness")]
     process: Option<String>,
 
+    /// Count processes of every network namespace as the component. By default only
+    /// those in kubesafe's own network namespace count (another cluster's
+    /// kube-apiserver, e.g. a kind node's, is visible under /proc but is not the one
+    /// probed); use this when kubesafe runs in a pod without hostNetwork.
+    #[arg(long, conflicts_with = "no_witness")]
+    process_any_netns: bool,
+
     /// Do not look for the restarted process under /proc (e.g. when kubesafe runs where
     /// the node's /proc is not visible); the restart is then witnessed by the health
     /// endpoint going down and coming back, which cannot check the flags.
@@ -269,11 +276,14 @@ fn edit_from_args(args: &RemediateArgs) -> Result<Edit, Fail> {
 
 /// The process witness for the component edited by `edit`: the process named after
 /// the container (or `process`), told apart from other instances by the values of
-/// `--secure-port` and `--bind-address` in the manifest when the edit leaves them alone.
+/// `--secure-port`, `--bind-address` and `--advertise-address` in the manifest when the
+/// edit leaves them alone, and (unless `any_netns`) by running in this program's network
+/// namespace.
 pub(crate) fn process_witness(
     file: &ManifestFile,
     edit: &Edit,
     process: Option<&str>,
+    any_netns: bool,
 ) -> Result<ProcessWitness, String> {
     let manifest = file.read().map_err(|e| e.to_string())?;
     let container = match &edit.container {
@@ -281,7 +291,10 @@ pub(crate) fn process_witness(
         None => manifest.default_container().map_err(|e| e.to_string())?,
     };
     let mut witness = ProcessWitness::new(process.unwrap_or(&container));
-    for flag in ["--secure-port", "--bind-address"] {
+    if any_netns {
+        witness = witness.any_network_namespace();
+    }
+    for flag in ["--secure-port", "--bind-address", "--advertise-address"] {
         let touched = edit.ops.iter().any(|op| match op {
             Op::SetFlag { flag: f, .. }
             | Op::RemoveFlag { flag: f }
@@ -647,7 +660,15 @@ fn execute(args: RemediateArgs) -> Result<u8, Fail> {
         let witness = if args.no_witness {
             None
         } else {
-            Some(process_witness(&file, &edit, args.process.as_deref()).map_err(Fail::before)?)
+            Some(
+                process_witness(
+                    &file,
+                    &edit,
+                    args.process.as_deref(),
+                    args.process_any_netns,
+                )
+                .map_err(Fail::before)?,
+            )
         };
         Ok((file, probe, witness))
     });
@@ -818,6 +839,35 @@ mod tests {
         assert!(parse_mount("log:/var/log/k").is_err());
         assert!(parse_mount("log:relative:/x").is_err());
         assert!(parse_mount("log:/a:/b:rx").is_err());
+    }
+
+    #[test]
+    fn the_witness_selects_this_node_s_apiserver_by_its_addresses_and_port() {
+        // `--secure-port=6443` is the same in every kubeadm cluster (a kind
+        // node's apiserver too); the advertise address is this node's.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kube-apiserver.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    - kube-apiserver\n    - --advertise-address=10.0.0.5\n    - --secure-port=6443\n",
+        )
+        .unwrap();
+        let file = ManifestFile::open(&path, FileOptions::default()).unwrap();
+        let edit = Edit::new().set_flag("--profiling", "false");
+        let w = process_witness(&file, &edit, None, false).unwrap();
+        let d = kubesafe_health_gate::witness::RestartWitness::describe(&w);
+        assert_eq!(
+            d,
+            "process `kube-apiserver` with --secure-port=6443 with --advertise-address=10.0.0.5"
+        );
+        // An edit of a selector flag cannot select by its old value.
+        let edit = Edit::new().set_flag("--advertise-address", "10.0.0.6");
+        let w = process_witness(&file, &edit, Some("apiserver"), true).unwrap();
+        let d = kubesafe_health_gate::witness::RestartWitness::describe(&w);
+        assert_eq!(
+            d,
+            "process `apiserver` with --secure-port=6443, in any network namespace"
+        );
     }
 
     #[test]
