@@ -550,3 +550,20 @@ fn unusable_probe_credentials_fail_before_the_change_and_are_audited() {
     );
     assert_eq!(records[0]["parameters"]["edit"]["ops"][0]["value"], "false");
 }
+
+#[test]
+fn insecure_is_announced_on_stderr_even_with_json() {
+    let bed = Bed::start(|b| b);
+    let mut args = bed.args(&["--set", "--profiling", "false", "--insecure", "--json"]);
+    // --insecure replaces the CA bundle.
+    let ca = args.iter().position(|a| a == "--cacert").unwrap();
+    args.drain(ca..ca + 2);
+    let o = Command::new(BIN).args(&args).output().unwrap();
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("kubesafe: warning: --insecure: ") && err.contains("NOT verified"),
+        "{err}"
+    );
+}

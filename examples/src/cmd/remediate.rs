@@ -121,7 +121,8 @@ pub(crate) struct RemediateArgs {
     #[arg(long, value_name = "F", conflicts_with_all = ["cert", "key"])]
     token_file: Option<PathBuf>,
 
-    /// Do not verify the endpoint's certificate (test clusters only).
+    /// Do not verify the endpoint's certificate (test clusters only; says so on
+    /// stderr).
     #[arg(long, conflicts_with = "cacert")]
     insecure: bool,
 
@@ -533,8 +534,21 @@ fn build_probe(args: &RemediateArgs) -> Result<HttpProbe, Fail> {
     }
     if args.insecure {
         b = b.insecure_skip_tls_verify();
+        eprintln!(
+            "kubesafe: warning: --insecure: the TLS certificate of {} is NOT verified; anyone \
+             able to answer on that address can pass the gate (test clusters only)",
+            args.probe
+        );
     }
-    b.build().map_err(|e| Fail::before(format!("--probe: {e}")))
+    // The library logs the same warning; shown with -v or RUST_LOG.
+    if tracing::level_filters::LevelFilter::current() > tracing::level_filters::LevelFilter::WARN {
+        b.build()
+    } else {
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            b.build()
+        })
+    }
+    .map_err(|e| Fail::before(format!("--probe: {e}")))
 }
 
 fn open_audit(args: &RemediateArgs) -> Result<Option<AuditLog<FileSink>>, Fail> {
