@@ -56,10 +56,15 @@ pub(crate) enum RunEnd {
     SpawnFailed(std::io::Error),
 }
 
-/// Runs `program`, killing it (SIGKILL) if it outlives `timeout`.
+/// Runs `program`, killing it (SIGKILL) if it outlives `timeout` — it and
+/// every process it started: it runs as the leader of its own process group,
+/// and the whole group is killed (a `sh -c` verify command's programs are
+/// the shell's children).
 pub(crate) fn run(program: &Program, timeout: Duration) -> RunEnd {
+    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(&program.program);
     cmd.args(&program.args)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -93,6 +98,12 @@ pub(crate) fn run(program: &Program, timeout: Duration) -> RunEnd {
         sleep = (sleep * 2).min(Duration::from_millis(20));
     };
     let Some(status) = status else {
+        // The group id is the child's pid (process_group(0)); the group
+        // outlives its leader, so kill the group before reaping the leader.
+        let _ = rustix::process::kill_process_group(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::KILL,
+        );
         let _ = child.kill();
         let _ = child.wait();
         return RunEnd::TimedOut;
