@@ -567,3 +567,48 @@ fn insecure_is_announced_on_stderr_even_with_json() {
         "{err}"
     );
 }
+
+#[test]
+fn a_run_killed_mid_transaction_is_noticed_by_the_next_one() {
+    // kill -9 during the gate: the lock dies with the process, the manifest
+    // holds the new, never-judged content. The next run must not build on it
+    // as if it were a known-good configuration.
+    let bed = Bed::start(|b| b);
+    let before = bed.manifest();
+    let mut args = bed.args(&["--set", "--profiling", "false"]);
+    let settle = args.iter().position(|a| a == "300ms").unwrap();
+    args[settle] = "15s".to_owned();
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            if line.unwrap().contains("apply     written") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the change was written");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap();
+    let unjudged = bed.manifest();
+    assert_ne!(unjudged, before);
+
+    let o = bed.run(&["--set", "--anonymous-auth", "false"]);
+    assert_eq!(code(&o), 1, "{}\n{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("did not finish"), "{err}");
+    assert!(
+        err.contains(".kube-apiserver.yaml.kubesafe-transaction"),
+        "{err}"
+    );
+    assert!(err.contains("kubesafe-backups"), "names the backup: {err}");
+    assert_eq!(bed.manifest(), unjudged, "nothing changed");
+}

@@ -100,6 +100,22 @@ pub enum ChangeError {
         /// The file.
         path: PathBuf,
     },
+    /// An earlier transaction on this file never reached its verdict (its
+    /// process was killed): the file may hold content no gate judged.
+    /// Nothing was written. Check the component, restore the backup the
+    /// marker names if needed, then delete the marker.
+    #[error(
+        "a previous kubesafe transaction did not finish ({detail}): the file may hold content \
+         that was never judged healthy; check the component, restore the backup if needed, \
+         then delete {}",
+        marker.display()
+    )]
+    Unfinished {
+        /// The marker file (`.NAME.kubesafe-transaction` beside the file).
+        marker: PathBuf,
+        /// What the marker says (file, pid, start, backup).
+        detail: String,
+    },
     /// `apply` or `rollback` before a successful `plan`.
     #[error("the change was not planned")]
     NotPlanned,

@@ -50,7 +50,8 @@ gated the same way. A comment-only edit restarts nothing, so nothing is waited f
 Exit status:
   0  applied: the change is in place, the component restarted with it and is healthy
   1  failed before anything changed (bad manifest or edit, not healthy before, lock
-     held by another kubesafe writer, unusable probe credentials, audit log unusable)
+     held by another kubesafe writer, unusable probe credentials, audit log unusable,
+     an earlier run killed before its verdict: see .NAME.kubesafe-transaction)
   2  usage error
   3  rolled back: the change was rejected; the original manifest is back and healthy
   4  ROLLBACK FAILED: needs a human; the output names the backup to restore by hand

@@ -9,6 +9,7 @@ use kubesafe_manifest_edit::{
 };
 
 use super::file_replace::{container_argv, decode, flag_diff};
+use super::journal::Journal;
 use super::{AppliedChange, Change, ChangePlan, RestartExpectation, RolledBackChange};
 use crate::error::ChangeError;
 use crate::witness::FlagExpectation;
@@ -97,8 +98,28 @@ pub struct ManifestChange {
     description: Option<String>,
     planned: Option<Planned>,
     held: Option<LockedManifestFile>,
+    journal: Option<Journal>,
     written: Option<Written>,
     rolled_back: bool,
+}
+
+impl Drop for ManifestChange {
+    fn drop(&mut self) {
+        // The transaction's verdict is in: the marker goes, then the lock.
+        if let Some(j) = self.journal.take() {
+            j.finish();
+        }
+    }
+}
+
+/// `.NAME.kubesafe-transaction` beside the lock file `.NAME.lock`.
+fn marker_beside(lock: &Path) -> PathBuf {
+    let name = lock
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".lock").unwrap_or(&name);
+    lock.with_file_name(format!("{stem}.kubesafe-transaction"))
 }
 
 #[derive(Clone)]
@@ -144,6 +165,7 @@ impl ManifestChange {
             description: None,
             planned: None,
             held: None,
+            journal: None,
             written: None,
             rolled_back: false,
         }
@@ -372,12 +394,17 @@ impl Change for ManifestChange {
                 reason: "already applied".to_owned(),
             });
         }
-        // A hold left from an earlier apply/rollback round of this change.
+        // A hold (and marker) left from an earlier apply/rollback round of
+        // this change.
+        if let Some(j) = self.journal.take() {
+            j.finish();
+        }
         self.held = None;
         let locked = self
             .file
             .lock_exclusive()
             .map_err(|e| edit_error(&path, e))?;
+        let journal = Journal::begin(marker_beside(&self.file.lock_path()), &path)?;
         let report = match locked.apply_if_unchanged(&self.edit, &planned.original_sha256) {
             Ok(report) => report,
             Err(EditError::NotDurable { source, .. }) => {
@@ -385,6 +412,10 @@ impl Change for ManifestChange {
                 // `apply` failing must mean "nothing changed": put the
                 // original back under the same hold.
                 let undo = locked.restore(&planned.original, &planned.new_sha256, false);
+                if undo.is_ok() {
+                    journal.finish();
+                }
+                // Else the file may hold the new content: the marker stays.
                 return Err(match undo {
                     Ok(_) => ChangeError::Write {
                         path,
@@ -404,8 +435,20 @@ impl Change for ManifestChange {
                     )),
                 });
             }
-            Err(e) => return Err(edit_error(&path, e)),
+            Err(e) => {
+                journal.finish();
+                return Err(edit_error(&path, e));
+            }
         };
+        if report.written {
+            if let Err(e) = journal.record_backup(report.backup.as_deref()) {
+                tracing::warn!(path = %path.display(), error = %e,
+                    "cannot record the backup in the transaction marker");
+            }
+            self.journal = Some(journal);
+        } else {
+            journal.finish();
+        }
         if report.written && report.after_sha256 != planned.new_sha256 {
             // Cannot happen: the edit is deterministic and the content is the
             // one planned. Keep going with what is really there.
@@ -661,6 +704,37 @@ mod tests {
         assert_eq!(rolled.broken_copy, None);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), POD);
         assert_eq!(kept, POD.as_bytes());
+    }
+
+    #[test]
+    fn the_in_progress_marker_lives_from_apply_to_drop_and_blocks_after_a_kill() {
+        let (_root, path) = node(POD, "kube-apiserver.yaml");
+        let marker = path
+            .parent()
+            .unwrap()
+            .join(".kube-apiserver.yaml.kubesafe-transaction");
+        let mut c =
+            ManifestChange::open(&path, Edit::new().set_flag("--profiling", "false")).unwrap();
+        c.plan().unwrap();
+        assert!(!marker.exists());
+        let backup = c.apply().unwrap().backup.unwrap();
+        let left = std::fs::read_to_string(&marker).unwrap();
+        assert!(left.contains(&backup.display().to_string()), "{left}");
+        c.rollback().unwrap();
+        assert!(marker.exists(), "the rollback is still being judged");
+        drop(c);
+        assert!(!marker.exists());
+
+        // What a killed transaction leaves: the next change writes nothing.
+        std::fs::write(&marker, &left).unwrap();
+        let mut c =
+            ManifestChange::open(&path, Edit::new().set_flag("--profiling", "false")).unwrap();
+        c.plan().unwrap();
+        let err = c.apply().unwrap_err();
+        assert!(matches!(err, ChangeError::Unfinished { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), POD);
+        drop(c);
+        assert!(marker.exists());
     }
 
     #[test]
