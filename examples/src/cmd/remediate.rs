@@ -522,7 +522,7 @@ fn guard_signals(backup_dir: Option<PathBuf>) -> Option<signal_hook::iterator::H
     Some(handle)
 }
 
-fn build_probe(args: &RemediateArgs) -> Result<HttpProbe, Fail> {
+fn build_probe(args: &RemediateArgs, show_library_logs: bool) -> Result<HttpProbe, Fail> {
     let mut b = HttpProbe::builder(&args.probe).verbose(true);
     if let Some(ca) = &args.cacert {
         b = b.ca_file(ca);
@@ -542,14 +542,24 @@ fn build_probe(args: &RemediateArgs) -> Result<HttpProbe, Fail> {
         );
     }
     // The library logs the same warning; shown with -v or RUST_LOG.
-    if tracing::level_filters::LevelFilter::current() > tracing::level_filters::LevelFilter::WARN {
-        b.build()
+    library_logs(show_library_logs, || b.build()).map_err(|e| Fail::before(format!("--probe: {e}")))
+}
+
+/// Whether the libraries' own log lines are shown: with -v or RUST_LOG above `warn`.
+/// Otherwise the command's progress lines say what their warnings (a gate failing, a
+/// rollback) would repeat. Decide it once, before any [`library_logs`] call: a scoped
+/// subscriber changes what `LevelFilter::current()` reports afterwards.
+fn show_library_logs() -> bool {
+    tracing::level_filters::LevelFilter::current() > tracing::level_filters::LevelFilter::WARN
+}
+
+/// Runs `f` with the libraries' log lines shown or muted.
+fn library_logs<T>(show: bool, f: impl FnOnce() -> T) -> T {
+    if show {
+        f()
     } else {
-        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-            b.build()
-        })
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), f)
     }
-    .map_err(|e| Fail::before(format!("--probe: {e}")))
 }
 
 fn open_audit(args: &RemediateArgs) -> Result<Option<AuditLog<FileSink>>, Fail> {
@@ -662,6 +672,7 @@ fn policy_from_args(args: &RemediateArgs) -> Result<GatePolicy, Fail> {
 }
 
 fn execute(args: RemediateArgs) -> Result<u8, Fail> {
+    let show_logs = show_library_logs();
     let edit = edit_from_args(&args)?;
     let policy = policy_from_args(&args)?;
     if args.dry_run {
@@ -671,7 +682,7 @@ fn execute(args: RemediateArgs) -> Result<u8, Fail> {
     // that fails before the change.
     let mut audit = open_audit(&args)?;
     let prepared = open_manifest(&args).and_then(|file| {
-        let probe = build_probe(&args)?;
+        let probe = build_probe(&args, show_logs)?;
         let witness = if args.no_witness {
             None
         } else {
@@ -719,17 +730,7 @@ fn execute(args: RemediateArgs) -> Result<u8, Fail> {
             eprintln!("kubesafe: {}", event_line(e));
         }
     };
-    // The progress lines say what the library's warnings (a gate failing, a rollback)
-    // would repeat; those are shown with -v or RUST_LOG.
-    let result = if tracing::level_filters::LevelFilter::current()
-        > tracing::level_filters::LevelFilter::WARN
-    {
-        run_gated(request, progress)
-    } else {
-        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-            run_gated(request, progress)
-        })
-    };
+    let result = library_logs(show_logs, || run_gated(request, progress));
     if let Some(h) = signals {
         h.close();
     }
