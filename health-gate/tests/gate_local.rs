@@ -20,11 +20,22 @@ use kubesafe_health_gate::probe::{CommandProbe, FnProbe, ProbeOutcome, ProbeStat
 use kubesafe_health_gate::verify::FnVerifier;
 use kubesafe_health_gate::{FileReplace, GatePolicy, Outcome, Transaction};
 
+/// Generous deadlines (tests that expect success must pass on a loaded CI
+/// machine); tests that expect a failure shorten the change's deadline and
+/// keep the rollback's generous.
 fn policy() -> GatePolicy {
     GatePolicy::default()
-        .deadline(Duration::from_millis(600))
+        .deadline(Duration::from_secs(10))
         .settle(Duration::from_millis(50), 2)
-        .preflight(Some(Duration::from_millis(300)))
+        .preflight(Some(Duration::from_secs(5)))
+}
+
+/// For a change expected to fail: a short deadline for it, a generous one
+/// for its rollback.
+fn failing(deadline_ms: u64) -> GatePolicy {
+    policy()
+        .deadline(Duration::from_millis(deadline_ms))
+        .rollback_deadline(Duration::from_secs(10))
 }
 
 fn config(dir: &Path, text: &str) -> std::path::PathBuf {
@@ -69,7 +80,7 @@ fn command_probe_rejects_a_bad_change() {
         FileReplace::new(&path, "mode: reckless\n").restart_expected(false),
         grep_probe(&path, "mode: safe"),
     )
-    .policy(policy())
+    .policy(failing(600))
     .run();
     let Outcome::RolledBack {
         reason: FailureReason::Unhealthy { last_probe, .. },
@@ -111,7 +122,7 @@ fn closure_probe_with_the_default_down_then_up_witness() {
     });
     let events = Events::default();
     let outcome = Transaction::new(FileReplace::new(&path, "replicas: 2\n"), probe)
-        .policy(policy().deadline(Duration::from_secs(3)))
+        .policy(policy())
         .on_event(events.sink())
         .run();
     let Outcome::Applied {
@@ -135,7 +146,7 @@ fn restart_that_never_shows_is_rolled_back() {
         FileReplace::new(&path, "replicas: 2\n"),
         FnProbe::from_result("old process", || Ok(())),
     )
-    .policy(policy().deadline(Duration::from_millis(400)))
+    .policy(failing(400))
     .run();
     // Nothing restarted, so the rollback restores the configuration the
     // original process still runs; its health confirms the rollback.
@@ -168,7 +179,8 @@ fn rollback_that_stays_unhealthy_is_rollback_failed_with_the_backup() {
             })
         },
     )
-    .policy(policy())
+    // Both fail: short deadlines for both.
+    .policy(policy().deadline(Duration::from_millis(600)))
     .run();
     let Outcome::RollbackFailed {
         reason,
@@ -253,7 +265,7 @@ fn outcome_and_events_serialize_to_stable_json() {
             }
         }),
     )
-    .policy(policy().deadline(Duration::from_millis(200)))
+    .policy(failing(200))
     .on_event(events.sink())
     .run();
     insta::assert_json_snapshot!("rolled_back_outcome", outcome, {
@@ -305,11 +317,7 @@ fn a_probe_cut_short_by_the_deadline_does_not_hide_the_last_answer() {
         FileReplace::new(&path, "auth: strict\n").restart_expected(false),
         probe,
     )
-    .policy(
-        policy()
-            .deadline(Duration::from_millis(500))
-            .probe_timeout(full),
-    )
+    .policy(failing(500).probe_timeout(full))
     .run();
     let Outcome::RolledBack { reason, .. } = &outcome else {
         panic!("{outcome}");

@@ -172,16 +172,13 @@ fn hanging_server_times_out_within_the_timeout() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    // The reason first, then a bound far below the probe's own 30 s.
     assert_eq!(o.status, ProbeStatus::TimedOut, "{o}");
-    assert!(o.latency < Duration::from_millis(1500), "{:?}", o.latency);
+    assert!(o.latency < Duration::from_secs(5), "{:?}", o.latency);
     let t = Instant::now();
     let o = probe.check(Duration::from_millis(200));
     assert_eq!(o.status, ProbeStatus::TimedOut, "{o}");
-    assert!(
-        t.elapsed() < Duration::from_millis(1200),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
 
 #[test]
