@@ -612,3 +612,65 @@ fn a_run_killed_mid_transaction_is_noticed_by_the_next_one() {
     assert!(err.contains("kubesafe-backups"), "names the backup: {err}");
     assert_eq!(bed.manifest(), unjudged, "nothing changed");
 }
+
+#[test]
+fn a_second_interrupt_aborts_with_130_and_leaves_the_change_marked_unfinished() {
+    let help = stdout(
+        &Command::new(BIN)
+            .args(["remediate", "--help"])
+            .output()
+            .unwrap(),
+    );
+    assert!(help.contains("  130  aborted by a second"), "{help}");
+    let demo_help = stdout(&Command::new(BIN).args(["demo", "--help"]).output().unwrap());
+    assert!(demo_help.contains("130"), "{demo_help}");
+
+    let bed = Bed::start(|b| b);
+    let mut args = bed.args(&["--set", "--profiling", "false"]);
+    let settle = args.iter().position(|a| a == "300ms").unwrap();
+    args[settle] = "15s".to_owned();
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(pipe).lines() {
+            let line = line.unwrap();
+            if line.contains("settle window started") || line.contains("SIGINT received") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let int = || {
+        let kill = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+    };
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the gate reached the settle window");
+    int();
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the first interrupt was noted");
+    int();
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("aborted by a second SIGINT"), "{err}");
+    // The unjudged change stays marked: the next run will not build on it.
+    let marker = bed
+        .node
+        .manifest_path()
+        .with_file_name(".kube-apiserver.yaml.kubesafe-transaction");
+    assert!(marker.exists(), "{err}");
+    assert!(err.contains(&marker.display().to_string()), "{err}");
+}

@@ -56,6 +56,9 @@ Exit status:
   3  rolled back: the change was rejected; the original manifest is back and healthy
   4  ROLLBACK FAILED: needs a human; the output names the backup to restore by hand
   5  applied, but the audit record could not be written
+  130  aborted by a second Ctrl-C (SIGINT, SIGTERM or SIGHUP; the first one only asks
+     kubesafe to finish the gated change): the manifest may hold the new, unjudged
+     content; the next run refuses to start until .NAME.kubesafe-transaction is removed
 
 Example (kubeadm control-plane node; kubeadm's serving certificate names the advertise
 address, not 127.0.0.1):
@@ -487,7 +490,10 @@ pub(crate) fn manual_restore_commands(backup: &Path, manifest: &Path) -> String 
 /// Installs SIGINT/SIGTERM/SIGHUP handling for the duration of a transaction: the first
 /// signal is noted (the transaction finishes, rolling back on failure); the second
 /// aborts at once. Returns a handle that uninstalls it.
-fn guard_signals(backup_dir: Option<PathBuf>) -> Option<signal_hook::iterator::Handle> {
+fn guard_signals(
+    backup_dir: Option<PathBuf>,
+    marker: PathBuf,
+) -> Option<signal_hook::iterator::Handle> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).ok()?;
     let handle = signals.handle();
@@ -513,7 +519,9 @@ fn guard_signals(backup_dir: Option<PathBuf>) -> Option<signal_hook::iterator::H
                     .unwrap_or_default();
                 eprintln!(
                     "kubesafe: error: aborted by a second {name}: the manifest may hold the new, \
-                     unverified content{where_}"
+                     unverified content{where_}; check the component, then remove {} (the next \
+                     run refuses to start while it is there)",
+                    marker.display()
                 );
                 std::process::exit(130);
             }
@@ -716,7 +724,7 @@ fn execute(args: RemediateArgs) -> Result<u8, Fail> {
         print!("{}", report.diff);
     }
     let backup_dir = file.backup_dir().ok().flatten();
-    let signals = guard_signals(backup_dir);
+    let signals = guard_signals(backup_dir, ManifestChange::transaction_marker(&file));
     let request = Request {
         file,
         edit: edit.clone(),

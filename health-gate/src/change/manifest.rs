@@ -224,6 +224,15 @@ impl ManifestChange {
         self.planned.as_ref().map(|p| p.new_sha256.as_str())
     }
 
+    /// The in-progress marker of transactions on `file`
+    /// (`.NAME.kubesafe-transaction` beside its lock file): present while a
+    /// change is judged, and left behind by a process killed before the
+    /// verdict (see [`ChangeError::Unfinished`]).
+    #[must_use]
+    pub fn transaction_marker(file: &ManifestFile) -> PathBuf {
+        marker_beside(&file.lock_path())
+    }
+
     /// Where the content from before the change was backed up, once applied.
     #[must_use]
     pub fn backup_path(&self) -> Option<&Path> {
@@ -404,7 +413,7 @@ impl Change for ManifestChange {
             .file
             .lock_exclusive()
             .map_err(|e| edit_error(&path, e))?;
-        let journal = Journal::begin(marker_beside(&self.file.lock_path()), &path)?;
+        let journal = Journal::begin(Self::transaction_marker(&self.file), &path)?;
         let report = match locked.apply_if_unchanged(&self.edit, &planned.original_sha256) {
             Ok(report) => report,
             Err(EditError::NotDurable { source, .. }) => {
