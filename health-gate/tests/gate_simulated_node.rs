@@ -534,3 +534,21 @@ fn kubelet_slower_than_the_deadline_rolls_back_to_the_untouched_process() {
     );
     assert_eq!(after.starts, 1);
 }
+
+#[test]
+fn a_simulated_server_whose_kubelet_is_already_gone_exits_at_once() {
+    // The parent-death signal is armed only once the server runs: a kubelet
+    // simulator that died before that (an interrupted demo) would leave an
+    // orphan serving fake health forever. The server checks who its parent
+    // is right after arming it.
+    let out = std::process::Command::new(common::SERVER)
+        .env("KUBESAFE_SIM_PARENT", "999999999")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("kubelet simulator (pid 999999999) is gone"),
+        "{err}"
+    );
+}
