@@ -48,7 +48,8 @@ pub struct GatePolicy {
     pub preflight: Option<Duration>,
     /// Whether health only counts once the witness has seen the restart
     /// (default true). Off, the old process answering `ok` right after the
-    /// write would pass the gate.
+    /// write would pass the gate, and after a rollback the process running
+    /// the rejected configuration would pass the rollback's gate.
     pub require_restart_witness: bool,
     /// Continuous health required before success.
     #[serde(with = "crate::clock::duration_ms", rename = "settle_ms")]

@@ -28,8 +28,9 @@ use crate::witness::{FlagExpectation, effective_value};
 ///   restores the original bytes the same atomic way. When the rejected copy
 ///   cannot be written (full or missing backup directory), the original is
 ///   restored anyway and no rejected copy is reported.
-/// * From apply until the rollback (or until dropped), an exclusive `flock`
-///   is held on `.NAME.lock` beside the file — the lock file of
+/// * From apply until this value is dropped (through the gate, the rollback
+///   and the rollback's gate), an exclusive `flock` is held on `.NAME.lock`
+///   beside the file — the lock file of
 ///   `kubesafe-manifest-edit`'s `ManifestFile` (and so of
 ///   `ManifestChange`), one convention for every kubesafe writer: two
 ///   transactions, or a transaction and a `kubesafe edit`, on the same file

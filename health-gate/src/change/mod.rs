@@ -15,9 +15,9 @@
 //! the file, and remove it when dropped. A process killed mid-transaction
 //! releases the lock but leaves that marker: the file may hold content no
 //! gate judged, so the next change of the file fails with
-//! [`ChangeError::Unfinished`](crate::ChangeError::Unfinished), nothing
-//! written, until a human has checked the component and deleted the marker
-//! (it names the backup of the content from before).
+//! [`ChangeError::Unfinished`], nothing written, until a human has checked
+//! the component and deleted the marker (it names the backup of the content
+//! from before).
 
 pub(crate) mod file_replace;
 mod journal;
