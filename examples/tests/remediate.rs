@@ -435,6 +435,23 @@ fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
             ],
             "--key",
         ),
+        (
+            // A deadline the settle window does not fit in: the gate could
+            // never pass, so nothing may be written.
+            vec![
+                "remediate",
+                "--manifest",
+                m,
+                "--set",
+                "--profiling",
+                "false",
+                "--probe",
+                "https://127.0.0.1:1/livez",
+                "--deadline",
+                "5s",
+            ],
+            "settle window",
+        ),
     ] {
         let o = Command::new(BIN).args(&args).output().unwrap();
         assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
@@ -445,7 +462,10 @@ fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
 
 #[test]
 fn no_witness_verify_cmd_and_a_keyed_audit_log() {
-    let bed = Bed::start(|b| b);
+    // The endpoint-transition witness needs the endpoint down for two polls:
+    // a server that takes 300 ms to start is down long enough even on a
+    // loaded machine.
+    let bed = Bed::start(|b| b.args(["--sim-startup-delay=300ms"]));
     let dir = bed._dir.path();
     let key = dir.join("audit.key");
     let log = dir.join("remediate.jsonl");
@@ -529,4 +549,128 @@ fn unusable_probe_credentials_fail_before_the_change_and_are_audited() {
         records[0]
     );
     assert_eq!(records[0]["parameters"]["edit"]["ops"][0]["value"], "false");
+}
+
+#[test]
+fn insecure_is_announced_on_stderr_even_with_json() {
+    let bed = Bed::start(|b| b);
+    let mut args = bed.args(&["--set", "--profiling", "false", "--insecure", "--json"]);
+    // --insecure replaces the CA bundle.
+    let ca = args.iter().position(|a| a == "--cacert").unwrap();
+    args.drain(ca..ca + 2);
+    let o = Command::new(BIN).args(&args).output().unwrap();
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("kubesafe: warning: --insecure: ") && err.contains("NOT verified"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_run_killed_mid_transaction_is_noticed_by_the_next_one() {
+    // kill -9 during the gate: the lock dies with the process, the manifest
+    // holds the new, never-judged content. The next run must not build on it
+    // as if it were a known-good configuration.
+    let bed = Bed::start(|b| b);
+    let before = bed.manifest();
+    let mut args = bed.args(&["--set", "--profiling", "false"]);
+    let settle = args.iter().position(|a| a == "300ms").unwrap();
+    args[settle] = "15s".to_owned();
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            if line.unwrap().contains("apply     written") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the change was written");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap();
+    let unjudged = bed.manifest();
+    assert_ne!(unjudged, before);
+
+    let o = bed.run(&["--set", "--anonymous-auth", "false"]);
+    assert_eq!(code(&o), 1, "{}\n{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("did not finish"), "{err}");
+    assert!(
+        err.contains(".kube-apiserver.yaml.kubesafe-transaction"),
+        "{err}"
+    );
+    assert!(err.contains("kubesafe-backups"), "names the backup: {err}");
+    assert_eq!(bed.manifest(), unjudged, "nothing changed");
+}
+
+#[test]
+fn a_second_interrupt_aborts_with_130_and_leaves_the_change_marked_unfinished() {
+    let help = stdout(
+        &Command::new(BIN)
+            .args(["remediate", "--help"])
+            .output()
+            .unwrap(),
+    );
+    assert!(help.contains("  130  aborted by a second"), "{help}");
+    let demo_help = stdout(&Command::new(BIN).args(["demo", "--help"]).output().unwrap());
+    assert!(demo_help.contains("130"), "{demo_help}");
+
+    let bed = Bed::start(|b| b);
+    let mut args = bed.args(&["--set", "--profiling", "false"]);
+    let settle = args.iter().position(|a| a == "300ms").unwrap();
+    args[settle] = "15s".to_owned();
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(pipe).lines() {
+            let line = line.unwrap();
+            if line.contains("settle window started") || line.contains("SIGINT received") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let int = || {
+        let kill = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+    };
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the gate reached the settle window");
+    int();
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the first interrupt was noted");
+    int();
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("aborted by a second SIGINT"), "{err}");
+    // The unjudged change stays marked: the next run will not build on it.
+    let marker = bed
+        .node
+        .manifest_path()
+        .with_file_name(".kube-apiserver.yaml.kubesafe-transaction");
+    assert!(marker.exists(), "{err}");
+    assert!(err.contains(&marker.display().to_string()), "{err}");
 }

@@ -100,6 +100,22 @@ pub enum ChangeError {
         /// The file.
         path: PathBuf,
     },
+    /// An earlier transaction on this file never reached its verdict (its
+    /// process was killed): the file may hold content no gate judged.
+    /// Nothing was written. Check the component, restore the backup the
+    /// marker names if needed, then delete the marker.
+    #[error(
+        "a previous kubesafe transaction did not finish ({detail}): the file may hold content \
+         that was never judged healthy; check the component, restore the backup if needed, \
+         then delete {}",
+        marker.display()
+    )]
+    Unfinished {
+        /// The marker file (`.NAME.kubesafe-transaction` beside the file).
+        marker: PathBuf,
+        /// What the marker says (file, pid, start, backup).
+        detail: String,
+    },
     /// `apply` or `rollback` before a successful `plan`.
     #[error("the change was not planned")]
     NotPlanned,
@@ -125,4 +141,28 @@ pub enum PolicyError {
     /// Back-off parameters that break its invariants.
     #[error("invalid back-off: {0}")]
     Backoff(String),
+    /// A deadline the gate can never meet: success needs the settle window,
+    /// which does not fit in it.
+    #[error(
+        "the {setting} ({deadline:?}) must be longer than the settle window ({settle:?}): \
+         the gate could never succeed"
+    )]
+    DeadlineShorterThanSettle {
+        /// `deadline` or `rollback deadline`.
+        setting: &'static str,
+        /// Its value.
+        deadline: std::time::Duration,
+        /// The settle duration.
+        settle: std::time::Duration,
+    },
+    /// A duration out of the usable range.
+    #[error("the {setting} ({value:?}) must be {bounds}")]
+    OutOfRange {
+        /// The setting, e.g. `probe timeout`.
+        setting: &'static str,
+        /// Its value.
+        value: std::time::Duration,
+        /// The allowed range, in words.
+        bounds: &'static str,
+    },
 }

@@ -56,10 +56,15 @@ pub(crate) enum RunEnd {
     SpawnFailed(std::io::Error),
 }
 
-/// Runs `program`, killing it (SIGKILL) if it outlives `timeout`.
+/// Runs `program`, killing it (SIGKILL) if it outlives `timeout` — it and
+/// every process it started: it runs as the leader of its own process group,
+/// and the whole group is killed (a `sh -c` verify command's programs are
+/// the shell's children).
 pub(crate) fn run(program: &Program, timeout: Duration) -> RunEnd {
+    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(&program.program);
     cmd.args(&program.args)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -75,7 +80,8 @@ pub(crate) fn run(program: &Program, timeout: Duration) -> RunEnd {
     };
     let out = child.stdout.take().map(spawn_reader);
     let err = child.stderr.take().map(spawn_reader);
-    let deadline = Instant::now() + timeout;
+    // No deadline when the timeout does not fit the clock (never panic).
+    let deadline = Instant::now().checked_add(timeout);
     let mut sleep = Duration::from_millis(1);
     let status = loop {
         match child.try_wait() {
@@ -84,13 +90,20 @@ pub(crate) fn run(program: &Program, timeout: Duration) -> RunEnd {
             Err(_) => break None,
         }
         let now = Instant::now();
-        if now >= deadline {
+        let left = deadline.map(|d| d.saturating_duration_since(now));
+        if left.is_some_and(|l| l.is_zero()) {
             break None;
         }
-        std::thread::sleep(sleep.min(deadline - now));
+        std::thread::sleep(left.map_or(sleep, |l| sleep.min(l)));
         sleep = (sleep * 2).min(Duration::from_millis(20));
     };
     let Some(status) = status else {
+        // The group id is the child's pid (process_group(0)); the group
+        // outlives its leader, so kill the group before reaping the leader.
+        let _ = rustix::process::kill_process_group(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::KILL,
+        );
         let _ = child.kill();
         let _ = child.wait();
         return RunEnd::TimedOut;

@@ -105,9 +105,23 @@ pub enum FailureReason {
         /// The verifier's reason.
         detail: String,
     },
+    /// Healthy and settled before the verifier ran, but no longer after it
+    /// (or the witness lost the restarted process meanwhile): the verifier's
+    /// verdict is about a component that is gone.
+    UnhealthyAfterVerification {
+        /// The probe after the verifier.
+        last_probe: Option<ProbeOutcome>,
+    },
     /// The rollback could not be written.
     RollbackWriteFailed {
         /// The error.
+        error: String,
+    },
+    /// The [`GatePolicy`](crate::GatePolicy) cannot work (see
+    /// [`GatePolicy::validate`](crate::GatePolicy::validate)); nothing was
+    /// written.
+    InvalidPolicy {
+        /// What is wrong, naming the setting.
         error: String,
     },
 }
@@ -165,7 +179,13 @@ impl std::fmt::Display for FailureReason {
                 human(*after)
             ),
             Self::VerificationFailed { detail } => write!(f, "verification failed: {detail}"),
+            Self::UnhealthyAfterVerification { last_probe } => write!(
+                f,
+                "verified, but no longer healthy after the verification{}",
+                last(last_probe)
+            ),
             Self::RollbackWriteFailed { error } => write!(f, "rollback not written: {error}"),
+            Self::InvalidPolicy { error } => write!(f, "invalid gate policy: {error}"),
         }
     }
 }

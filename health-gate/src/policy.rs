@@ -48,7 +48,8 @@ pub struct GatePolicy {
     pub preflight: Option<Duration>,
     /// Whether health only counts once the witness has seen the restart
     /// (default true). Off, the old process answering `ok` right after the
-    /// write would pass the gate.
+    /// write would pass the gate, and after a rollback the process running
+    /// the rejected configuration would pass the rollback's gate.
     pub require_restart_witness: bool,
     /// Continuous health required before success.
     #[serde(with = "crate::clock::duration_ms", rename = "settle_ms")]
@@ -81,7 +82,63 @@ impl Default for GatePolicy {
     }
 }
 
+/// Longest duration a policy accepts for any of its settings: a gate that
+/// waits longer than a day is a configuration error (and `Instant`
+/// arithmetic with `Duration::MAX` would overflow).
+pub const MAX_POLICY_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 impl GatePolicy {
+    /// Checks that the gate can work with this policy: every duration
+    /// positive and at most [`MAX_POLICY_DURATION`], the deadlines longer
+    /// than the settle window (or the gate could never succeed), the
+    /// back-off's invariants. [`Transaction::run`](crate::Transaction::run)
+    /// calls it first and ends [`Outcome::Failed`](crate::Outcome::Failed),
+    /// nothing written, when it fails.
+    ///
+    /// # Errors
+    /// [`PolicyError`] naming the setting at fault.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        let range = |setting: &'static str, value: Duration| {
+            if value.is_zero() || value > MAX_POLICY_DURATION {
+                Err(PolicyError::OutOfRange {
+                    setting,
+                    value,
+                    bounds: "positive and at most 24h",
+                })
+            } else {
+                Ok(())
+            }
+        };
+        range("deadline", self.deadline)?;
+        range("rollback deadline", self.rollback_deadline)?;
+        if let Some(p) = self.preflight {
+            range("preflight", p)?;
+        }
+        range("probe timeout", self.probe_timeout)?;
+        range("verify timeout", self.verify_timeout)?;
+        if self.settle_duration > MAX_POLICY_DURATION {
+            return Err(PolicyError::OutOfRange {
+                setting: "settle window",
+                value: self.settle_duration,
+                bounds: "at most 24h",
+            });
+        }
+        for (setting, deadline) in [
+            ("deadline", self.deadline),
+            ("rollback deadline", self.rollback_deadline),
+        ] {
+            if deadline <= self.settle_duration {
+                return Err(PolicyError::DeadlineShorterThanSettle {
+                    setting,
+                    deadline,
+                    settle: self.settle_duration,
+                });
+            }
+        }
+        let b = self.backoff;
+        BackoffPolicy::new(b.initial, b.factor, b.max, b.jitter).map(|_| ())
+    }
+
     /// Sets the deadline of the change (and of the rollback, unless set
     /// separately afterwards).
     #[must_use]
@@ -153,6 +210,7 @@ impl GatePolicy {
 /// `factor ≥ 1`, `0 ≤ jitter < 1` and `factor·(1−jitter) ≥ 1`, so the
 /// intervals never shrink before the cap.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawBackoff")]
 pub struct BackoffPolicy {
     #[serde(with = "crate::clock::duration_ms", rename = "initial_ms")]
     initial: Duration,
@@ -160,6 +218,26 @@ pub struct BackoffPolicy {
     #[serde(with = "crate::clock::duration_ms", rename = "max_ms")]
     max: Duration,
     jitter: f64,
+}
+
+/// The serialized form of a [`BackoffPolicy`], checked by
+/// [`BackoffPolicy::new`] on the way in.
+#[derive(Deserialize)]
+struct RawBackoff {
+    #[serde(with = "crate::clock::duration_ms", rename = "initial_ms")]
+    initial: Duration,
+    factor: f64,
+    #[serde(with = "crate::clock::duration_ms", rename = "max_ms")]
+    max: Duration,
+    jitter: f64,
+}
+
+impl TryFrom<RawBackoff> for BackoffPolicy {
+    type Error = PolicyError;
+
+    fn try_from(r: RawBackoff) -> Result<Self, PolicyError> {
+        Self::new(r.initial, r.factor, r.max, r.jitter)
+    }
 }
 
 impl Default for BackoffPolicy {
@@ -395,6 +473,53 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(b.next_interval(), Duration::from_secs(2));
         }
+    }
+
+    #[test]
+    fn deserialized_backoff_keeps_its_invariants() {
+        // A zero initial interval would make the gate spin; serde must not
+        // bypass what `BackoffPolicy::new` checks.
+        let bad = r#"{"initial_ms":0.0,"factor":1.5,"max_ms":100.0,"jitter":0.2}"#;
+        let err = serde_json::from_str::<BackoffPolicy>(bad).unwrap_err();
+        assert!(err.to_string().contains("initial"), "{err}");
+        let shrinking = r#"{"initial_ms":10.0,"factor":0.5,"max_ms":100.0,"jitter":0.2}"#;
+        assert!(serde_json::from_str::<BackoffPolicy>(shrinking).is_err());
+        let good = serde_json::to_string(&BackoffPolicy::default()).unwrap();
+        assert_eq!(
+            serde_json::from_str::<BackoffPolicy>(&good).unwrap(),
+            BackoffPolicy::default()
+        );
+    }
+
+    #[test]
+    fn validate_names_the_setting_at_fault() {
+        assert_eq!(GatePolicy::default().validate(), Ok(()));
+        let e = GatePolicy::default()
+            .deadline(Duration::from_secs(5))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("deadline"), "{e}");
+        assert!(e.to_string().contains("settle"), "{e}");
+        let e = GatePolicy::default()
+            .rollback_deadline(Duration::from_secs(10))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("rollback deadline"), "{e}");
+        let e = GatePolicy::default()
+            .probe_timeout(Duration::ZERO)
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("probe timeout"), "{e}");
+        let e = GatePolicy::default()
+            .preflight(Some(Duration::ZERO))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("preflight"), "{e}");
+        let e = GatePolicy::default()
+            .verify_timeout(Duration::from_secs(25 * 3600))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("verify timeout"), "{e}");
     }
 
     fn policy_strategy() -> impl Strategy<Value = BackoffPolicy> {

@@ -20,7 +20,9 @@ type EventCallback<'a> = Box<dyn FnMut(&Event) + 'a>;
 /// [`run`](Self::run) goes through these steps, emitting an [`Event`] for
 /// each (through `tracing` and the [`on_event`](Self::on_event) callback):
 ///
-/// 1. **Plan** the change (nothing touched). An error → [`Outcome::Failed`].
+/// 1. **Check the policy** ([`GatePolicy::validate`]: e.g. a deadline shorter
+///    than the settle window could never pass) and **plan** the change
+///    (nothing touched). An error → [`Outcome::Failed`].
 /// 2. **Preflight** (unless the policy skips it): the component must be
 ///    healthy before anything is written, else [`Outcome::Failed`].
 /// 3. **Prepare the witness** (snapshot the running processes) — unless the
@@ -36,7 +38,9 @@ type EventCallback<'a> = Box<dyn FnMut(&Event) + 'a>;
 ///    process answering `ok` right after the write does not pass. Success
 ///    needs the settle window (continuous health for the settle duration and
 ///    the consecutive successes). A crash loop fails at once.
-/// 6. **Verify** (optional).
+/// 6. **Verify** (optional); once the verifier passed, one more probe (and
+///    witness observation) must still find the component healthy and
+///    restarted, since the verifier may have run for a while.
 /// 7. On any failure after the write: **roll back**, keeping the rejected
 ///    configuration for inspection, and gate the rollback the same way (old
 ///    flags witnessed, healthy, settled) → [`Outcome::RolledBack`], or
@@ -136,6 +140,12 @@ impl<'a> Transaction<'a> {
     pub fn run(mut self) -> Outcome {
         self.started = Instant::now();
         let mut timings = Timings::default();
+        if let Err(e) = self.policy.validate() {
+            let reason = FailureReason::InvalidPolicy {
+                error: e.to_string(),
+            };
+            return self.finish_failed(None, reason, timings);
+        }
 
         let plan = match self.change.plan() {
             Ok(p) => p,
@@ -222,7 +232,14 @@ impl<'a> Transaction<'a> {
                         reason: "no evidence recorded".to_owned(),
                     },
                 };
-                match self.run_verifier(&mut timings) {
+                let verified = self.run_verifier(&mut timings).and_then(|ran| {
+                    if ran {
+                        self.confirm_after_verify(use_witness)
+                    } else {
+                        Ok(())
+                    }
+                });
+                match verified {
                     Ok(()) => {
                         timings.total = self.started.elapsed();
                         let outcome = Outcome::Applied {
@@ -261,9 +278,10 @@ impl<'a> Transaction<'a> {
         WitnessMode::Use
     }
 
-    fn run_verifier(&mut self, timings: &mut Timings) -> Result<(), FailureReason> {
+    /// Runs the verifier, if any; `Ok(true)` when one ran and passed.
+    fn run_verifier(&mut self, timings: &mut Timings) -> Result<bool, FailureReason> {
         let Some(mut verifier) = self.verifier.take() else {
-            return Ok(());
+            return Ok(false);
         };
         let t = Instant::now();
         let result = verifier.verify(self.policy.verify_timeout);
@@ -272,10 +290,49 @@ impl<'a> Transaction<'a> {
         match result {
             Ok(detail) => {
                 self.emit(Phase::Verify, EventKind::Verified { detail });
-                Ok(())
+                Ok(true)
             }
             Err(detail) => Err(FailureReason::VerificationFailed { detail }),
         }
+    }
+
+    /// One more look once the verifier passed (it may have run for a
+    /// minute): the component must still be healthy, and the witness must
+    /// still see the restarted process.
+    fn confirm_after_verify(&mut self, use_witness: bool) -> Result<(), FailureReason> {
+        let outcome = self.probe.check(self.policy.probe_timeout);
+        let state = if use_witness {
+            self.witness.as_mut().map(|w| w.observe(&outcome))
+        } else {
+            None
+        };
+        self.emit(
+            Phase::Verify,
+            EventKind::Probe {
+                outcome: outcome.clone(),
+                attempt: 1,
+            },
+        );
+        let witnessed = match state {
+            Some(state) if !state.is_witnessed() => {
+                self.emit(Phase::Verify, EventKind::Witness { state });
+                false
+            }
+            _ => true,
+        };
+        if witnessed && outcome.is_healthy() {
+            return Ok(());
+        }
+        let reason = FailureReason::UnhealthyAfterVerification {
+            last_probe: Some(outcome),
+        };
+        self.emit(
+            Phase::Verify,
+            EventKind::GateFailed {
+                reason: reason.clone(),
+            },
+        );
+        Err(reason)
     }
 
     fn roll_back(
@@ -489,6 +546,24 @@ impl<'a> Transaction<'a> {
                         phase,
                         EventKind::Witness {
                             state: state.clone(),
+                        },
+                    );
+                }
+                // The settle window is continuous health of ONE restarted
+                // process: when the witness now names another one (the one
+                // it saw died and was replaced between two polls), the
+                // window starts over.
+                if let (
+                    Some(WitnessState::Witnessed { evidence: before }),
+                    WitnessState::Witnessed { evidence: now_seen },
+                ) = (&last_witness, &state)
+                    && before != now_seen
+                    && let Some((since, _)) = streak.take()
+                {
+                    self.emit(
+                        phase,
+                        EventKind::SettleInterrupted {
+                            after: observed - since,
                         },
                     );
                 }

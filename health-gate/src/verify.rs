@@ -28,7 +28,8 @@ impl<V: Verifier + ?Sized> Verifier for Box<V> {
     }
 }
 
-/// Runs a program; exit code 0 passes. The program is killed at the timeout.
+/// Runs a program; exit code 0 passes. At the timeout the program and every
+/// process it started (its process group) are killed.
 ///
 /// ```
 /// use kubesafe_health_gate::verify::{CommandVerifier, Verifier};
@@ -158,6 +159,36 @@ mod tests {
                 .unwrap_err()
                 .contains("killed")
         );
+    }
+
+    #[test]
+    fn a_timed_out_command_is_killed_with_its_children() {
+        // `sh -c` runs the verify command's programs as its children; killing
+        // only the shell would leave them running after "killed".
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+        let mut v = CommandVerifier::shell(script);
+        let err = v.verify(Duration::from_millis(300)).unwrap_err();
+        assert!(err.contains("killed"), "{err}");
+        let pid: u32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let root = crate::witness::procfs::default_root();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match crate::witness::procfs::read_process(&root, pid) {
+                Err(_) => break,
+                Ok(p) if p.is_dead() => break,
+                Ok(p) => assert!(
+                    std::time::Instant::now() < deadline,
+                    "the command's child {pid} outlived the timeout: {p:?}"
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]

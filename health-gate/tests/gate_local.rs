@@ -20,11 +20,22 @@ use kubesafe_health_gate::probe::{CommandProbe, FnProbe, ProbeOutcome, ProbeStat
 use kubesafe_health_gate::verify::FnVerifier;
 use kubesafe_health_gate::{FileReplace, GatePolicy, Outcome, Transaction};
 
+/// Generous deadlines (tests that expect success must pass on a loaded CI
+/// machine); tests that expect a failure shorten the change's deadline and
+/// keep the rollback's generous.
 fn policy() -> GatePolicy {
     GatePolicy::default()
-        .deadline(Duration::from_millis(600))
+        .deadline(Duration::from_secs(10))
         .settle(Duration::from_millis(50), 2)
-        .preflight(Some(Duration::from_millis(300)))
+        .preflight(Some(Duration::from_secs(5)))
+}
+
+/// For a change expected to fail: a short deadline for it, a generous one
+/// for its rollback.
+fn failing(deadline_ms: u64) -> GatePolicy {
+    policy()
+        .deadline(Duration::from_millis(deadline_ms))
+        .rollback_deadline(Duration::from_secs(10))
 }
 
 fn config(dir: &Path, text: &str) -> std::path::PathBuf {
@@ -69,7 +80,7 @@ fn command_probe_rejects_a_bad_change() {
         FileReplace::new(&path, "mode: reckless\n").restart_expected(false),
         grep_probe(&path, "mode: safe"),
     )
-    .policy(policy())
+    .policy(failing(600))
     .run();
     let Outcome::RolledBack {
         reason: FailureReason::Unhealthy { last_probe, .. },
@@ -111,7 +122,7 @@ fn closure_probe_with_the_default_down_then_up_witness() {
     });
     let events = Events::default();
     let outcome = Transaction::new(FileReplace::new(&path, "replicas: 2\n"), probe)
-        .policy(policy().deadline(Duration::from_secs(3)))
+        .policy(policy())
         .on_event(events.sink())
         .run();
     let Outcome::Applied {
@@ -135,7 +146,7 @@ fn restart_that_never_shows_is_rolled_back() {
         FileReplace::new(&path, "replicas: 2\n"),
         FnProbe::from_result("old process", || Ok(())),
     )
-    .policy(policy().deadline(Duration::from_millis(400)))
+    .policy(failing(400))
     .run();
     // Nothing restarted, so the rollback restores the configuration the
     // original process still runs; its health confirms the rollback.
@@ -168,7 +179,8 @@ fn rollback_that_stays_unhealthy_is_rollback_failed_with_the_backup() {
             })
         },
     )
-    .policy(policy())
+    // Both fail: short deadlines for both.
+    .policy(policy().deadline(Duration::from_millis(600)))
     .run();
     let Outcome::RollbackFailed {
         reason,
@@ -253,7 +265,7 @@ fn outcome_and_events_serialize_to_stable_json() {
             }
         }),
     )
-    .policy(policy().deadline(Duration::from_millis(200)))
+    .policy(failing(200))
     .on_event(events.sink())
     .run();
     insta::assert_json_snapshot!("rolled_back_outcome", outcome, {
@@ -305,11 +317,7 @@ fn a_probe_cut_short_by_the_deadline_does_not_hide_the_last_answer() {
         FileReplace::new(&path, "auth: strict\n").restart_expected(false),
         probe,
     )
-    .policy(
-        policy()
-            .deadline(Duration::from_millis(500))
-            .probe_timeout(full),
-    )
+    .policy(failing(500).probe_timeout(full))
     .run();
     let Outcome::RolledBack { reason, .. } = &outcome else {
         panic!("{outcome}");
@@ -317,5 +325,157 @@ fn a_probe_cut_short_by_the_deadline_does_not_hide_the_last_answer() {
     assert!(
         matches!(reason, FailureReason::Unauthorized { .. }),
         "{reason}"
+    );
+}
+
+#[test]
+fn a_deadline_shorter_than_the_settle_window_is_a_configuration_error() {
+    // The gate could never succeed: it must say so before writing anything,
+    // not apply the change, wait, and roll it back.
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "a: 1\n");
+    let events = Events::default();
+    let outcome = Transaction::new(
+        FileReplace::new(&path, "a: 2\n").restart_expected(false),
+        FnProbe::from_result("fine", || Ok(())),
+    )
+    .policy(
+        policy()
+            .deadline(Duration::from_millis(200))
+            .settle(Duration::from_secs(1), 1),
+    )
+    .on_event(events.sink())
+    .run();
+    let Outcome::Failed {
+        reason: FailureReason::InvalidPolicy { error },
+        ..
+    } = &outcome
+    else {
+        panic!("{outcome}\n{}", events.dump());
+    };
+    assert!(error.contains("settle"), "{error}");
+    assert!(!events.names().iter().any(|n| n == "apply:written"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "a: 1\n");
+}
+
+#[test]
+fn durations_too_large_for_the_clock_are_rejected_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "a: 1\n");
+    for p in [
+        policy().deadline(Duration::MAX),
+        policy().preflight(Some(Duration::MAX)),
+        policy().verify_timeout(Duration::MAX),
+    ] {
+        let outcome = Transaction::new(
+            FileReplace::new(&path, "a: 2\n").restart_expected(false),
+            FnProbe::from_result("fine", || Ok(())),
+        )
+        .policy(p)
+        .run();
+        let Outcome::Failed {
+            reason: FailureReason::InvalidPolicy { error },
+            ..
+        } = &outcome
+        else {
+            panic!("{outcome}");
+        };
+        assert!(error.contains("at most"), "{error}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a: 1\n");
+    }
+}
+
+#[test]
+fn a_component_that_dies_while_the_verifier_runs_is_not_applied() {
+    // The verifier can take a minute; health from before it says nothing
+    // about the component the change is left running with.
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "a: 1\n");
+    let died = Arc::new(AtomicU32::new(0));
+    let probe_died = Arc::clone(&died);
+    let events = Events::default();
+    let outcome = Transaction::new(
+        FileReplace::new(&path, "a: 2\n").restart_expected(false),
+        FnProbe::new("dies during verification", move |_t| {
+            if probe_died.load(Ordering::SeqCst) == 0 {
+                ProbeOutcome::healthy("ok")
+            } else {
+                ProbeOutcome::new(
+                    ProbeStatus::Unreachable,
+                    "connection refused",
+                    Duration::ZERO,
+                )
+            }
+        }),
+    )
+    .verifier(FnVerifier::new("slow audit", move |_t| {
+        died.store(1, Ordering::SeqCst);
+        Ok("1.2.18 PASS".to_owned())
+    }))
+    .policy(
+        policy()
+            .deadline(Duration::from_secs(5))
+            .rollback_deadline(Duration::from_millis(300)),
+    )
+    .on_event(events.sink())
+    .run();
+    let Outcome::RollbackFailed {
+        reason: FailureReason::UnhealthyAfterVerification { last_probe },
+        ..
+    } = &outcome
+    else {
+        panic!("{outcome}\n{}", events.dump());
+    };
+    assert_eq!(
+        last_probe.as_ref().unwrap().status,
+        ProbeStatus::Unreachable
+    );
+}
+
+/// A witness that sees a different restarted process at every poll (each
+/// lives shorter than a poll interval and is replaced at once).
+struct ReplacedEveryPoll(u32);
+
+impl kubesafe_health_gate::witness::RestartWitness for ReplacedEveryPoll {
+    fn describe(&self) -> String {
+        "replaced every poll".to_owned()
+    }
+    fn prepare(
+        &mut self,
+        _ctx: &kubesafe_health_gate::witness::WitnessContext<'_>,
+    ) -> Result<(), kubesafe_health_gate::WitnessError> {
+        Ok(())
+    }
+    fn observe(&mut self, _probe: &ProbeOutcome) -> kubesafe_health_gate::witness::WitnessState {
+        self.0 += 1;
+        kubesafe_health_gate::witness::WitnessState::Witnessed {
+            evidence: format!("pid {} started after the write", 1000 + self.0),
+        }
+    }
+}
+
+#[test]
+fn the_settle_window_is_health_of_one_restarted_process() {
+    // Healthy at every poll, but never the same process twice: no process
+    // stayed up for the settle window, so the change must not pass.
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "a: 1\n");
+    let outcome = Transaction::new(
+        FileReplace::new(&path, "a: 2\n").restart_expected(true),
+        FnProbe::from_result("fine", || Ok(())),
+    )
+    .witness(ReplacedEveryPoll(0))
+    .policy(
+        policy()
+            .deadline(Duration::from_millis(600))
+            .rollback_deadline(Duration::from_millis(300))
+            .settle(Duration::from_millis(200), 2),
+    )
+    .run();
+    // (The rollback meets the same witness and cannot settle either.)
+    assert!(!outcome.is_applied(), "{outcome}");
+    assert!(
+        matches!(outcome.reason(), Some(FailureReason::Unhealthy { .. })),
+        "{outcome}"
     );
 }

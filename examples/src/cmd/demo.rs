@@ -49,7 +49,11 @@ macro_rules! say {
 /// back to the identical bytes, (3) the audit log of both verified, and a copy with one
 /// byte flipped shown to fail verification at the record that was touched.
 #[derive(Debug, Args)]
-#[command(after_help = "Exit status: 0 when all three steps end as described, 1 otherwise.")]
+#[command(
+    after_help = "Exit status: 0 when all three steps end as described, 1 otherwise, 130 when \
+                  interrupted (Ctrl-C, SIGTERM, SIGHUP: the simulated node is stopped and the \
+                  sandbox removed unless --keep)."
+)]
 pub(crate) struct DemoArgs {
     /// Keep the sandbox directory (default: removed at the end).
     #[arg(long)]
@@ -269,7 +273,7 @@ fn remediation(
         .timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| e.to_string())?;
-    let witness = remediate::process_witness(&file, &edit, None)?;
+    let witness = remediate::process_witness(&file, &edit, None, false)?;
     let policy = GatePolicy::default()
         .deadline(DEADLINE)
         .rollback_deadline(DEADLINE)

@@ -50,11 +50,15 @@ gated the same way. A comment-only edit restarts nothing, so nothing is waited f
 Exit status:
   0  applied: the change is in place, the component restarted with it and is healthy
   1  failed before anything changed (bad manifest or edit, not healthy before, lock
-     held by another kubesafe writer, unusable probe credentials, audit log unusable)
+     held by another kubesafe writer, unusable probe credentials, audit log unusable,
+     an earlier run killed before its verdict: see .NAME.kubesafe-transaction)
   2  usage error
   3  rolled back: the change was rejected; the original manifest is back and healthy
   4  ROLLBACK FAILED: needs a human; the output names the backup to restore by hand
   5  applied, but the audit record could not be written
+  130  aborted by a second Ctrl-C (SIGINT, SIGTERM or SIGHUP; the first one only asks
+     kubesafe to finish the gated change): the manifest may hold the new, unjudged
+     content; the next run refuses to start until .NAME.kubesafe-transaction is removed
 
 Example (kubeadm control-plane node; kubeadm's serving certificate names the advertise
 address, not 127.0.0.1):
@@ -121,7 +125,8 @@ pub(crate) struct RemediateArgs {
     #[arg(long, value_name = "F", conflicts_with_all = ["cert", "key"])]
     token_file: Option<PathBuf>,
 
-    /// Do not verify the endpoint's certificate (test clusters only).
+    /// Do not verify the endpoint's certificate (test clusters only; says so on
+    /// stderr).
     #[arg(long, conflicts_with = "cacert")]
     insecure: bool,
 
@@ -129,6 +134,13 @@ pub(crate) struct RemediateArgs {
     /// kubeadm names containers after their binaries, e.g. kube-apiserver).
     #[arg(long, value_name = "NAME", conflicts_with = "no_witness")]
     process: Option<String>,
+
+    /// Count processes of every network namespace as the component. By default only
+    /// those in kubesafe's own network namespace count (another cluster's
+    /// kube-apiserver, e.g. a kind node's, is visible under /proc but is not the one
+    /// probed); use this when kubesafe runs in a pod without hostNetwork.
+    #[arg(long, conflicts_with = "no_witness")]
+    process_any_netns: bool,
 
     /// Do not look for the restarted process under /proc (e.g. when kubesafe runs where
     /// the node's /proc is not visible); the restart is then witnessed by the health
@@ -269,11 +281,14 @@ fn edit_from_args(args: &RemediateArgs) -> Result<Edit, Fail> {
 
 /// The process witness for the component edited by `edit`: the process named after
 /// the container (or `process`), told apart from other instances by the values of
-/// `--secure-port` and `--bind-address` in the manifest when the edit leaves them alone.
+/// `--secure-port`, `--bind-address` and `--advertise-address` in the manifest when the
+/// edit leaves them alone, and (unless `any_netns`) by running in this program's network
+/// namespace.
 pub(crate) fn process_witness(
     file: &ManifestFile,
     edit: &Edit,
     process: Option<&str>,
+    any_netns: bool,
 ) -> Result<ProcessWitness, String> {
     let manifest = file.read().map_err(|e| e.to_string())?;
     let container = match &edit.container {
@@ -281,7 +296,10 @@ pub(crate) fn process_witness(
         None => manifest.default_container().map_err(|e| e.to_string())?,
     };
     let mut witness = ProcessWitness::new(process.unwrap_or(&container));
-    for flag in ["--secure-port", "--bind-address"] {
+    if any_netns {
+        witness = witness.any_network_namespace();
+    }
+    for flag in ["--secure-port", "--bind-address", "--advertise-address"] {
         let touched = edit.ops.iter().any(|op| match op {
             Op::SetFlag { flag: f, .. }
             | Op::RemoveFlag { flag: f }
@@ -472,7 +490,10 @@ pub(crate) fn manual_restore_commands(backup: &Path, manifest: &Path) -> String 
 /// Installs SIGINT/SIGTERM/SIGHUP handling for the duration of a transaction: the first
 /// signal is noted (the transaction finishes, rolling back on failure); the second
 /// aborts at once. Returns a handle that uninstalls it.
-fn guard_signals(backup_dir: Option<PathBuf>) -> Option<signal_hook::iterator::Handle> {
+fn guard_signals(
+    backup_dir: Option<PathBuf>,
+    marker: PathBuf,
+) -> Option<signal_hook::iterator::Handle> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).ok()?;
     let handle = signals.handle();
@@ -498,7 +519,9 @@ fn guard_signals(backup_dir: Option<PathBuf>) -> Option<signal_hook::iterator::H
                     .unwrap_or_default();
                 eprintln!(
                     "kubesafe: error: aborted by a second {name}: the manifest may hold the new, \
-                     unverified content{where_}"
+                     unverified content{where_}; check the component, then remove {} (the next \
+                     run refuses to start while it is there)",
+                    marker.display()
                 );
                 std::process::exit(130);
             }
@@ -507,7 +530,7 @@ fn guard_signals(backup_dir: Option<PathBuf>) -> Option<signal_hook::iterator::H
     Some(handle)
 }
 
-fn build_probe(args: &RemediateArgs) -> Result<HttpProbe, Fail> {
+fn build_probe(args: &RemediateArgs, show_library_logs: bool) -> Result<HttpProbe, Fail> {
     let mut b = HttpProbe::builder(&args.probe).verbose(true);
     if let Some(ca) = &args.cacert {
         b = b.ca_file(ca);
@@ -520,8 +543,31 @@ fn build_probe(args: &RemediateArgs) -> Result<HttpProbe, Fail> {
     }
     if args.insecure {
         b = b.insecure_skip_tls_verify();
+        eprintln!(
+            "kubesafe: warning: --insecure: the TLS certificate of {} is NOT verified; anyone \
+             able to answer on that address can pass the gate (test clusters only)",
+            args.probe
+        );
     }
-    b.build().map_err(|e| Fail::before(format!("--probe: {e}")))
+    // The library logs the same warning; shown with -v or RUST_LOG.
+    library_logs(show_library_logs, || b.build()).map_err(|e| Fail::before(format!("--probe: {e}")))
+}
+
+/// Whether the libraries' own log lines are shown: with -v or RUST_LOG above `warn`.
+/// Otherwise the command's progress lines say what their warnings (a gate failing, a
+/// rollback) would repeat. Decide it once, before any [`library_logs`] call: a scoped
+/// subscriber changes what `LevelFilter::current()` reports afterwards.
+fn show_library_logs() -> bool {
+    tracing::level_filters::LevelFilter::current() > tracing::level_filters::LevelFilter::WARN
+}
+
+/// Runs `f` with the libraries' log lines shown or muted.
+fn library_logs<T>(show: bool, f: impl FnOnce() -> T) -> T {
+    if show {
+        f()
+    } else {
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), f)
+    }
 }
 
 fn open_audit(args: &RemediateArgs) -> Result<Option<AuditLog<FileSink>>, Fail> {
@@ -620,8 +666,23 @@ fn requested_by() -> Option<String> {
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
 }
 
+/// The gate policy of the command line; a policy the gate cannot work with (a
+/// deadline the settle window does not fit in) is a usage error.
+fn policy_from_args(args: &RemediateArgs) -> Result<GatePolicy, Fail> {
+    let policy = GatePolicy::default()
+        .deadline(args.deadline)
+        .rollback_deadline(args.deadline)
+        .settle(args.settle, 3);
+    policy
+        .validate()
+        .map_err(|e| Fail::usage(format!("--deadline/--settle: {e}")))?;
+    Ok(policy)
+}
+
 fn execute(args: RemediateArgs) -> Result<u8, Fail> {
+    let show_logs = show_library_logs();
     let edit = edit_from_args(&args)?;
+    let policy = policy_from_args(&args)?;
     if args.dry_run {
         return dry_run(open_manifest(&args)?, edit, args.json);
     }
@@ -629,11 +690,19 @@ fn execute(args: RemediateArgs) -> Result<u8, Fail> {
     // that fails before the change.
     let mut audit = open_audit(&args)?;
     let prepared = open_manifest(&args).and_then(|file| {
-        let probe = build_probe(&args)?;
+        let probe = build_probe(&args, show_logs)?;
         let witness = if args.no_witness {
             None
         } else {
-            Some(process_witness(&file, &edit, args.process.as_deref()).map_err(Fail::before)?)
+            Some(
+                process_witness(
+                    &file,
+                    &edit,
+                    args.process.as_deref(),
+                    args.process_any_netns,
+                )
+                .map_err(Fail::before)?,
+            )
         };
         Ok((file, probe, witness))
     });
@@ -650,16 +719,12 @@ fn execute(args: RemediateArgs) -> Result<u8, Fail> {
             return Err(fail);
         }
     };
-    let policy = GatePolicy::default()
-        .deadline(args.deadline)
-        .rollback_deadline(args.deadline)
-        .settle(args.settle, 3);
     let quiet = args.json;
     if !quiet && let Ok(report) = file.dry_run(&edit) {
         print!("{}", report.diff);
     }
     let backup_dir = file.backup_dir().ok().flatten();
-    let signals = guard_signals(backup_dir);
+    let signals = guard_signals(backup_dir, ManifestChange::transaction_marker(&file));
     let request = Request {
         file,
         edit: edit.clone(),
@@ -673,17 +738,7 @@ fn execute(args: RemediateArgs) -> Result<u8, Fail> {
             eprintln!("kubesafe: {}", event_line(e));
         }
     };
-    // The progress lines say what the library's warnings (a gate failing, a rollback)
-    // would repeat; those are shown with -v or RUST_LOG.
-    let result = if tracing::level_filters::LevelFilter::current()
-        > tracing::level_filters::LevelFilter::WARN
-    {
-        run_gated(request, progress)
-    } else {
-        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-            run_gated(request, progress)
-        })
-    };
+    let result = library_logs(show_logs, || run_gated(request, progress));
     if let Some(h) = signals {
         h.close();
     }
@@ -808,6 +863,35 @@ mod tests {
         assert!(parse_mount("log:/var/log/k").is_err());
         assert!(parse_mount("log:relative:/x").is_err());
         assert!(parse_mount("log:/a:/b:rx").is_err());
+    }
+
+    #[test]
+    fn the_witness_selects_this_node_s_apiserver_by_its_addresses_and_port() {
+        // `--secure-port=6443` is the same in every kubeadm cluster (a kind
+        // node's apiserver too); the advertise address is this node's.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kube-apiserver.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    - kube-apiserver\n    - --advertise-address=10.0.0.5\n    - --secure-port=6443\n",
+        )
+        .unwrap();
+        let file = ManifestFile::open(&path, FileOptions::default()).unwrap();
+        let edit = Edit::new().set_flag("--profiling", "false");
+        let w = process_witness(&file, &edit, None, false).unwrap();
+        let d = kubesafe_health_gate::witness::RestartWitness::describe(&w);
+        assert_eq!(
+            d,
+            "process `kube-apiserver` with --secure-port=6443 with --advertise-address=10.0.0.5"
+        );
+        // An edit of a selector flag cannot select by its old value.
+        let edit = Edit::new().set_flag("--advertise-address", "10.0.0.6");
+        let w = process_witness(&file, &edit, Some("apiserver"), true).unwrap();
+        let d = kubesafe_health_gate::witness::RestartWitness::describe(&w);
+        assert_eq!(
+            d,
+            "process `apiserver` with --secure-port=6443, in any network namespace"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::journal::{self, Journal};
 use super::{AppliedChange, Change, ChangePlan, RestartExpectation, RolledBackChange};
 use crate::error::ChangeError;
 use crate::witness::{FlagExpectation, effective_value};
@@ -24,9 +25,12 @@ use crate::witness::{FlagExpectation, effective_value};
 /// * [`Change::rollback`] first checks that the file still holds the bytes
 ///   this change wrote (it never overwrites someone else's later edit),
 ///   keeps the rejected bytes as `.NAME.kubesafe-<UTC time>.rejected`, and
-///   restores the original bytes the same atomic way.
-/// * From apply until the rollback (or until dropped), an exclusive `flock`
-///   is held on `.NAME.lock` beside the file — the lock file of
+///   restores the original bytes the same atomic way. When the rejected copy
+///   cannot be written (full or missing backup directory), the original is
+///   restored anyway and no rejected copy is reported.
+/// * From apply until this value is dropped (through the gate, the rollback
+///   and the rollback's gate), an exclusive `flock` is held on `.NAME.lock`
+///   beside the file — the lock file of
 ///   `kubesafe-manifest-edit`'s `ManifestFile` (and so of
 ///   `ManifestChange`), one convention for every kubesafe writer: two
 ///   transactions, or a transaction and a `kubesafe edit`, on the same file
@@ -62,6 +66,16 @@ pub struct FileReplace {
     backup: Option<PathBuf>,
     applied: bool,
     lock: Option<File>,
+    journal: Option<Journal>,
+}
+
+impl Drop for FileReplace {
+    fn drop(&mut self) {
+        // The transaction's verdict is in: the marker goes, then the lock.
+        if let Some(j) = self.journal.take() {
+            j.finish();
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +103,7 @@ impl FileReplace {
             backup: None,
             applied: false,
             lock: None,
+            journal: None,
         }
     }
 
@@ -254,9 +269,14 @@ impl Change for FileReplace {
         }
         let side = self.side_dir(&orig.real_path);
         let name = Self::file_name(&orig.real_path);
-        // A hold left from an earlier apply/rollback round of this change.
+        // A hold (and marker) left from an earlier apply/rollback round of
+        // this change.
+        if let Some(j) = self.journal.take() {
+            j.finish();
+        }
         self.lock = None;
-        let lock = take_lock(&parent_dir(&orig.real_path).join(format!(".{name}.lock")))?;
+        let dir = parent_dir(&orig.real_path);
+        let lock = take_lock(&dir.join(format!(".{name}.lock")))?;
         let current = std::fs::read(&orig.real_path).map_err(|source| ChangeError::Read {
             path: orig.real_path.clone(),
             source,
@@ -266,9 +286,23 @@ impl Change for FileReplace {
                 path: orig.real_path,
             });
         }
-        let backup = write_side_copy(&side, &name, "orig", &orig.bytes, &orig)?;
-        atomic_write(&orig.real_path, &self.new_bytes, &orig)?;
+        let journal = Journal::begin(journal::marker_path(&dir, &name), &orig.real_path)?;
+        let written =
+            write_side_copy(&side, &name, "orig", &orig.bytes, &orig).and_then(|backup| {
+                journal.record_backup(Some(&backup))?;
+                atomic_write(&orig.real_path, &self.new_bytes, &orig)?;
+                Ok(backup)
+            });
+        let backup = match written {
+            Ok(b) => b,
+            Err(e) => {
+                // Nothing changed: nothing to judge.
+                journal.finish();
+                return Err(e);
+            }
+        };
         tracing::info!(path = %orig.real_path.display(), backup = %backup.display(), "file replaced");
+        self.journal = Some(journal);
         self.lock = Some(lock);
         self.backup = Some(backup.clone());
         self.applied = true;
@@ -296,14 +330,24 @@ impl Change for FileReplace {
         }
         let side = self.side_dir(&orig.real_path);
         let name = Self::file_name(&orig.real_path);
-        let broken = write_side_copy(&side, &name, "rejected", &current, &orig)?;
+        // Keeping the rejected bytes is for inspection; putting back the
+        // configuration that worked must not depend on it (a full or missing
+        // backup directory).
+        let broken = match write_side_copy(&side, &name, "rejected", &current, &orig) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(path = %orig.real_path.display(), error = %e,
+                    "the rejected content cannot be kept; restoring the original anyway");
+                None
+            }
+        };
         atomic_write(&orig.real_path, &orig.bytes, &orig)?;
-        tracing::info!(path = %orig.real_path.display(), rejected = %broken.display(), "file restored");
+        tracing::info!(path = %orig.real_path.display(), rejected = ?broken, "file restored");
         self.applied = false;
         // The lock stays held until this change is dropped: the transaction
         // still gates the rollback, and no other kubesafe writer may change
         // the file before the old configuration is known to be healthy.
-        Ok(RolledBackChange::new(Some(broken)))
+        Ok(RolledBackChange::new(broken))
     }
 }
 
@@ -445,7 +489,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// `20240131T235959Z`.
-fn utc_stamp(t: SystemTime) -> String {
+pub(crate) fn utc_stamp(t: SystemTime) -> String {
     let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
@@ -654,6 +698,27 @@ mod tests {
     }
 
     #[test]
+    fn rollback_restores_the_original_even_when_the_rejected_copy_cannot_be_kept() {
+        // Restoring the configuration that worked comes first; keeping the
+        // rejected bytes for inspection is a nicety that must not block it
+        // (full backup disk, backup directory gone).
+        let manifests = tempfile::tempdir().unwrap();
+        let side = tempfile::tempdir().unwrap();
+        let backups = side.path().join("backups");
+        std::fs::create_dir(&backups).unwrap();
+        let path = write(manifests.path(), POD);
+        let mut c = FileReplace::new(&path, "kind: Pod\n").backup_dir(&backups);
+        let applied = c.apply().unwrap();
+        let backup_bytes = std::fs::read(applied.backup.unwrap()).unwrap();
+        std::fs::remove_dir_all(&backups).unwrap();
+        std::fs::write(&backups, "not a directory any more").unwrap();
+        let rolled = c.rollback().unwrap();
+        assert_eq!(rolled.broken_copy, None);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), POD);
+        assert_eq!(backup_bytes, POD.as_bytes());
+    }
+
+    #[test]
     fn rollback_refuses_to_clobber_a_later_edit() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), POD);
@@ -736,16 +801,90 @@ mod tests {
         let mut c = FileReplace::new(&path, "kind: Pod\n").backup_dir(backups.path());
         let applied = c.apply().unwrap();
         assert!(applied.backup.unwrap().starts_with(backups.path()));
-        let mut names: Vec<String> = std::fs::read_dir(manifests.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
+        let names = || {
+            let mut v: Vec<String> = std::fs::read_dir(manifests.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        // While the change is being judged: the hidden in-progress marker.
         assert_eq!(
-            names,
+            names(),
+            [
+                ".kube-apiserver.yaml.kubesafe-transaction",
+                ".kube-apiserver.yaml.lock",
+                "kube-apiserver.yaml"
+            ]
+        );
+        drop(c);
+        assert_eq!(
+            names(),
             [".kube-apiserver.yaml.lock", "kube-apiserver.yaml"],
             "only the manifest and the shared lock file stay in the manifest dir"
         );
+    }
+
+    #[test]
+    fn a_marker_left_by_a_killed_transaction_blocks_the_next_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), POD);
+        let marker = dir.path().join(".kube-apiserver.yaml.kubesafe-transaction");
+        // While a change is judged, the marker says who and where the way
+        // back is; a process killed now leaves it behind (a real kill -9 is
+        // tested with the CLI in kubesafe-examples).
+        let mut c = FileReplace::new(&path, "kind: Pod\n");
+        c.apply().unwrap();
+        let left = std::fs::read_to_string(&marker).unwrap();
+        assert!(
+            left.contains(&format!("pid: {}", std::process::id())),
+            "{left}"
+        );
+        assert!(left.contains("backup of the content before it: "), "{left}");
+        drop(c);
+        assert!(!marker.exists(), "removed once the change is dropped");
+
+        std::fs::write(&marker, &left).unwrap();
+        let mut next = FileReplace::new(&path, POD);
+        let err = next.apply().unwrap_err();
+        let ChangeError::Unfinished { marker: m, detail } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(m, &marker);
+        assert!(
+            detail.contains("backup of the content before it"),
+            "{detail}"
+        );
+        assert!(err.to_string().contains("delete"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "kind: Pod\n");
+        assert!(marker.exists(), "never removed by the change it blocked");
+        drop(next);
+        assert!(marker.exists());
+        // Once a human has looked and removed it, changes go ahead.
+        std::fs::remove_file(&marker).unwrap();
+        let mut next = FileReplace::new(&path, POD);
+        next.apply().unwrap();
+        drop(next);
+        assert!(!marker.exists());
+    }
+
+    #[test]
+    fn a_failed_apply_leaves_no_marker() {
+        let manifests = tempfile::tempdir().unwrap();
+        let path = write(manifests.path(), POD);
+        let side = tempfile::tempdir().unwrap();
+        let not_a_dir = side.path().join("file");
+        std::fs::write(&not_a_dir, "x").unwrap();
+        let mut c = FileReplace::new(&path, "kind: Pod\n").backup_dir(&not_a_dir);
+        assert!(c.apply().is_err());
+        assert!(
+            !manifests
+                .path()
+                .join(".kube-apiserver.yaml.kubesafe-transaction")
+                .exists()
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), POD);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use kubesafe_manifest_edit::{
 };
 
 use super::file_replace::{container_argv, decode, flag_diff};
+use super::journal::Journal;
 use super::{AppliedChange, Change, ChangePlan, RestartExpectation, RolledBackChange};
 use crate::error::ChangeError;
 use crate::witness::FlagExpectation;
@@ -45,7 +46,9 @@ use crate::witness::FlagExpectation;
 ///   what the change wrote (someone else's later edit is never overwritten:
 ///   [`ChangeError::ConcurrentModification`]), keeping the rejected bytes as
 ///   `NAME.TIMESTAMP.SHA256PREFIX.replaced` in the backup directory, outside
-///   the manifest directory where the kubelet would load them.
+///   the manifest directory where the kubelet would load them. When that copy
+///   cannot be written (full or missing backup directory), the original is
+///   restored anyway and no rejected copy is reported.
 ///
 /// # Locking
 ///
@@ -95,8 +98,28 @@ pub struct ManifestChange {
     description: Option<String>,
     planned: Option<Planned>,
     held: Option<LockedManifestFile>,
+    journal: Option<Journal>,
     written: Option<Written>,
     rolled_back: bool,
+}
+
+impl Drop for ManifestChange {
+    fn drop(&mut self) {
+        // The transaction's verdict is in: the marker goes, then the lock.
+        if let Some(j) = self.journal.take() {
+            j.finish();
+        }
+    }
+}
+
+/// `.NAME.kubesafe-transaction` beside the lock file `.NAME.lock`.
+fn marker_beside(lock: &Path) -> PathBuf {
+    let name = lock
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".lock").unwrap_or(&name);
+    lock.with_file_name(format!("{stem}.kubesafe-transaction"))
 }
 
 #[derive(Clone)]
@@ -142,6 +165,7 @@ impl ManifestChange {
             description: None,
             planned: None,
             held: None,
+            journal: None,
             written: None,
             rolled_back: false,
         }
@@ -198,6 +222,15 @@ impl ManifestChange {
     #[must_use]
     pub fn new_sha256(&self) -> Option<&str> {
         self.planned.as_ref().map(|p| p.new_sha256.as_str())
+    }
+
+    /// The in-progress marker of transactions on `file`
+    /// (`.NAME.kubesafe-transaction` beside its lock file): present while a
+    /// change is judged, and left behind by a process killed before the
+    /// verdict (see [`ChangeError::Unfinished`]).
+    #[must_use]
+    pub fn transaction_marker(file: &ManifestFile) -> PathBuf {
+        marker_beside(&file.lock_path())
     }
 
     /// Where the content from before the change was backed up, once applied.
@@ -370,12 +403,17 @@ impl Change for ManifestChange {
                 reason: "already applied".to_owned(),
             });
         }
-        // A hold left from an earlier apply/rollback round of this change.
+        // A hold (and marker) left from an earlier apply/rollback round of
+        // this change.
+        if let Some(j) = self.journal.take() {
+            j.finish();
+        }
         self.held = None;
         let locked = self
             .file
             .lock_exclusive()
             .map_err(|e| edit_error(&path, e))?;
+        let journal = Journal::begin(Self::transaction_marker(&self.file), &path)?;
         let report = match locked.apply_if_unchanged(&self.edit, &planned.original_sha256) {
             Ok(report) => report,
             Err(EditError::NotDurable { source, .. }) => {
@@ -383,6 +421,10 @@ impl Change for ManifestChange {
                 // `apply` failing must mean "nothing changed": put the
                 // original back under the same hold.
                 let undo = locked.restore(&planned.original, &planned.new_sha256, false);
+                if undo.is_ok() {
+                    journal.finish();
+                }
+                // Else the file may hold the new content: the marker stays.
                 return Err(match undo {
                     Ok(_) => ChangeError::Write {
                         path,
@@ -402,8 +444,20 @@ impl Change for ManifestChange {
                     )),
                 });
             }
-            Err(e) => return Err(edit_error(&path, e)),
+            Err(e) => {
+                journal.finish();
+                return Err(edit_error(&path, e));
+            }
         };
+        if report.written {
+            if let Err(e) = journal.record_backup(report.backup.as_deref()) {
+                tracing::warn!(path = %path.display(), error = %e,
+                    "cannot record the backup in the transaction marker");
+            }
+            self.journal = Some(journal);
+        } else {
+            journal.finish();
+        }
         if report.written && report.after_sha256 != planned.new_sha256 {
             // Cannot happen: the edit is deterministic and the content is the
             // one planned. Keep going with what is really there.
@@ -452,14 +506,47 @@ impl Change for ManifestChange {
         let Some(locked) = self.held.as_ref() else {
             return Err(ChangeError::Other("internal: lock not held".to_owned()));
         };
-        let report = locked
-            .restore(&planned.original, &written.sha256, true)
-            .map_err(|e| edit_error(&path, e))?;
-        tracing::info!(path = %path.display(), kept = ?report.kept, "manifest restored");
+        let kept = match locked.restore(&planned.original, &written.sha256, true) {
+            Ok(report) => report.kept,
+            // The original is in place; only the directory fsync failed.
+            Err(EditError::NotDurable { source, .. }) => {
+                tracing::warn!(path = %path.display(), error = %source,
+                    "original restored, but the directory could not be fsynced");
+                None
+            }
+            // Someone else's content, or a restore that did not read back:
+            // nothing more to try.
+            Err(e @ (EditError::Changed { .. } | EditError::VerifyFailed { .. })) => {
+                return Err(edit_error(&path, e));
+            }
+            // Most likely the rejected copy could not be kept (full or
+            // missing backup directory). Keeping it is for inspection; putting
+            // back the configuration that worked must not depend on it.
+            Err(first) => {
+                tracing::warn!(path = %path.display(), error = %first,
+                    "restore failed; retrying without keeping the rejected content");
+                match locked.restore(&planned.original, &written.sha256, false) {
+                    Ok(_) => None,
+                    Err(EditError::NotDurable { source, .. }) => {
+                        tracing::warn!(path = %path.display(), error = %source,
+                            "original restored, but the directory could not be fsynced");
+                        None
+                    }
+                    Err(second) => {
+                        return Err(ChangeError::Other(format!(
+                            "{}: cannot restore the original content: {first}; retried without \
+                             keeping the rejected content: {second}",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+        };
+        tracing::info!(path = %path.display(), kept = ?kept, "manifest restored");
         self.rolled_back = true;
         // The lock stays held until this change is dropped: the transaction
         // still gates the rollback.
-        Ok(RolledBackChange::new(report.kept))
+        Ok(RolledBackChange::new(kept))
     }
 }
 
@@ -603,6 +690,60 @@ mod tests {
             .collect();
         assert_eq!(visible, ["kube-apiserver.yaml"]);
         assert!(matches!(c.rollback(), Err(ChangeError::Invalid { .. })));
+    }
+
+    #[test]
+    fn rollback_restores_the_original_even_when_the_rejected_copy_cannot_be_kept() {
+        let (root, path) = node(POD, "kube-apiserver.yaml");
+        let backups = root.path().join("backups");
+        let file = ManifestFile::open(
+            &path,
+            FileOptions::default().backup(Backup::Dir(backups.clone())),
+        )
+        .unwrap();
+        let mut c = ManifestChange::new(file, Edit::new().set_flag("--profiling", "false"));
+        c.plan().unwrap();
+        let backup = c.apply().unwrap().backup.unwrap();
+        let kept = std::fs::read(&backup).unwrap();
+        // The backup directory becomes unusable (a full disk behaves alike):
+        // the rejected copy cannot be written there any more.
+        std::fs::rename(&backups, root.path().join("moved-away")).unwrap();
+        std::fs::write(&backups, "not a directory").unwrap();
+        let rolled = c.rollback().unwrap();
+        assert_eq!(rolled.broken_copy, None);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), POD);
+        assert_eq!(kept, POD.as_bytes());
+    }
+
+    #[test]
+    fn the_in_progress_marker_lives_from_apply_to_drop_and_blocks_after_a_kill() {
+        let (_root, path) = node(POD, "kube-apiserver.yaml");
+        let marker = path
+            .parent()
+            .unwrap()
+            .join(".kube-apiserver.yaml.kubesafe-transaction");
+        let mut c =
+            ManifestChange::open(&path, Edit::new().set_flag("--profiling", "false")).unwrap();
+        c.plan().unwrap();
+        assert!(!marker.exists());
+        let backup = c.apply().unwrap().backup.unwrap();
+        let left = std::fs::read_to_string(&marker).unwrap();
+        assert!(left.contains(&backup.display().to_string()), "{left}");
+        c.rollback().unwrap();
+        assert!(marker.exists(), "the rollback is still being judged");
+        drop(c);
+        assert!(!marker.exists());
+
+        // What a killed transaction leaves: the next change writes nothing.
+        std::fs::write(&marker, &left).unwrap();
+        let mut c =
+            ManifestChange::open(&path, Edit::new().set_flag("--profiling", "false")).unwrap();
+        c.plan().unwrap();
+        let err = c.apply().unwrap_err();
+        assert!(matches!(err, ChangeError::Unfinished { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), POD);
+        drop(c);
+        assert!(marker.exists());
     }
 
     #[test]

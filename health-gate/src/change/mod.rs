@@ -10,8 +10,17 @@
 //! Both lock `.NAME.lock` beside the file — the lock file of every kubesafe
 //! writer — from apply until they are dropped, so nothing else of kubesafe
 //! writes the file while a transaction judges and maybe rolls back a change.
+//!
+//! Both also write `.NAME.kubesafe-transaction` beside it before they write
+//! the file, and remove it when dropped. A process killed mid-transaction
+//! releases the lock but leaves that marker: the file may hold content no
+//! gate judged, so the next change of the file fails with
+//! [`ChangeError::Unfinished`], nothing written, until a human has checked
+//! the component and deleted the marker (it names the backup of the content
+//! from before).
 
 pub(crate) mod file_replace;
+mod journal;
 #[cfg(feature = "manifest-edit")]
 mod manifest;
 
@@ -36,7 +45,9 @@ use crate::witness::FlagExpectation;
 /// * [`rollback`](Self::rollback) restores the configuration from before
 ///   `apply` and keeps the rejected configuration somewhere the component
 ///   will not load it (for a static-pod manifest: a hidden file, or outside
-///   the manifest directory), reporting where.
+///   the manifest directory), reporting where. Restoring comes first: a
+///   rejected copy that cannot be written must not keep the original from
+///   being put back (report no copy then).
 pub trait Change {
     /// Works out what the change will do, without touching anything.
     ///

@@ -10,7 +10,8 @@ use crate::exec::{self, Program, RunEnd};
 /// Runs a program as a health check: exit code 0 is
 /// [`ProbeStatus::Healthy`], any other exit code [`ProbeStatus::Unhealthy`]
 /// (the detail carries the last line of stderr, else stdout), still running
-/// at the timeout [`ProbeStatus::TimedOut`] (the program is killed), and a
+/// at the timeout [`ProbeStatus::TimedOut`] (the program and every process it
+/// started are killed), and a
 /// program that cannot be started [`ProbeStatus::Error`].
 ///
 /// ```

@@ -61,10 +61,20 @@ pub struct HttpProbe {
     timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Token {
     Literal(String),
     File(PathBuf),
+}
+
+/// Never shows a literal token (probes and builders get logged with `{:?}`).
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Literal(_) => f.write_str("Literal(<redacted>)"),
+            Self::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
 }
 
 /// Builder of an [`HttpProbe`]; see [`HttpProbe::builder`].
@@ -143,8 +153,9 @@ impl HttpProbeBuilder {
     }
 
     /// Skips verification of the server's certificate (signatures of the
-    /// handshake are still checked). An explicit opt-in for test clusters;
-    /// conflicts with [`ca_file`](Self::ca_file).
+    /// handshake are still checked). An explicit opt-in for test clusters,
+    /// logged as a warning when the probe is built; conflicts with
+    /// [`ca_file`](Self::ca_file).
     pub fn insecure_skip_tls_verify(mut self) -> Self {
         self.insecure = true;
         self
@@ -210,6 +221,10 @@ impl HttpProbeBuilder {
         }
         if let Some(Token::File(path)) = &self.token {
             read_token(path)?;
+        }
+        if self.insecure && url.scheme() == "https" {
+            tracing::warn!(url = %url, "TLS certificate of the health endpoint NOT verified \
+                (insecure opt-in): anyone able to answer on this address can pass the gate");
         }
         let tls = self.tls_config()?;
         let client = Client::builder()
@@ -545,6 +560,18 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(err.to_string().contains("no CERTIFICATE block"), "{err}");
+    }
+
+    #[test]
+    fn the_bearer_token_never_shows_in_debug_output() {
+        let builder = HttpProbe::builder("https://127.0.0.1:6443/livez")
+            .bearer_token("s3cr3t-t0ken-value")
+            .insecure_skip_tls_verify();
+        assert!(!format!("{builder:?}").contains("s3cr3t"), "{builder:?}");
+        let probe = builder.build().unwrap();
+        let debug = format!("{probe:?}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        assert!(debug.contains("redacted"), "{debug}");
     }
 
     #[test]

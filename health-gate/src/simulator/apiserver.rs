@@ -240,6 +240,22 @@ where
     S: Into<OsString>,
 {
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    // The signal was armed only now: if the kubelet simulator died between
+    // starting this process and here, it never comes. Check the parent.
+    if let Some(expected) = std::env::var(SIM_PARENT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    {
+        let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get());
+        if parent != Some(expected) {
+            klog!(
+                "E",
+                "Error: the kubelet simulator (pid {expected}) is gone; exiting (a simulated \
+                 server never outlives it)"
+            );
+            return ExitCode::from(1);
+        }
+    }
     let flags = match ApiserverFlags::parse(args) {
         Ok(f) => f,
         Err(e) => {
@@ -337,6 +353,12 @@ where
 /// binary that merely happens to be installed or linked as `kube-apiserver` on
 /// a real node never turns into a fake API server answering health probes.
 pub const SIMULATION_ENV: &str = "KUBESAFE_SIMULATION";
+
+/// The environment variable through which the kubelet simulator tells each
+/// server its own pid: the server exits at once when its parent is another
+/// process (the simulator died before the server armed its parent-death
+/// signal).
+pub const SIM_PARENT_ENV: &str = "KUBESAFE_SIM_PARENT";
 
 /// If this process was started under the name `kube-apiserver` by the kubelet
 /// simulator (through the symlink it makes, with [`SIMULATION_ENV`] set), runs

@@ -485,6 +485,7 @@ impl Runner {
         let mut cmd = Command::new(&link);
         cmd.args(argv.get(1..).unwrap_or_default())
             .env(super::SIMULATION_ENV, "1")
+            .env(super::SIM_PARENT_ENV, std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

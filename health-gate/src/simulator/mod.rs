@@ -29,7 +29,9 @@ mod pki;
 
 use std::path::PathBuf;
 
-pub use apiserver::{ApiserverFlags, Fault, SIMULATION_ENV, dispatch_by_argv0, serve_apiserver};
+pub use apiserver::{
+    ApiserverFlags, Fault, SIM_PARENT_ENV, SIMULATION_ENV, dispatch_by_argv0, serve_apiserver,
+};
 pub use kubelet::{KubeletConfig, KubeletSim, KubeletStatus, StopSignal};
 pub use node::{SimNode, SimNodeBuilder, manifest_yaml};
 pub use pki::Pki;

@@ -105,7 +105,10 @@ pub enum WitnessState {
     /// The component restarted with the intended configuration.
     Witnessed {
         /// What was seen, e.g. `pid 4242 started 1.2s after the write with
-        /// --anonymous-auth=false`.
+        /// --anonymous-auth=false`. It names the process seen and stays the
+        /// same string while that process is the one seen: the gate starts
+        /// its settle window over when it changes (another process replaced
+        /// the one witnessed).
         evidence: String,
     },
     /// The component keeps restarting: fail now rather than at the deadline.

@@ -16,6 +16,14 @@ use crate::probe::ProbeOutcome;
 /// A process counts as the restarted component when
 /// * its name matches (`/proc/PID/comm`, truncated by Linux to 15 bytes, or
 ///   the basename of `argv[0]`),
+/// * it runs in this process's network namespace (`/proc/PID/ns/net`): the
+///   component the gate probes over the network is, and another cluster's
+///   `kube-apiserver` visible in the same `/proc` (a kind node, a nested
+///   cluster) is not. A process whose namespace cannot be read (no
+///   privileges) still counts. Opt out with
+///   [`any_network_namespace`](Self::any_network_namespace) when the
+///   component runs in another namespace than this program (a pod without
+///   `hostNetwork` probing the node's address),
 /// * it carries every [selector](Self::select_flag) flag (to tell apart
 ///   several instances, e.g. `--secure-port=6443`),
 /// * it was not running when the write was about to happen, and its start
@@ -52,6 +60,9 @@ pub struct ProcessWitness {
     extra: Vec<FlagExpectation>,
     crash_loop_after: u32,
     proc_root: PathBuf,
+    same_network_namespace: bool,
+    /// This process's network namespace (`net:[INODE]`), read at prepare.
+    own_netns: Option<String>,
     // State of the current phase.
     hz: u64,
     phase: Phase,
@@ -72,6 +83,8 @@ impl ProcessWitness {
             extra: Vec::new(),
             crash_loop_after: 3,
             proc_root: procfs::default_root(),
+            same_network_namespace: true,
+            own_netns: None,
             hz: procfs::clock_ticks_per_second(),
             phase: Phase::Apply,
             original: BTreeSet::new(),
@@ -110,17 +123,32 @@ impl ProcessWitness {
         self
     }
 
-    fn candidates(&self) -> Result<Vec<ProcessInfo>, WitnessError> {
+    /// Counts processes of every network namespace as the component (see
+    /// the type's documentation).
+    pub fn any_network_namespace(mut self) -> Self {
+        self.same_network_namespace = false;
+        self
+    }
+
+    /// The processes that can be the component, and how many others with
+    /// its name and selectors were left out for running in another network
+    /// namespace.
+    fn candidates(&self) -> Result<(Vec<ProcessInfo>, usize), WitnessError> {
         let all = procfs::find_by_name(&self.proc_root, &self.name).map_err(|source| {
             WitnessError::Proc {
                 path: self.proc_root.clone(),
                 source,
             }
         })?;
-        Ok(all
+        let (mine, foreign): (Vec<ProcessInfo>, Vec<ProcessInfo>) = all
             .into_iter()
             .filter(|p| self.selectors.iter().all(|s| s.check(&p.argv).is_ok()))
-            .collect())
+            .partition(|p| match &self.own_netns {
+                Some(own) => procfs::net_namespace(&self.proc_root, p.pid)
+                    .map_or(true, |theirs| theirs == *own),
+                None => true,
+            });
+        Ok((mine, foreign.len()))
     }
 }
 
@@ -130,16 +158,25 @@ impl RestartWitness for ProcessWitness {
         for sel in &self.selectors {
             s.push_str(&format!(" with {sel}"));
         }
+        if !self.same_network_namespace {
+            s.push_str(", in any network namespace");
+        }
         s
     }
 
     fn prepare(&mut self, ctx: &WitnessContext<'_>) -> Result<(), WitnessError> {
         self.since = ctx.write_started;
+        self.own_netns = if self.same_network_namespace {
+            procfs::own_net_namespace(&self.proc_root).ok()
+        } else {
+            None
+        };
         self.expected = ctx.expected_flags.to_vec();
         self.expected.extend(self.extra.iter().cloned());
         self.seen.clear();
         self.preexisting = self
             .candidates()?
+            .0
             .into_iter()
             .map(|p| (p.pid, p.start_ticks))
             .collect();
@@ -157,7 +194,7 @@ impl RestartWitness for ProcessWitness {
     }
 
     fn observe(&mut self, _probe: &ProbeOutcome) -> WitnessState {
-        let procs = match self.candidates() {
+        let (procs, foreign) = match self.candidates() {
             Ok(p) => p,
             Err(e) => {
                 return WitnessState::Waiting {
@@ -235,7 +272,7 @@ impl RestartWitness for ProcessWitness {
         if let Some(evidence) = survivor {
             return WitnessState::Witnessed { evidence };
         }
-        let detail = mismatch.unwrap_or_else(|| {
+        let mut detail = mismatch.unwrap_or_else(|| {
             let old: Vec<String> = procs.iter().map(|p| p.pid.to_string()).collect();
             if old.is_empty() {
                 format!("no `{}` process running", self.name)
@@ -247,6 +284,133 @@ impl RestartWitness for ProcessWitness {
                 )
             }
         });
+        if foreign > 0 {
+            detail.push_str(&format!(
+                "; {foreign} `{}` process(es) in other network namespaces ignored",
+                self.name
+            ));
+        }
         WitnessState::Waiting { detail }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Lays out `/proc/PID` as the witness reads it: comm, cmdline, stat
+    /// (start time in field 22) and the network namespace link.
+    fn add_process(root: &Path, pid: u32, argv: &[&str], start_ticks: u64, netns: &str) {
+        let dir = root.join(pid.to_string());
+        std::fs::create_dir_all(dir.join("ns")).unwrap();
+        std::fs::write(dir.join("comm"), "kube-apiserver\n").unwrap();
+        let mut cmdline = argv.join("\0");
+        cmdline.push('\0');
+        std::fs::write(dir.join("cmdline"), cmdline).unwrap();
+        let mut stat = format!("{pid} (kube-apiserver) S 1");
+        // Fields 5..=21, then the start time (field 22), then a few more.
+        for _ in 5..=21 {
+            stat.push_str(" 0");
+        }
+        stat.push_str(&format!(" {start_ticks} 1000 10 0\n"));
+        std::fs::write(dir.join("stat"), stat).unwrap();
+        std::os::unix::fs::symlink(netns, dir.join("ns/net")).unwrap();
+    }
+
+    fn fake_proc(own_netns: &str) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("self/ns")).unwrap();
+        std::os::unix::fs::symlink(own_netns, root.path().join("self/ns/net")).unwrap();
+        root
+    }
+
+    #[test]
+    fn a_process_of_another_network_namespace_is_not_the_component() {
+        // A kind (or other nested) cluster's kube-apiserver is visible in the
+        // host's /proc. If it restarts after the write with the same flag
+        // values, it must not be taken for ours: our probe is answered by the
+        // old process, which has not restarted.
+        let hz = 100;
+        let root = fake_proc("net:[4026531840]");
+        add_process(
+            root.path(),
+            200,
+            &["kube-apiserver", "--secure-port=6443", "--profiling=true"],
+            1_000,
+            "net:[4026531840]",
+        );
+        let mut w = ProcessWitness::new("kube-apiserver")
+            .select_flag("--secure-port", "6443")
+            .proc_root(root.path());
+        w.hz = hz;
+        let expected = [FlagExpectation::set("--profiling", "false")];
+        let write = BootInstant::from_ticks(2_000, hz);
+        w.prepare(&WitnessContext::new(Phase::Apply, write, &expected))
+            .unwrap();
+        add_process(
+            root.path(),
+            300,
+            &["kube-apiserver", "--secure-port=6443", "--profiling=false"],
+            2_050,
+            "net:[4026532999]",
+        );
+        let probe = ProbeOutcome::healthy("ok");
+        let state = w.observe(&probe);
+        let WitnessState::Waiting { detail } = &state else {
+            panic!("{state}");
+        };
+        assert!(detail.contains("other network namespace"), "{detail}");
+
+        // Our own restarted process is witnessed.
+        std::fs::remove_dir_all(root.path().join("200")).unwrap();
+        add_process(
+            root.path(),
+            400,
+            &["kube-apiserver", "--secure-port=6443", "--profiling=false"],
+            2_100,
+            "net:[4026531840]",
+        );
+        let state = w.observe(&probe);
+        assert!(
+            matches!(&state, WitnessState::Witnessed { evidence } if evidence.starts_with("pid 400 ")),
+            "{state}"
+        );
+
+        // Opting out counts every namespace (the newest process wins).
+        let mut any = ProcessWitness::new("kube-apiserver")
+            .proc_root(root.path())
+            .any_network_namespace();
+        any.hz = hz;
+        any.prepare(&WitnessContext::new(Phase::Apply, write, &expected))
+            .unwrap();
+        add_process(
+            root.path(),
+            600,
+            &["kube-apiserver", "--secure-port=6443", "--profiling=false"],
+            2_200,
+            "net:[4026532999]",
+        );
+        let state = any.observe(&probe);
+        assert!(
+            matches!(&state, WitnessState::Witnessed { evidence } if evidence.starts_with("pid 600 ")),
+            "{state}"
+        );
+    }
+
+    #[test]
+    fn a_process_whose_namespace_cannot_be_read_still_counts() {
+        // Without the privileges to read /proc/PID/ns (not root), nothing can
+        // be told apart: keep the old behaviour rather than see nothing.
+        let hz = 100;
+        let root = fake_proc("net:[1]");
+        let mut w = ProcessWitness::new("kube-apiserver").proc_root(root.path());
+        w.hz = hz;
+        let write = BootInstant::from_ticks(2_000, hz);
+        w.prepare(&WitnessContext::new(Phase::Apply, write, &[]))
+            .unwrap();
+        add_process(root.path(), 500, &["kube-apiserver"], 2_050, "net:[1]");
+        std::fs::remove_file(root.path().join("500/ns/net")).unwrap();
+        assert!(w.observe(&ProbeOutcome::healthy("ok")).is_witnessed());
     }
 }

@@ -194,6 +194,29 @@ pub fn find_by_name(proc_root: &Path, name: &str) -> io::Result<Vec<ProcessInfo>
     Ok(found)
 }
 
+/// The network namespace of a process: the target of `/proc/PID/ns/net`,
+/// e.g. `net:[4026531840]`. Reading it takes the privileges to inspect the
+/// process (same user, or root).
+///
+/// # Errors
+/// When the link cannot be read (process gone, no privileges).
+pub fn net_namespace(proc_root: &Path, pid: u32) -> io::Result<String> {
+    read_link_text(&proc_root.join(pid.to_string()).join("ns/net"))
+}
+
+/// The network namespace of the process reading `proc_root`
+/// (`/proc/self/ns/net`).
+///
+/// # Errors
+/// When the link cannot be read.
+pub fn own_net_namespace(proc_root: &Path) -> io::Result<String> {
+    read_link_text(&proc_root.join("self/ns/net"))
+}
+
+fn read_link_text(path: &Path) -> io::Result<String> {
+    Ok(std::fs::read_link(path)?.to_string_lossy().into_owned())
+}
+
 /// The default `/proc` mount.
 #[must_use]
 pub fn default_root() -> PathBuf {
@@ -243,6 +266,14 @@ mod tests {
             "kube-apiserver",
             &["kube-apiserver".to_owned()]
         ));
+    }
+
+    #[test]
+    fn network_namespaces_read_like_the_kernel_writes_them() {
+        let root = default_root();
+        let own = own_net_namespace(&root).unwrap();
+        assert!(own.starts_with("net:["), "{own}");
+        assert_eq!(net_namespace(&root, std::process::id()).unwrap(), own);
     }
 
     #[test]

@@ -4,15 +4,22 @@
 use super::{RestartWitness, WitnessContext, WitnessState};
 use crate::error::WitnessError;
 use crate::outcome::Phase;
-use crate::probe::ProbeOutcome;
+use crate::probe::{ProbeOutcome, ProbeStatus};
 
 /// Witnesses a restart as a transition of the health endpoint: after the
-/// write it goes down (stops answering: connection refused or no answer),
-/// then answers healthy again.
+/// write it goes down, then answers healthy again.
+///
+/// "Down" means nothing answers: [`ProbeStatus::Unreachable`] (connection
+/// refused or reset, TLS handshake failure) in
+/// [`down_probes`](Self::down_probes) consecutive polls (default 2). A probe
+/// that merely times out is *not* down — a live but slow old process (a GC
+/// pause, a loaded node) times out too — and neither is one failed
+/// connection, so a hiccup of the old process is not taken for a restart.
+/// A restarting kube-apiserver refuses connections for seconds.
 ///
 /// Weaker evidence than [`ProcessWitness`](super::ProcessWitness): it does
-/// not see the command line, and it needs the down phase to last at least one
-/// poll. When rolling back a change during which the endpoint never went
+/// not see the command line, and it needs the down phase to last at least
+/// `down_probes` polls. When rolling back a change during which the endpoint never went
 /// down, the original process is taken to have kept running (no restart will
 /// come), and its health counts. It works where `/proc` of the component is
 /// not visible (a remote
@@ -24,6 +31,9 @@ use crate::probe::ProbeOutcome;
 pub struct HealthTransitionWitness {
     crash_loop_after: u32,
     unhealthy_is_down: bool,
+    down_probes: u32,
+    /// Consecutive "down" polls so far.
+    down_streak: u32,
     saw_down: bool,
     up: bool,
     comebacks: u32,
@@ -44,6 +54,8 @@ impl HealthTransitionWitness {
         Self {
             crash_loop_after: 3,
             unhealthy_is_down: false,
+            down_probes: 2,
+            down_streak: 0,
             saw_down: false,
             up: false,
             comebacks: 0,
@@ -52,11 +64,20 @@ impl HealthTransitionWitness {
         }
     }
 
-    /// Also count answers that are not healthy (5xx, failing checks) as
-    /// "down". Catches restarts too quick to ever refuse a connection, at the
-    /// price of taking an unhealthy blip of the old process for a restart.
+    /// Also count any answer that is not healthy (5xx, failing checks, a
+    /// timeout) as "down". Catches restarts too quick to ever refuse a
+    /// connection, at the price of taking an unhealthy blip of the old
+    /// process (lasting [`down_probes`](Self::down_probes) polls) for a
+    /// restart.
     pub fn unhealthy_is_down(mut self, on: bool) -> Self {
         self.unhealthy_is_down = on;
+        self
+    }
+
+    /// How many consecutive "down" polls make the endpoint down (default 2;
+    /// at least 1).
+    pub fn down_probes(mut self, polls: u32) -> Self {
+        self.down_probes = polls.max(1);
         self
     }
 
@@ -84,6 +105,7 @@ impl RestartWitness for HealthTransitionWitness {
         self.saw_down = self.original_kept;
         self.up = false;
         self.comebacks = 0;
+        self.down_streak = 0;
         Ok(())
     }
 
@@ -91,9 +113,14 @@ impl RestartWitness for HealthTransitionWitness {
         let down = if self.unhealthy_is_down {
             !probe.is_healthy()
         } else {
-            !probe.status.is_answering()
+            probe.status == ProbeStatus::Unreachable
         };
         if down {
+            self.down_streak = self.down_streak.saturating_add(1);
+        } else {
+            self.down_streak = 0;
+        }
+        if self.down_streak >= self.down_probes {
             self.saw_down = true;
             self.up = false;
             self.original_kept = false;
@@ -156,11 +183,40 @@ mod tests {
             assert!(!w.observe(&o(ProbeStatus::Healthy)).is_witnessed());
         }
         assert!(!w.observe(&o(ProbeStatus::Unreachable)).is_witnessed());
+        assert!(!w.observe(&o(ProbeStatus::Unreachable)).is_witnessed());
         assert!(!w.observe(&o(ProbeStatus::Unhealthy)).is_witnessed());
         assert!(w.observe(&o(ProbeStatus::Healthy)).is_witnessed());
-        // Down again: evidence lost until it comes back.
+        // Down again (two polls): evidence lost until it comes back.
+        w.observe(&o(ProbeStatus::Unreachable));
+        assert!(!w.observe(&o(ProbeStatus::Unreachable)).is_witnessed());
         assert!(!w.observe(&o(ProbeStatus::TimedOut)).is_witnessed());
         assert!(w.observe(&o(ProbeStatus::Healthy)).is_witnessed());
+    }
+
+    #[test]
+    fn a_hiccup_of_the_old_process_is_not_a_restart() {
+        // A probe that times out (a GC pause, a loaded node, a slow network)
+        // or one refused connection is no evidence the old process went away.
+        for blip in [
+            vec![ProbeStatus::TimedOut],
+            vec![ProbeStatus::TimedOut, ProbeStatus::TimedOut],
+            vec![ProbeStatus::Unreachable],
+            vec![
+                ProbeStatus::Unreachable,
+                ProbeStatus::Healthy,
+                ProbeStatus::Unreachable,
+            ],
+        ] {
+            let mut w = HealthTransitionWitness::new();
+            w.prepare(&WitnessContext::new(Phase::Apply, BootInstant::now(), &[]))
+                .unwrap();
+            assert!(!w.observe(&o(ProbeStatus::Healthy)).is_witnessed());
+            for s in &blip {
+                assert!(!w.observe(&o(*s)).is_witnessed());
+            }
+            let s = w.observe(&o(ProbeStatus::Healthy));
+            assert!(!s.is_witnessed(), "{blip:?}: {s}");
+        }
     }
 
     #[test]
@@ -170,6 +226,7 @@ mod tests {
             .unwrap();
         let mut last = None;
         for _ in 0..3 {
+            w.observe(&o(ProbeStatus::Unreachable));
             w.observe(&o(ProbeStatus::Unreachable));
             last = Some(w.observe(&o(ProbeStatus::Healthy)));
         }
@@ -199,6 +256,7 @@ mod tests {
         w.prepare(&WitnessContext::new(Phase::Apply, BootInstant::now(), &[]))
             .unwrap();
         w.observe(&o(ProbeStatus::Unreachable));
+        w.observe(&o(ProbeStatus::Unreachable));
         w.prepare(&WitnessContext::new(
             Phase::Rollback,
             BootInstant::now(),
@@ -206,6 +264,7 @@ mod tests {
         ))
         .unwrap();
         assert!(!w.observe(&o(ProbeStatus::Healthy)).is_witnessed());
+        w.observe(&o(ProbeStatus::Unreachable));
         w.observe(&o(ProbeStatus::Unreachable));
         assert!(w.observe(&o(ProbeStatus::Healthy)).is_witnessed());
     }
@@ -222,6 +281,14 @@ mod tests {
         w.prepare(&WitnessContext::new(Phase::Apply, BootInstant::now(), &[]))
             .unwrap();
         w.observe(&o(ProbeStatus::Unhealthy));
+        w.observe(&o(ProbeStatus::TimedOut));
+        assert!(w.observe(&o(ProbeStatus::Healthy)).is_witnessed());
+
+        // One refused poll is enough when asked for.
+        let mut w = HealthTransitionWitness::new().down_probes(1);
+        w.prepare(&WitnessContext::new(Phase::Apply, BootInstant::now(), &[]))
+            .unwrap();
+        w.observe(&o(ProbeStatus::Unreachable));
         assert!(w.observe(&o(ProbeStatus::Healthy)).is_witnessed());
     }
 }
