@@ -416,10 +416,23 @@ impl Change for ManifestChange {
         let journal = Journal::begin(Self::transaction_marker(&self.file), &path)?;
         let report = match locked.apply_if_unchanged(&self.edit, &planned.original_sha256) {
             Ok(report) => report,
-            Err(EditError::NotDurable { source, .. }) => {
-                // The new content is visible but the directory fsync failed.
-                // `apply` failing must mean "nothing changed": put the
-                // original back under the same hold.
+            Err(e @ (EditError::NotDurable { .. } | EditError::WrittenButUnverified { .. })) => {
+                // The rename happened: the new content is (or may be) visible,
+                // but the directory fsync failed or the re-read did not give
+                // the bytes written. `apply` failing must mean "nothing
+                // changed": put the original back under the same hold. The
+                // restore only replaces what this change wrote (by hash), so
+                // a foreign writer's content is never overwritten.
+                let problem = match &e {
+                    EditError::NotDurable { source, .. } => {
+                        format!("the directory could not be fsynced after the rename ({source})")
+                    }
+                    other => other.to_string(),
+                };
+                let kind = match &e {
+                    EditError::NotDurable { source, .. } => source.kind(),
+                    _ => std::io::ErrorKind::Other,
+                };
                 let undo = locked.restore(&planned.original, &planned.new_sha256, false);
                 if undo.is_ok() {
                     journal.finish();
@@ -429,17 +442,13 @@ impl Change for ManifestChange {
                     Ok(_) => ChangeError::Write {
                         path,
                         source: std::io::Error::new(
-                            source.kind(),
-                            format!(
-                                "the directory could not be fsynced after the rename ({source}); \
-                                 the original content was put back"
-                            ),
+                            kind,
+                            format!("{problem}; the original content was put back"),
                         ),
                     },
-                    Err(e) => ChangeError::Other(format!(
-                        "{}: written, but the directory could not be fsynced ({source}), and \
-                         putting the original back failed too ({e}); the file may hold the new \
-                         content",
+                    Err(undo_err) => ChangeError::Other(format!(
+                        "{}: written, but {problem}, and putting the original back failed too \
+                         ({undo_err}); the file may hold the new content",
                         path.display()
                     )),
                 });
