@@ -10,6 +10,16 @@
 //! only authentic, currently valid envelopes occupy it: an attacker cannot fill it with
 //! forgeries.
 //!
+//! # When the clock goes back
+//!
+//! A store forgets a nonce once its envelope has expired. If the system clock is then
+//! stepped back (an NTP correction, a VM restored from a snapshot), that envelope looks
+//! valid again and its nonce is gone. [`InMemoryReplayStore`] therefore remembers the
+//! latest time at which it forgot anything (its *horizon*) and refuses every envelope whose
+//! window ends at or before it with [`ReplayError::BeforeHorizon`] (the verifier reports it
+//! as [`crate::Rejection::Expired`]). A shared store should do the same, or keep entries
+//! well past their expiry.
+//!
 //! # When the in-memory store is full
 //!
 //! [`InMemoryReplayStore`] holds at most `capacity` live entries. When it is full it
@@ -37,6 +47,18 @@ pub enum ReplayError {
     Full {
         /// Seconds until the oldest entry expires.
         retry_after_secs: u64,
+    },
+    /// The envelope's replay window ends at or before a time the store has already
+    /// passed, so its nonce may have been forgotten: the clock went back (an NTP step, a
+    /// VM restored from a snapshot). Refused rather than risk accepting a replay.
+    #[error(
+        "nonces valid until {expires_at} may already be forgotten: this store has seen time {horizon} (did the clock go back?)"
+    )]
+    BeforeHorizon {
+        /// End of the envelope's replay window (`exp + skew`, Unix seconds).
+        expires_at: u64,
+        /// The latest time at which the store forgot expired nonces.
+        horizon: u64,
     },
     /// A shared store could not be reached (fail closed).
     #[error("replay store unavailable: {reason}")]
@@ -133,10 +155,13 @@ struct Inner {
     live: HashMap<u128, u64, BuildHasherDefault<Prehashed>>,
     /// expires_at → fingerprints, for purging in expiry order (one bucket per second).
     by_expiry: BTreeMap<u64, Vec<u128>>,
+    /// The latest `now` a purge ran at: entries expiring at or before it may be gone.
+    horizon: u64,
 }
 
 impl Inner {
     fn purge(&mut self, now: u64) {
+        self.horizon = self.horizon.max(now);
         while let Some(bucket) = self.by_expiry.first_entry() {
             if *bucket.key() > now {
                 break;
@@ -222,6 +247,12 @@ impl ReplayStore for InMemoryReplayStore {
             // Already expired: nothing to remember (the verifier rejects these earlier).
             return Ok(());
         }
+        if expires_at <= inner.horizon {
+            return Err(ReplayError::BeforeHorizon {
+                expires_at,
+                horizon: inner.horizon,
+            });
+        }
         inner.purge(now);
         if inner.live.len() >= self.capacity {
             let oldest = inner.by_expiry.keys().next().copied().unwrap_or(now + 1);
@@ -257,6 +288,30 @@ mod tests {
         assert_eq!(store.check_and_record("k", "n1", 200, 100), Ok(()));
         assert_eq!(
             store.check_and_record("k", "n1", 200, 150),
+            Err(ReplayError::Replayed)
+        );
+    }
+
+    #[test]
+    fn a_clock_stepped_back_cannot_revive_a_forgotten_nonce() {
+        let store = InMemoryReplayStore::new(10);
+        assert_eq!(store.check_and_record("k", "n1", 100, 50), Ok(()));
+        // Time passes beyond the envelope's window; a later insert purges its nonce.
+        assert_eq!(store.check_and_record("k", "n2", 400, 300), Ok(()));
+        assert_eq!(store.len(), 1, "n1 was forgotten");
+        // The clock steps back to 60: n1's envelope looks valid again, but it cannot be
+        // proven fresh.
+        assert_eq!(
+            store.check_and_record("k", "n1", 100, 60),
+            Err(ReplayError::BeforeHorizon {
+                expires_at: 100,
+                horizon: 300
+            })
+        );
+        // Envelopes whose window reaches past the horizon are still judged by their nonce.
+        assert_eq!(store.check_and_record("k", "n3", 350, 60), Ok(()));
+        assert_eq!(
+            store.check_and_record("k", "n2", 400, 60),
             Err(ReplayError::Replayed)
         );
     }

@@ -388,6 +388,21 @@ impl<S: ReplayStore> Verifier<S> {
                     nonce: envelope.nonce().to_owned(),
                 });
             }
+            Err(ReplayError::BeforeHorizon { horizon, .. }) => {
+                tracing::warn!(
+                    kid,
+                    nonce = envelope.nonce(),
+                    now,
+                    horizon,
+                    "envelope expired before a time the replay store has already seen; \
+                     the clock went back"
+                );
+                return Err(Rejection::Expired {
+                    exp,
+                    now: horizon,
+                    skew_secs: self.skew,
+                });
+            }
             Err(error) => {
                 tracing::warn!(%error, "replay store refused to record a nonce");
                 return Err(Rejection::ReplayUnavailable { error });

@@ -475,3 +475,30 @@ fn equivalent_number_spellings_verify_to_the_value_the_mac_covers() {
         assert_eq!(verified.action()["y"][1].as_i64(), Some(-2));
     }
 }
+
+/// An envelope whose nonce was forgotten after it expired must not verify again when the
+/// clock is stepped back into its window.
+#[test]
+fn a_clock_stepped_back_does_not_reopen_a_used_envelope() {
+    let v = verifier(ring()).with_skew(Duration::from_secs(30));
+    let used = sign(&json!({"type": "restart_pod"}), &"J".repeat(22));
+    v.verify_at(used.clone(), NOW + 10).unwrap();
+    // Much later another envelope arrives; the store purges the first nonce.
+    let later = ring()
+        .sign_at(
+            &json!(1),
+            NOW + 1000,
+            Duration::from_secs(TTL),
+            Nonce::new("K".repeat(22)).unwrap(),
+        )
+        .unwrap();
+    v.verify_at(later, NOW + 1000).unwrap();
+    assert_eq!(v.replay_store().len(), 1, "the first nonce was forgotten");
+    // The clock goes back to inside the first envelope's window.
+    let err = v.verify_at(used, NOW + 20).unwrap_err();
+    assert!(
+        matches!(err, Rejection::Expired { now, .. } if now == NOW + 1000),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), ErrorCode::Unauthorized);
+}
