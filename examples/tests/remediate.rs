@@ -674,3 +674,56 @@ fn a_second_interrupt_aborts_with_130_and_leaves_the_change_marked_unfinished() 
     assert!(marker.exists(), "{err}");
     assert!(err.contains(&marker.display().to_string()), "{err}");
 }
+
+/// The change is applied but its audit record cannot be written (here: the log may not
+/// grow, `RLIMIT_FSIZE` with `SIGXFSZ` ignored, so the append fails with `EFBIG`): exit
+/// status 5, the manifest keeps the change, and the log keeps every earlier record intact.
+#[test]
+fn applied_but_not_audited_exits_5_and_keeps_the_log_intact() {
+    let bed = Bed::start(|b| b);
+    let log = bed._dir.path().join("audit.jsonl");
+    // An earlier record large enough that the log is already past the size limit below.
+    let filler = "x".repeat(40 * 1024);
+    let record = format!(
+        r#"{{"actionType":"note","status":"completed","parameters":{{"filler":"{filler}"}}}}"#
+    );
+    let o = Command::new(BIN)
+        .args(["audit", "append", "--log", s(&log), "--json", &record])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before_log = std::fs::read(&log).unwrap();
+    assert!(before_log.len() > 40 * 1024);
+
+    // Files up to 16 KiB (or 8 KiB where `ulimit -f` counts 512-byte blocks) may be
+    // written: the manifest, its temp file and backup fit; the audit log cannot grow.
+    let mut args = bed.args(&["--set", "--profiling", "false", "--audit-log", s(&log)]);
+    args.insert(0, BIN.to_owned());
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; ulimit -f 16 && exec "$@""#)
+        .arg("sh")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 5, "{}\n{}", stdout(&out), stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("kubesafe: error: audit log: the record of this run was not written"),
+        "{err}"
+    );
+    assert!(
+        err.contains("File too large"),
+        "the append hit the limit: {err}"
+    );
+    assert!(stdout(&out).contains("applied"), "{}", stdout(&out));
+    let manifest = String::from_utf8(bed.manifest()).unwrap();
+    assert!(manifest.contains("    - --profiling=false\n"), "{manifest}");
+    // Nothing half-written: the log is exactly what it was, and it verifies.
+    assert_eq!(std::fs::read(&log).unwrap(), before_log);
+    let v = Command::new(BIN)
+        .args(["audit", "verify", s(&log)])
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", stdout(&v));
+}
