@@ -106,6 +106,49 @@ fn audit_records(log: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Starts `kubesafe ARGS` with its stderr read by a thread: each line containing one of
+/// `marks` sends on the returned channel; the thread returns the whole of stderr.
+fn spawn_watching(
+    args: &[String],
+    stdout: Stdio,
+    marks: &'static [&'static str],
+) -> (
+    std::process::Child,
+    mpsc::Receiver<()>,
+    std::thread::JoinHandle<String>,
+) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(pipe).lines() {
+            let line = line.unwrap();
+            if marks.iter().any(|m| line.contains(m)) {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    (child, rx, reader)
+}
+
+/// Sends SIGINT to `child`.
+fn interrupt(child: &std::process::Child) {
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+}
+
 #[test]
 fn healthy_change_is_applied_exit_0_with_progress_and_an_audit_record() {
     let bed = Bed::start(|b| b);
@@ -296,33 +339,10 @@ fn interrupt_during_the_gate_finishes_the_transaction() {
     // A longer settle window, so the interrupt lands inside the gate.
     let settle = args.iter().position(|a| a == "300ms").unwrap();
     args[settle] = "2s".to_owned();
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr_pipe = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr_pipe).lines() {
-            let line = line.unwrap();
-            if line.contains("settle window started") {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
+    let (mut child, rx, reader) = spawn_watching(&args, Stdio::piped(), &["settle window started"]);
     rx.recv_timeout(Duration::from_secs(20))
         .expect("the gate reached the settle window");
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    interrupt(&child);
     let status = child.wait().unwrap();
     let err = reader.join().unwrap();
     assert_eq!(status.code(), Some(0), "{err}");
@@ -578,21 +598,7 @@ fn a_run_killed_mid_transaction_is_noticed_by_the_next_one() {
     let mut args = bed.args(&["--set", "--profiling", "false"]);
     let settle = args.iter().position(|a| a == "300ms").unwrap();
     args[settle] = "15s".to_owned();
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pipe = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            if line.unwrap().contains("apply     written") {
-                let _ = tx.send(());
-            }
-        }
-    });
+    let (mut child, rx, reader) = spawn_watching(&args, Stdio::null(), &["apply     written"]);
     rx.recv_timeout(Duration::from_secs(20))
         .expect("the change was written");
     child.kill().unwrap();
@@ -629,39 +635,17 @@ fn a_second_interrupt_aborts_with_130_and_leaves_the_change_marked_unfinished() 
     let mut args = bed.args(&["--set", "--profiling", "false"]);
     let settle = args.iter().position(|a| a == "300ms").unwrap();
     args[settle] = "15s".to_owned();
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pipe = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(pipe).lines() {
-            let line = line.unwrap();
-            if line.contains("settle window started") || line.contains("SIGINT received") {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let int = || {
-        let kill = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-    };
+    let (mut child, rx, reader) = spawn_watching(
+        &args,
+        Stdio::null(),
+        &["settle window started", "SIGINT received"],
+    );
     rx.recv_timeout(Duration::from_secs(20))
         .expect("the gate reached the settle window");
-    int();
+    interrupt(&child);
     rx.recv_timeout(Duration::from_secs(20))
         .expect("the first interrupt was noted");
-    int();
+    interrupt(&child);
     let status = child.wait().unwrap();
     let err = reader.join().unwrap();
     assert_eq!(status.code(), Some(130), "{err}");
