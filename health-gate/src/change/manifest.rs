@@ -423,15 +423,12 @@ impl Change for ManifestChange {
                 // changed": put the original back under the same hold. The
                 // restore only replaces what this change wrote (by hash), so
                 // a foreign writer's content is never overwritten.
-                let problem = match &e {
-                    EditError::NotDurable { source, .. } => {
-                        format!("the directory could not be fsynced after the rename ({source})")
-                    }
-                    other => other.to_string(),
-                };
-                let kind = match &e {
-                    EditError::NotDurable { source, .. } => source.kind(),
-                    _ => std::io::ErrorKind::Other,
+                let (problem, kind) = match &e {
+                    EditError::NotDurable { source, .. } => (
+                        format!("the directory could not be fsynced after the rename ({source})"),
+                        source.kind(),
+                    ),
+                    other => (other.to_string(), std::io::ErrorKind::Other),
                 };
                 let undo = locked.restore(&planned.original, &planned.new_sha256, false);
                 if undo.is_ok() {
