@@ -37,7 +37,7 @@ enum Command {
     Verify(cmd::sign::VerifyArgs),
     /// Edit a static-pod manifest or kubelet config: lossless, atomic, locked.
     Edit(cmd::edit::EditArgs),
-    /// Tamper-evident audit logs: append, verify, query, stats, checkpoint.
+    /// Tamper-evident audit logs: append, verify, query, stats, checkpoint, keygen.
     Audit(cmd::audit::AuditArgs),
     /// Edit a static-pod manifest under a health gate; roll back if the component fails.
     Remediate(Box<cmd::remediate::RemediateArgs>),

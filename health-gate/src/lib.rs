@@ -77,8 +77,9 @@
 //! ```
 //!
 //! Against a real node, the probe is an [`HttpProbe`](probe::HttpProbe) of
-//! `https://127.0.0.1:6443/readyz` with the cluster CA and a client
-//! certificate, and the witness a
+//! `https://ADVERTISE-ADDRESS:6443/readyz` (kubeadm's serving certificate
+//! names the advertise address, not `127.0.0.1`) with the cluster CA and a
+//! client certificate, and the witness a
 //! [`ProcessWitness`](witness::ProcessWitness) for `kube-apiserver`.
 //!
 //! # Features

@@ -119,8 +119,8 @@ pub(crate) struct ExecuteArgs {
     #[arg(long)]
     apply: bool,
 
-    /// Dry run: answer reads from this JSON (`kubectl get … -o json`: an object or a List),
-    /// so the pod owner check and the rollback patch are computed exactly.
+    /// Dry run: answer reads from this JSON (`kubectl get … -o json`: an object, a List or
+    /// an array), so the pod owner check and the rollback patch are computed exactly.
     #[arg(long, value_name = "FILE", conflicts_with = "apply")]
     cluster_state: Option<PathBuf>,
 

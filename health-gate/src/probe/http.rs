@@ -19,7 +19,7 @@ use crate::error::ProbeError;
 /// Largest response body read from a health endpoint; the rest is ignored.
 const MAX_BODY: usize = 64 * 1024;
 
-/// Probes an HTTP(S) health endpoint such as `https://127.0.0.1:6443/readyz`.
+/// Probes an HTTP(S) health endpoint such as `https://10.0.0.10:6443/readyz`.
 ///
 /// * HTTP 200 is [`ProbeStatus::Healthy`].
 /// * HTTP 401 and 403 are [`ProbeStatus::Unauthorized`]: the server is up and
@@ -40,7 +40,9 @@ const MAX_BODY: usize = 64 * 1024;
 /// use kubesafe_health_gate::probe::{HealthProbe, HttpProbe};
 /// use std::time::Duration;
 ///
-/// let mut probe = HttpProbe::builder("https://127.0.0.1:6443/readyz")
+/// // The address the serving certificate names: on kubeadm, the node's
+/// // advertise address (here 10.0.0.10), not 127.0.0.1.
+/// let mut probe = HttpProbe::builder("https://10.0.0.10:6443/readyz")
 ///     .ca_file("/etc/kubernetes/pki/ca.crt")
 ///     .client_cert_files(
 ///         "/etc/kubernetes/pki/apiserver-kubelet-client.crt",
