@@ -296,34 +296,87 @@ type ScanResult<T> = Result<T, ScanError>;
 /// Checks that `line` is exactly the canonical form of one JSON object and returns
 /// its top-level members (in order). `line` must not contain the newline.
 pub(crate) fn scan_object(line: &[u8], members: &mut Vec<Member>) -> ScanResult<()> {
-    members.clear();
-    // No byte below 0x20 anywhere: outside strings the canonical form has no whitespace,
-    // inside them every control character is escaped. One branch-free pass over the line
-    // (vectorised by the compiler) checks it, so the string scanner only looks for '"'
-    // and '\\'.
-    // The same pass finds the largest byte: an all-ASCII line (the usual case) needs no
-    // UTF-8 validation.
-    let (min, max) = line
-        .iter()
-        .fold((u8::MAX, 0u8), |(lo, hi), &b| (lo.min(b), hi.max(b)));
-    if min < 0x20 {
-        return Err(ScanError {
-            at: line.iter().position(|&b| b < 0x20).unwrap_or(0),
-            message: "control character (whitespace, or unescaped in a string)",
-        });
-    }
-    if max >= 0x80 {
-        std::str::from_utf8(line).map_err(|e| ScanError {
-            at: e.valid_up_to(),
-            message: "invalid UTF-8",
-        })?;
-    }
-    let mut sc = Scanner { b: line, pos: 0 };
-    sc.top_object(members)?;
-    if sc.pos != sc.b.len() {
-        return Err(sc.err("trailing bytes after the object"));
-    }
+    let mut scan = LineScan::new(line, members)?;
+    while !scan.step(members)? {}
     Ok(())
+}
+
+/// A scan of one line that advances one top-level member per [`LineScan::step`], so
+/// that the caller can interleave other work (the previous line's hash) with it: the
+/// scan is a chain of dependent loads and branches and SHA-256 a chain of dependent
+/// rounds, and the CPU overlaps two independent chains when their instructions are
+/// interleaved. Stepping to the end is exactly [`scan_object`].
+pub(crate) struct LineScan<'a> {
+    sc: Scanner<'a>,
+    prev_key: Option<StrTok>,
+    prev_known: Option<usize>,
+    done: bool,
+}
+
+impl<'a> LineScan<'a> {
+    /// Starts the scan of `line`: checks the bytes allowed anywhere and the opening
+    /// brace, and clears `members`.
+    pub(crate) fn new(line: &'a [u8], members: &mut Vec<Member>) -> ScanResult<Self> {
+        members.clear();
+        // No byte below 0x20 anywhere: outside strings the canonical form has no
+        // whitespace, inside them every control character is escaped. One branch-free
+        // pass over the line (vectorised by the compiler) checks it, so the string
+        // scanner only looks for '"' and '\\'.
+        // The same pass finds the largest byte: an all-ASCII line (the usual case)
+        // needs no UTF-8 validation.
+        let (min, max) = line
+            .iter()
+            .fold((u8::MAX, 0u8), |(lo, hi), &b| (lo.min(b), hi.max(b)));
+        if min < 0x20 {
+            return Err(ScanError {
+                at: line.iter().position(|&b| b < 0x20).unwrap_or(0),
+                message: "control character (whitespace, or unescaped in a string)",
+            });
+        }
+        if max >= 0x80 {
+            std::str::from_utf8(line).map_err(|e| ScanError {
+                at: e.valid_up_to(),
+                message: "invalid UTF-8",
+            })?;
+        }
+        let mut sc = Scanner { b: line, pos: 0 };
+        sc.expect(b'{', "expected '{'")?;
+        let mut scan = LineScan {
+            sc,
+            prev_key: None,
+            prev_known: None,
+            done: false,
+        };
+        if scan.sc.peek() == Some(b'}') {
+            scan.sc.pos += 1;
+            scan.finish()?;
+        }
+        Ok(scan)
+    }
+
+    fn finish(&mut self) -> ScanResult<()> {
+        if self.sc.pos != self.sc.b.len() {
+            return Err(self.sc.err("trailing bytes after the object"));
+        }
+        self.done = true;
+        Ok(())
+    }
+
+    /// Scans the next top-level member (pushing it to `members`); returns whether the
+    /// line is now completely scanned. Once done, further calls return `Ok(true)`.
+    #[inline]
+    pub(crate) fn step(&mut self, members: &mut Vec<Member>) -> ScanResult<bool> {
+        if self.done {
+            return Ok(true);
+        }
+        if self
+            .sc
+            .member(&mut self.prev_key, &mut self.prev_known, members)?
+        {
+            self.finish()?;
+        }
+        Ok(self.done)
+    }
 }
 
 /// The member names of a record line this crate writes, each with its quotes and the
@@ -377,22 +430,34 @@ const RECORD_KEY_WORDS: [([u64; 3], [u64; 3]); 20] = {
     out
 };
 
+/// The little-endian word at `b[at..at + 8]` (0 past the end of `b`, which callers
+/// never ask for).
+#[inline(always)]
+fn le_word(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
 /// Which of [`RECORD_KEYS`] `rest` starts with, if any.
 #[inline]
 fn record_key(rest: &[u8]) -> Option<usize> {
-    // The next 24 bytes as words (zero-padded past the end: a literal has no zero byte,
-    // so padding never matches).
-    let mut bytes = [0u8; 24];
-    match rest.get(..24) {
-        Some(head) => bytes.copy_from_slice(head),
-        None => bytes[..rest.len()].copy_from_slice(rest),
-    }
-    let word = |i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&bytes[8 * i..8 * i + 8]);
-        u64::from_le_bytes(w)
+    // The next 24 bytes as words, read straight from the line: staging them in a
+    // padded stack array first made the word loads straddle two stores, which defeats
+    // store-to-load forwarding (a stall of a dozen cycles per member, the largest cost
+    // of the scan). Only the last few bytes of a line take the padded path (zero
+    // padding: a literal has no zero byte, so padding never matches).
+    let v = match rest.get(..24) {
+        Some(head) => {
+            let (w0, w1, w2) = (le_word(head, 0), le_word(head, 8), le_word(head, 16));
+            [w0, w1, w2]
+        }
+        None => {
+            let mut bytes = [0u8; 24];
+            bytes[..rest.len()].copy_from_slice(rest);
+            [le_word(&bytes, 0), le_word(&bytes, 8), le_word(&bytes, 16)]
+        }
     };
-    let v = [word(0), word(1), word(2)];
     let candidates = match rest.get(1)? {
         b'a' => 0..1,
         b'c' => 1..3,
@@ -583,73 +648,75 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// The top-level object of a line: like [`Scanner::object`], plus the member spans.
-    fn top_object(&mut self, members: &mut Vec<Member>) -> ScanResult<()> {
-        self.expect(b'{', "expected '{'")?;
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            return Ok(());
-        }
-        let mut prev_key: Option<StrTok> = None;
-        let mut prev_known: Option<usize> = None;
-        loop {
-            let start = self.pos;
-            // A member name this crate writes is recognised by comparing a literal: the
-            // scan then moves on by a constant, which the CPU predicts, instead of waiting
-            // for the end of the string to be computed (see `RECORD_KEYS`).
-            let known = record_key(self.b.get(start..).unwrap_or_default());
-            let tok = match known.and_then(|k| RECORD_KEYS.get(k)) {
-                Some(lit) => {
-                    // The literal is `"name":` — the name has no escape.
-                    self.pos += lit.len();
-                    StrTok {
-                        raw: start + 1..start + lit.len() - 2,
-                        escaped: false,
-                    }
+    /// One member of the top-level object of a line (like a member of
+    /// [`Scanner::object`], plus its span), and the `,` or `}` after it; returns whether
+    /// that was the closing brace.
+    #[inline]
+    fn member(
+        &mut self,
+        prev_key: &mut Option<StrTok>,
+        prev_known: &mut Option<usize>,
+        members: &mut Vec<Member>,
+    ) -> ScanResult<bool> {
+        let start = self.pos;
+        // A member name this crate writes is recognised by comparing a literal: the
+        // scan then moves on by a constant, which the CPU predicts, instead of waiting
+        // for the end of the string to be computed (see `RECORD_KEYS`).
+        let known = record_key(self.b.get(start..).unwrap_or_default());
+        let tok = match known.and_then(|k| RECORD_KEYS.get(k)) {
+            Some(lit) => {
+                // The literal is `"name":` — the name has no escape.
+                self.pos += lit.len();
+                StrTok {
+                    raw: start + 1..start + lit.len() - 2,
+                    escaped: false,
                 }
-                None => {
-                    if self.peek() != Some(b'"') {
-                        return Err(self.err("expected an object key"));
-                    }
-                    let tok = self.string()?;
-                    self.expect(b':', "expected ':'")?;
-                    tok
+            }
+            None => {
+                if self.peek() != Some(b'"') {
+                    return Err(self.err("expected an object key"));
                 }
+                let tok = self.string()?;
+                self.expect(b':', "expected ':'")?;
+                tok
+            }
+        };
+        if let Some(prev) = prev_key {
+            let ordered = match (*prev_known, known) {
+                // RECORD_KEYS is in canonical order.
+                (Some(p), Some(k)) => p < k,
+                _ => self.tok_cmp(prev, &tok) == Ordering::Less,
             };
-            if let Some(prev) = &prev_key {
-                let ordered = match (prev_known, known) {
-                    // RECORD_KEYS is in canonical order.
-                    (Some(p), Some(k)) => p < k,
-                    _ => self.tok_cmp(prev, &tok) == Ordering::Less,
-                };
-                if !ordered {
-                    return Err(ScanError {
-                        at: start,
-                        message: "object keys not in canonical order (or duplicated)",
-                    });
-                }
+            if !ordered {
+                return Err(ScanError {
+                    at: start,
+                    message: "object keys not in canonical order (or duplicated)",
+                });
             }
-            let vstart = self.pos;
-            if !(matches!(known, Some(HASH_KEY | PREV_HASH_KEY)) && self.hash_value()) {
-                self.value(0)?;
+        }
+        let vstart = self.pos;
+        if !(matches!(known, Some(HASH_KEY | PREV_HASH_KEY)) && self.hash_value()) {
+            self.value(0)?;
+        }
+        members.push(Member {
+            key: tok.raw.clone(),
+            key_escaped: tok.escaped,
+            start,
+            value: vstart..self.pos,
+            known,
+        });
+        *prev_key = Some(tok);
+        *prev_known = known;
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(false)
             }
-            members.push(Member {
-                key: tok.raw.clone(),
-                key_escaped: tok.escaped,
-                start,
-                value: vstart..self.pos,
-                known,
-            });
-            prev_key = Some(tok);
-            prev_known = known;
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.err("expected ',' or '}'")),
+            Some(b'}') => {
+                self.pos += 1;
+                Ok(true)
             }
+            _ => Err(self.err("expected ',' or '}'")),
         }
     }
 
@@ -812,23 +879,24 @@ impl<'a> Scanner<'a> {
             }
         }
         self.pos = i;
-        // ASCII digits and signs only.
-        let tok = self
-            .b
-            .get(start..i)
-            .and_then(|t| std::str::from_utf8(t).ok())
-            .unwrap_or_default();
+        let raw = self.b.get(start..i).unwrap_or_default();
         if plain_int {
-            if tok == "-0" {
+            if raw == b"-0" {
                 return Err(ScanError {
                     at: start,
                     message: "non-canonical number (-0)",
                 });
             }
-            // Up to 18 digits always fit an i64 (and 19 a u64): no need to parse.
-            if n <= 18 || tok.parse::<u64>().is_ok() || tok.parse::<i64>().is_ok() {
+            // Up to 18 digits always fit an i64 (and 19 a u64): no need to parse (nor to
+            // convert the bytes to a `str`, a call that cost more than the check).
+            if n <= 18 {
                 return Ok(());
             }
+        }
+        // ASCII digits and signs only.
+        let tok = std::str::from_utf8(raw).unwrap_or_default();
+        if plain_int && (tok.parse::<u64>().is_ok() || tok.parse::<i64>().is_ok()) {
+            return Ok(());
         }
         match tok.parse::<f64>() {
             Ok(f) if f.is_finite() && es_number(f) == tok => Ok(()),
