@@ -95,8 +95,8 @@
 //! two texts themselves, not taken from the edit; whatever does not meet them — flow
 //! lists, `set-path`, mounts — is verified by parsing the whole new text. Debug builds
 //! (and so the test suite) also parse the whole text and fail the edit if the two trees
-//! differ in any position, value or style. [`ManifestFile`] always parses the whole text:
-//! what it writes to a node has been verified by a full parse.
+//! differ in any position, value or style. [`ManifestFile`] verifies what it writes the
+//! same way; [`FileOptions::full_reparse`] makes it parse every result in full instead.
 //!
 //! # Safe writes
 //!
@@ -106,7 +106,7 @@
 //! [`ManifestFile::apply_if_unchanged`], when the content is not the one the caller saw),
 //! backs the old content up outside the manifest directory (default
 //! `../kubesafe-backups/NAME.TIMESTAMP.SHA256PREFIX`, same mode and owner), writes a hidden
-//! temp file (`.NAME.XXXXXXXX.kubesafe-tmp`) in the same directory with the manifest's
+//! temp file (`.NAME.kubesafe-tmp`) in the same directory with the manifest's
 //! mode, owner and group, fsyncs it, renames it over the manifest, fsyncs the directory,
 //! and re-reads and verifies the bytes. The kubelet loads every non-hidden file of its
 //! manifest directory, so nothing it could load ever appears there. The [`Report`] gives
