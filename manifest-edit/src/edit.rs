@@ -428,14 +428,14 @@ impl Manifest {
     /// the rest unchanged, byte for byte, instead of parsing the whole text again; any
     /// other change is verified by a full parse. Both establish the same thing: the new
     /// text parses, and to the tree the operation is checked against (see the crate docs,
-    /// "Verification"). [`crate::ManifestFile`] verifies the same way unless
-    /// [`crate::FileOptions::full_reparse`] is set.
+    /// "Verification"). [`crate::ManifestFile`] parses the whole text by default
+    /// ([`crate::FileOptions::full_reparse`]).
     pub fn apply(&self, edit: &Edit) -> Result<Applied> {
         self.apply_with(edit, Reparse::Window)
     }
 
     /// Like [`Manifest::apply`], but verifies every changed operation by parsing the whole
-    /// edited text (as [`crate::ManifestFile`] does with
+    /// edited text (as [`crate::ManifestFile`] does by default, see
     /// [`crate::FileOptions::full_reparse`]), never by re-parsing only the changed
     /// lines. It gives the same result (the two are checked against each other in the
     /// tests) at the cost of one full parse per changed operation; for callers who write

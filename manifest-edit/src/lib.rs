@@ -95,8 +95,9 @@
 //! two texts themselves, not taken from the edit; whatever does not meet them — flow
 //! lists, `set-path`, mounts — is verified by parsing the whole new text. Debug builds
 //! (and so the test suite) also parse the whole text and fail the edit if the two trees
-//! differ in any position, value or style. [`ManifestFile`] verifies what it writes the
-//! same way; [`FileOptions::full_reparse`] makes it parse every result in full instead.
+//! differ in any position, value or style. [`ManifestFile`] parses the whole result of
+//! what it writes to a node by default; [`FileOptions::full_reparse`]`(false)` makes it
+//! verify the way [`Manifest::apply`] does (about 50 µs less per edit).
 //!
 //! # Safe writes
 //!
