@@ -98,10 +98,12 @@ pub enum Error {
 
     /// A PostgreSQL operation failed.
     #[cfg(feature = "postgres")]
-    #[error("postgres {op}: {source}")]
+    #[error("postgres {op} (table {table}): {source}")]
     Postgres {
         /// What was being done.
         op: &'static str,
+        /// The audit table concerned.
+        table: String,
         /// The underlying error.
         #[source]
         source: postgres::Error,

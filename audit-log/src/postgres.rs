@@ -54,8 +54,9 @@ use crate::verify::{Report, VerifyOptions};
 /// The default table name.
 pub const DEFAULT_TABLE: &str = "kubesafe_audit";
 
-fn pg(op: &'static str) -> impl FnOnce(postgres::Error) -> Error {
-    move |source| Error::Postgres { op, source }
+fn pg(table: &str, op: &'static str) -> impl FnOnce(postgres::Error) -> Error {
+    let table = table.to_owned();
+    move |source| Error::Postgres { op, table, source }
 }
 
 /// Checks a table name: `name` or `schema.name`, each part `[a-z_][a-z0-9_]*`, at most
@@ -159,7 +160,7 @@ impl std::fmt::Debug for PostgresSink {
 impl PostgresSink {
     /// Connects (no TLS: use a unix socket or a local connection) and opens `table`.
     pub fn connect(params: &str, table: &str) -> Result<Self> {
-        let client = Client::connect(params, NoTls).map_err(pg("connect"))?;
+        let client = Client::connect(params, NoTls).map_err(pg(table, "connect"))?;
         PostgresSink::open(client, table)
     }
 
@@ -168,11 +169,11 @@ impl PostgresSink {
     pub fn open(mut client: Client, table: &str) -> Result<Self> {
         let ddl = schema_sql(table)?;
         let key = lock_key(table);
-        let mut tx = client.transaction().map_err(pg("begin"))?;
+        let mut tx = client.transaction().map_err(pg(table, "begin"))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
-            .map_err(pg("lock"))?;
-        tx.batch_execute(&ddl).map_err(pg("create table"))?;
-        tx.commit().map_err(pg("commit"))?;
+            .map_err(pg(table, "lock"))?;
+        tx.batch_execute(&ddl).map_err(pg(table, "create table"))?;
+        tx.commit().map_err(pg(table, "commit"))?;
         let insert = client
             .prepare(&format!(
                 "INSERT INTO {table} (seq, prev_hash, hash, key_id, action_type, status, namespace,
@@ -183,7 +184,7 @@ impl PostgresSink {
                          timestamptz 'epoch' + $13::bigint * interval '1 microsecond',
                          $14)"
             ))
-            .map_err(pg("prepare"))?;
+            .map_err(pg(table, "prepare"))?;
         Ok(PostgresSink {
             client,
             table: table.to_owned(),
@@ -233,7 +234,7 @@ impl PostgresSink {
                     &limit,
                 ],
             )
-            .map_err(pg("query"))?;
+            .map_err(pg(&self.table, "query"))?;
         rows.iter()
             .map(|row| {
                 let corrupt = |line: u64, message: String| Error::Corrupt {
@@ -266,11 +267,11 @@ impl PostgresSink {
                     &format!("SELECT {column}, count(*) FROM {t} GROUP BY {column}"),
                     &[],
                 )
-                .map_err(pg("stats"))?
+                .map_err(pg(&self.table, "stats"))?
             {
                 // NULL is impossible unless someone dropped the NOT NULL constraint.
-                let value: Option<String> = row.try_get(0).map_err(pg("stats"))?;
-                let n: i64 = row.try_get(1).map_err(pg("stats"))?;
+                let value: Option<String> = row.try_get(0).map_err(pg(&self.table, "stats"))?;
+                let n: i64 = row.try_get(1).map_err(pg(&self.table, "stats"))?;
                 let value = value.ok_or_else(|| Error::Corrupt {
                     path: t.into(),
                     line: 0,
@@ -293,14 +294,14 @@ impl PostgresSink {
                 ),
                 &[],
             )
-            .map_err(pg("stats"))?;
-        let total: i64 = row.try_get(0).map_err(pg("stats"))?;
+            .map_err(pg(&self.table, "stats"))?;
+        let total: i64 = row.try_get(0).map_err(pg(&self.table, "stats"))?;
         stats.total = total as u64;
-        stats.avg_duration_ms = row.try_get(1).map_err(pg("stats"))?;
+        stats.avg_duration_ms = row.try_get(1).map_err(pg(&self.table, "stats"))?;
         let ts = |v: Option<i64>| v.and_then(|us| Timestamp::from_microsecond(us).ok());
-        stats.first_created_at = ts(row.try_get(2).map_err(pg("stats"))?);
-        stats.last_created_at = ts(row.try_get(3).map_err(pg("stats"))?);
-        let last: i64 = row.try_get(4).map_err(pg("stats"))?;
+        stats.first_created_at = ts(row.try_get(2).map_err(pg(&self.table, "stats"))?);
+        stats.last_created_at = ts(row.try_get(3).map_err(pg(&self.table, "stats"))?);
+        let last: i64 = row.try_get(4).map_err(pg(&self.table, "stats"))?;
         stats.last_seq = last as u64;
         Ok(stats)
     }
@@ -321,11 +322,11 @@ impl PostgresSink {
         let mut it = self
             .client
             .query_raw(&sql, std::iter::empty::<i64>())
-            .map_err(pg("verify"))?;
-        let rows = std::iter::from_fn(move || match it.next() {
-            Ok(Some(row)) => Some(row_check(&row)),
+            .map_err(pg(&table, "verify"))?;
+        let rows = std::iter::from_fn(|| match it.next() {
+            Ok(Some(row)) => Some(row_check(&table, &row)),
             Ok(None) => None,
-            Err(e) => Some(Err(pg("verify")(e))),
+            Err(e) => Some(Err(pg(&table, "verify")(e))),
         });
         crate::verify::verify_rows(&table, rows, opts)
     }
@@ -334,8 +335,8 @@ impl PostgresSink {
 /// `(seq, line, column mismatch)` for one row. Never panics on what a superuser can do
 /// to the table (NULLs after dropping a constraint, changed column types): an unreadable
 /// column is a mismatch, reported as a modified record.
-fn row_check(row: &postgres::Row) -> Result<(u64, String, Option<String>)> {
-    let seq: i64 = row.try_get(0).map_err(pg("verify: column seq"))?;
+fn row_check(table: &str, row: &postgres::Row) -> Result<(u64, String, Option<String>)> {
+    let seq: i64 = row.try_get(0).map_err(pg(table, "verify: column seq"))?;
     let seq = seq as u64;
     let line: String = match row.try_get::<_, Option<String>>(1) {
         Ok(Some(line)) => line,
@@ -405,7 +406,10 @@ impl AuditSink for PostgresSink {
         records: &[AuditRecord],
     ) -> Result<Vec<SealedRecord>> {
         let t = &self.table;
-        let mut tx = self.client.transaction().map_err(pg("begin"))?;
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(pg(&self.table, "begin"))?;
         // Lock, then read the head in a second statement (its own snapshot, taken after
         // the lock), both in one round trip.
         let msgs = tx
@@ -413,7 +417,7 @@ impl AuditSink for PostgresSink {
                 "SELECT pg_advisory_xact_lock({}); SELECT seq, hash FROM {t} ORDER BY seq DESC LIMIT 1",
                 self.lock_key
             ))
-            .map_err(pg("lock and read head"))?;
+            .map_err(pg(&self.table, "lock and read head"))?;
         let mut head = ChainHead::default();
         for m in msgs {
             if let postgres::SimpleQueryMessage::Row(row) = m
@@ -462,19 +466,22 @@ impl AuditSink for PostgresSink {
                     &s.line,
                 ],
             )
-            .map_err(pg("insert"))?;
+            .map_err(pg(&self.table, "insert"))?;
             head = s.head();
             out.push(s);
         }
-        tx.commit().map_err(pg("commit"))?;
+        tx.commit().map_err(pg(&self.table, "commit"))?;
         Ok(out)
     }
 
     fn head(&mut self) -> Result<ChainHead> {
         let t = self.table.clone();
-        let mut tx = self.client.transaction().map_err(pg("begin"))?;
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(pg(&self.table, "begin"))?;
         let h = head_of(&mut tx, &t)?;
-        tx.commit().map_err(pg("commit"))?;
+        tx.commit().map_err(pg(&self.table, "commit"))?;
         Ok(h)
     }
 
@@ -490,12 +497,12 @@ fn head_of(tx: &mut postgres::Transaction<'_>, table: &str) -> Result<ChainHead>
             &format!("SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1"),
             &[],
         )
-        .map_err(pg("read head"))?;
+        .map_err(pg(table, "read head"))?;
     match row {
         None => Ok(ChainHead::default()),
         Some(row) => {
-            let seq: i64 = row.try_get(0).map_err(pg("read head"))?;
-            let hash: String = row.try_get(1).map_err(pg("read head"))?;
+            let seq: i64 = row.try_get(0).map_err(pg(table, "read head"))?;
+            let hash: String = row.try_get(1).map_err(pg(table, "read head"))?;
             let hash = ChainHash::from_hex(&hash).ok_or_else(|| Error::CorruptTail {
                 path: table.into(),
                 offset: seq as u64,

@@ -259,3 +259,20 @@ fn table_names_are_validated() {
     assert!(err.to_string().contains("table"), "{err}");
     assert!(kubesafe_audit_log::postgres::schema_sql("ops.kubesafe_audit").is_ok());
 }
+
+/// A database error names the operation and the table it concerns.
+#[test]
+fn database_errors_name_the_table() {
+    // Nothing listens on this socket directory: the connection itself fails.
+    let dir = tempfile::tempdir().unwrap();
+    let params = format!(
+        "host={} port=5 user=nobody dbname=nowhere connect_timeout=2",
+        dir.path().display()
+    );
+    let err = PostgresSink::connect(&params, "ops_audit").unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("postgres connect (table ops_audit): "),
+        "{msg}"
+    );
+}
