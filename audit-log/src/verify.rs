@@ -289,7 +289,13 @@ fn analyze_inner(
 ) -> Result<Info, String> {
     canon::scan_object(line, members).map_err(not_canonical)?;
     let fields = read_fields(line, members)?;
-    let check = match fields.key_id.as_deref() {
+    let check = check_fields(&fields, line, opts);
+    Ok(fields.into_info(check))
+}
+
+/// The MAC check of a scanned line: its record hash (unkeyed) or HMAC (keyed).
+fn check_fields(fields: &Fields, line: &[u8], opts: &VerifyOptions) -> Check {
+    match fields.key_id.as_deref() {
         None if opts.refuses_unkeyed() => Check::Unkeyed,
         None => match_check(chain::verify_parts(None, &fields.parts(line), &fields.hash)),
         Some(id) => match opts.keys.get(id) {
@@ -300,8 +306,7 @@ fn analyze_inner(
                 &fields.hash,
             )),
         },
-    };
-    Ok(fields.into_info(check))
+    }
 }
 
 fn not_canonical(e: canon::ScanError) -> String {
@@ -453,18 +458,9 @@ fn analyze_pipelined(
                 let [a, b] = fields.parts(line);
                 behind = Some((fields, chain::SteppedSha256::new(a, b)));
             }
+            // Keyed, or unkeyed and refused: checked at once.
             Ok(fields) => {
-                let check = match fields.key_id.as_deref() {
-                    None => Check::Unkeyed,
-                    Some(id) => match opts.keys.get(id) {
-                        None => Check::MissingKey,
-                        Some(key) => match_check(chain::verify_parts(
-                            Some(key),
-                            &fields.parts(line),
-                            &fields.hash,
-                        )),
-                    },
-                };
+                let check = check_fields(&fields, line, opts);
                 out.push(Ok(fields.into_info(check)));
             }
             Err(why) => out.push(Err(why)),
