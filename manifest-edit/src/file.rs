@@ -236,6 +236,10 @@ fn random_suffix() -> String {
 
 const TEMP_SUFFIX: &str = ".kubesafe-tmp";
 
+/// How old a backup temp file must be before a writer removes it as a killed writer's:
+/// a live writer's exists for the few seconds of a write and fsync.
+const STALE_BACKUP_TEMP_AGE: Duration = Duration::from_secs(15 * 60);
+
 /// `YYYYMMDDTHHMMSS.nnnnnnnnnZ` (UTC) for `t`.
 fn timestamp(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -850,9 +854,13 @@ impl ManifestFile {
     }
 
     /// Removes the temp files of backups a killed writer left in the backup directory
-    /// `dir` (only ours: `.NAME.XXXXXXXX.kubesafe-tmp`). Called under the lock before a
-    /// backup is written. (The manifest directory needs no scan: its temp file has one
-    /// fixed name, see [`ManifestFile::temp_path`].)
+    /// `dir` (only ours: `.NAME.XXXXXXXX.kubesafe-tmp`, last written at least
+    /// [`STALE_BACKUP_TEMP_AGE`] ago). Called under the lock before a backup is written.
+    /// The lock does not cover the backup directory: writers of a manifest of the same
+    /// name in another directory (another lock), or on another node sharing the
+    /// directory, may be writing a backup there right now, so a recent temp file is
+    /// left alone. (The manifest directory needs no scan: its temp file has one fixed
+    /// name, see [`ManifestFile::temp_path`].)
     fn remove_stale_backup_temps(&self, dir: &Path) {
         let mut prefix = OsString::from(".");
         prefix.push(&self.file_name);
@@ -870,7 +878,16 @@ impl ManifestFile {
                 .strip_prefix(&prefix)
                 .and_then(|rest| rest.strip_suffix(TEMP_SUFFIX))
                 .is_some_and(|hex| hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
-            if is_ours {
+            // `DirEntry::metadata` does not follow a symbolic link.
+            let stale = || {
+                entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .is_some_and(|age| age >= STALE_BACKUP_TEMP_AGE)
+            };
+            if is_ours && stale() {
                 tracing::info!(
                     file = name,
                     "removing stale temp file of an interrupted write"
@@ -1375,11 +1392,64 @@ mod tests {
         fs::create_dir(&backups).unwrap();
         let stale_backup = backups.join(".kube-apiserver.yaml.89abcdef.kubesafe-tmp");
         fs::write(&stale_backup, "partial backup").unwrap();
+        File::options()
+            .write(true)
+            .open(&stale_backup)
+            .unwrap()
+            .set_modified(SystemTime::now() - STALE_BACKUP_TEMP_AGE)
+            .unwrap();
+        // A recent one may be a live writer's under another lock: kept.
+        let recent_backup = backups.join(".kube-apiserver.yaml.01234567.kubesafe-tmp");
+        fs::write(&recent_backup, "live backup").unwrap();
         let file = ManifestFile::open(&path, FileOptions::default()).unwrap();
         file.apply(&Edit::new().set_flag("--a", "2")).unwrap();
         assert!(!stale.exists());
         assert!(!stale_backup.exists());
+        assert!(recent_backup.exists());
         assert!(foreign.exists(), "only our own temp files are removed");
+    }
+
+    /// Two manifests of the same name in two directories (two locks) sharing one backup
+    /// directory — `Backup::Sibling` of `/etc/kubernetes/manifests` and
+    /// `/etc/kubernetes/manifests-b`, or one backup share for several nodes: a writer's
+    /// scan for stale backup temp files must not remove the other's live one (its backup
+    /// rename would then fail and its apply with it).
+    #[test]
+    fn a_writer_under_another_lock_keeps_a_live_backup_temp_file() {
+        let (root, path_a) = setup();
+        let dir_b = root.path().join("manifests-b");
+        fs::create_dir(&dir_b).unwrap();
+        let path_b = dir_b.join("kube-apiserver.yaml");
+        fs::write(&path_b, POD).unwrap();
+        let backups = root.path().join("kubesafe-backups");
+        let b = ManifestFile::open(&path_b, FileOptions::default()).unwrap();
+        let mut a = ManifestFile::open(&path_a, FileOptions::default()).unwrap();
+        let b_done = Arc::new(std::sync::Mutex::new(None));
+        let b_result = Arc::clone(&b_done);
+        let backup_dir = backups.clone();
+        a.hook = Some(Arc::new(move |s| {
+            // A's backup temp file is written and about to be renamed: B writes now.
+            let mut done = b_result.lock().unwrap();
+            if s == Step::SyncTemp && done.is_none() {
+                let live = listing(&backup_dir)
+                    .into_iter()
+                    .filter(|n| n.ends_with(TEMP_SUFFIX))
+                    .count();
+                assert_eq!(live, 1, "A's backup temp file exists");
+                *done = Some(
+                    b.apply(&Edit::new().set_flag("--a", "b"))
+                        .map(|r| r.written),
+                );
+            }
+            Ok(())
+        }));
+        let report = a.apply(&Edit::new().set_flag("--a", "a"));
+        assert!(matches!(*b_done.lock().unwrap(), Some(Ok(true))));
+        let report = report.unwrap();
+        assert!(report.written);
+        assert!(report.backup.is_some_and(|p| p.exists()));
+        assert!(fs::read_to_string(&path_a).unwrap().contains("--a=a"));
+        assert!(fs::read_to_string(&path_b).unwrap().contains("--a=b"));
     }
 
     /// The manifest's temp file has one fixed name; whatever a killed writer left under
