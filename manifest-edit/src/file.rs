@@ -4,8 +4,8 @@
 //! The kubelet loads every non-hidden regular file of its manifest directory
 //! (`filepath.Glob(dir + "/[^.]*")` in `pkg/kubelet/config/file.go`), whatever its
 //! extension. So everything this module creates in that directory is hidden: the lock file
-//! `.NAME.lock` and the temp file `.NAME.kubesafe-tmp`. Backups go to a sibling
-//! directory outside it (their temp files there: `.NAME.XXXXXXXX.kubesafe-tmp`).
+//! `.NAME.lock` and the temp files `.NAME.XXXXXXXX.kubesafe-tmp`. Backups go to a sibling
+//! directory outside it.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -265,15 +265,6 @@ fn timestamp(t: SystemTime) -> String {
     )
 }
 
-/// How a temp file is named.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TempName {
-    /// [`ManifestFile::temp_path`]: in the manifest directory.
-    Fixed,
-    /// `.NAME.XXXXXXXX.kubesafe-tmp`: in the backup directory.
-    Random,
-}
-
 /// A temp file that removes itself unless committed.
 struct TempFile {
     path: PathBuf,
@@ -329,7 +320,7 @@ pub struct LockedManifestFile {
     file: ManifestFile,
     _lock: Lock,
     /// Serialises this hold's writes: threads sharing it are all "under the lock", and
-    /// the manifest's temp file has one fixed name ([`ManifestFile::temp_path`]).
+    /// each write first removes every temp file of the manifest left in its directory.
     writing: std::sync::Mutex<()>,
 }
 
@@ -853,15 +844,19 @@ impl ManifestFile {
         Ok(out)
     }
 
-    /// Removes the temp files of backups a killed writer left in the backup directory
-    /// `dir` (only ours: `.NAME.XXXXXXXX.kubesafe-tmp`, last written at least
-    /// [`STALE_BACKUP_TEMP_AGE`] ago). Called under the lock before a backup is written.
-    /// The lock does not cover the backup directory: writers of a manifest of the same
-    /// name in another directory (another lock), or on another node sharing the
-    /// directory, may be writing a backup there right now, so a recent temp file is
-    /// left alone. (The manifest directory needs no scan: its temp file has one fixed
-    /// name, see [`ManifestFile::temp_path`].)
-    fn remove_stale_backup_temps(&self, dir: &Path) {
+    /// Removes the temp files a killed writer left in `dir` (only ours:
+    /// `.NAME.XXXXXXXX.kubesafe-tmp`), under the lock, before a write.
+    ///
+    /// In the manifest directory every writer of these names holds the lock (lock file
+    /// and temp files are named after the same file in the same directory), so all of
+    /// them go (`min_age` `None`). Should the lock be bypassed (the lock file deleted
+    /// while held), a live writer's temp file removed here makes that writer's rename
+    /// fail: a clean error, never another writer's half-written file renamed over the
+    /// manifest. The lock does not cover a backup directory: writers of a manifest of
+    /// the same name in another directory (another lock), or on another node sharing the
+    /// directory, may be writing a backup there right now, so only temp files last
+    /// written at least `min_age` ago go ([`STALE_BACKUP_TEMP_AGE`]).
+    fn remove_stale_temps(&self, dir: &Path, min_age: Option<Duration>) {
         let mut prefix = OsString::from(".");
         prefix.push(&self.file_name);
         prefix.push(".");
@@ -885,7 +880,7 @@ impl ManifestFile {
                     .and_then(|m| m.modified())
                     .ok()
                     .and_then(|t| SystemTime::now().duration_since(t).ok())
-                    .is_some_and(|age| age >= STALE_BACKUP_TEMP_AGE)
+                    .is_some_and(|age| min_age.is_none_or(|min| age >= min))
             };
             if is_ours && stale() {
                 tracing::info!(
@@ -895,22 +890,6 @@ impl ManifestFile {
                 let _ = fs::remove_file(entry.path());
             }
         }
-    }
-
-    /// The temp file of a write of the manifest: `.NAME.kubesafe-tmp` in its directory.
-    ///
-    /// One fixed name, not a random one: every writer of it holds the lock (the lock file
-    /// and the temp file are named after the same file in the same directory), so under
-    /// the lock a file of this name can only be what a killed writer left, and the next
-    /// writer removes it when its own exclusive create finds it, without scanning the
-    /// directory on every write. (Backup temp files keep random names: a backup directory
-    /// may be shared by manifests of the same name in different directories, under
-    /// different locks.)
-    fn temp_path(&self) -> PathBuf {
-        let mut name = OsString::from(".");
-        name.push(&self.file_name);
-        name.push(TEMP_SUFFIX);
-        self.dir.join(name)
     }
 
     /// Creates `path` exclusively (never following or reusing anything already there).
@@ -928,27 +907,16 @@ impl ManifestFile {
     /// Writes `bytes` to a new hidden temp file in `dir` with the manifest's owner and
     /// mode, fsynced. The returned guard removes it unless committed. Must be called
     /// under the lock.
-    fn write_temp(
-        &self,
-        dir: &Path,
-        naming: TempName,
-        meta: &fs::Metadata,
-        bytes: &[u8],
-    ) -> Result<TempFile> {
+    fn write_temp(&self, dir: &Path, meta: &fs::Metadata, bytes: &[u8]) -> Result<TempFile> {
         let mut file = None;
         let mut guard = None;
-        for attempt in 0..16 {
-            let path = match naming {
-                TempName::Fixed => self.temp_path(),
-                TempName::Random => {
-                    let mut name = OsString::from(".");
-                    name.push(&self.file_name);
-                    name.push(".");
-                    name.push(random_suffix());
-                    name.push(TEMP_SUFFIX);
-                    dir.join(name)
-                }
-            };
+        for _ in 0..16 {
+            let mut name = OsString::from(".");
+            name.push(&self.file_name);
+            name.push(".");
+            name.push(random_suffix());
+            name.push(TEMP_SUFFIX);
+            let path = dir.join(name);
             match self.create_temp(&path) {
                 Ok(f) => {
                     file = Some(f);
@@ -957,16 +925,6 @@ impl ManifestFile {
                         committed: false,
                     });
                     break;
-                }
-                // The fixed name exists: under the lock, only a killed writer leaves it.
-                // Remove it (`unlink` removes a symbolic link itself, never its target)
-                // and create ours; twice in a row means something else keeps creating it.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && naming == TempName::Fixed => {
-                    if attempt > 0 {
-                        return Err(io_err(&path, "create temporary file")(e));
-                    }
-                    tracing::info!(path = %path.display(), "removing stale temp file of an interrupted write");
-                    fs::remove_file(&path).map_err(io_err(&path, "remove stale temporary file"))?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_err(&path, "create temporary file")(e)),
@@ -1022,7 +980,8 @@ impl ManifestFile {
             tracing::warn!(path = %self.target.display(), links = meta.nlink(),
                 "the manifest has other hard links; they keep the old content");
         }
-        let mut temp = self.write_temp(&self.dir, TempName::Fixed, meta, bytes)?;
+        self.remove_stale_temps(&self.dir, None);
+        let mut temp = self.write_temp(&self.dir, meta, bytes)?;
         self.hook(Step::Rename)
             .and_then(|()| fs::rename(&temp.path, &self.target))
             .map_err(io_err(&self.target, "rename the temporary file over"))?;
@@ -1089,8 +1048,8 @@ impl ManifestFile {
             path = canonical.join(alt);
             n += 1;
         }
-        self.remove_stale_backup_temps(&canonical);
-        let mut temp = self.write_temp(&canonical, TempName::Random, meta, bytes)?;
+        self.remove_stale_temps(&canonical, Some(STALE_BACKUP_TEMP_AGE));
+        let mut temp = self.write_temp(&canonical, meta, bytes)?;
         fs::rename(&temp.path, &path).map_err(io_err(&path, "rename backup into place"))?;
         temp.committed = true;
         sync_dir(&canonical, || Ok(())).map_err(io_err(&canonical, "fsync backup directory"))?;
@@ -1384,7 +1343,7 @@ mod tests {
         let (root, path) = setup();
         let dir = path.parent().unwrap();
         // What a writer killed between creating its temp file and renaming it leaves.
-        let stale = dir.join(".kube-apiserver.yaml.kubesafe-tmp");
+        let stale = dir.join(".kube-apiserver.yaml.0123abcd.kubesafe-tmp");
         let foreign = dir.join(".kube-apiserver.yaml.swp");
         fs::write(&stale, "partial").unwrap();
         fs::write(&foreign, "vim").unwrap();
@@ -1452,21 +1411,15 @@ mod tests {
         assert!(fs::read_to_string(&path_b).unwrap().contains("--a=b"));
     }
 
-    /// The manifest's temp file has one fixed name; whatever a killed writer left under
-    /// it (partial content, a symbolic link, a 0000-mode file) is removed by the next
-    /// writer's exclusive create, never followed or reused, and no directory is scanned.
+    /// Whatever a killed writer left under one of our temp names in the manifest
+    /// directory (partial content, a symbolic link, a 0000-mode file) is removed by the
+    /// next writer, never followed or reused.
     #[test]
-    fn a_leftover_temp_file_is_replaced_never_followed() {
+    fn a_leftover_temp_file_is_removed_never_followed() {
         let (root, path) = setup();
         let dir = path.parent().unwrap();
         let file = ManifestFile::open(&path, FileOptions::new().backup(Backup::Disabled)).unwrap();
-        let temp = file.temp_path();
-        assert_eq!(
-            temp,
-            dir.canonicalize()
-                .unwrap()
-                .join(".kube-apiserver.yaml.kubesafe-tmp")
-        );
+        let temp = dir.join(".kube-apiserver.yaml.4d2c9e01.kubesafe-tmp");
         let outside = root.path().join("outside");
         fs::write(&outside, "not ours").unwrap();
         for (i, leftover) in ["partial", "symlink", "unreadable"].into_iter().enumerate() {
@@ -1504,35 +1457,41 @@ mod tests {
         }
     }
 
-    /// A temp file name that reappears after the leftover was removed is not a killed
-    /// writer's: the write refuses instead of looping or removing it again.
+    /// If the lock is bypassed (its file deleted while held) and another writer's sweep
+    /// removes this writer's temp file before the rename, the write fails cleanly: the
+    /// manifest keeps its bytes, and no one else's file is renamed over it.
     #[test]
-    fn a_temp_file_that_keeps_reappearing_is_refused() {
+    fn a_temp_file_removed_before_the_rename_fails_the_write_cleanly() {
         let (_root, path) = setup();
+        let dir = path.parent().unwrap().to_path_buf();
         let mut file =
             ManifestFile::open(&path, FileOptions::new().backup(Backup::Disabled)).unwrap();
-        let temp = file.temp_path();
-        let planted = Arc::new(AtomicU64::new(0));
-        let count = Arc::clone(&planted);
         file.hook = Some(Arc::new(move |s| {
-            if s == Step::CreateTemp {
-                count.fetch_add(1, Ordering::Relaxed);
-                fs::write(&temp, "someone else")?;
+            if s == Step::Rename {
+                for e in fs::read_dir(&dir)? {
+                    let e = e?;
+                    if e.file_name().to_string_lossy().ends_with(TEMP_SUFFIX) {
+                        fs::remove_file(e.path())?;
+                    }
+                }
             }
             Ok(())
         }));
         let err = file.apply(&Edit::new().set_flag("--a", "2")).unwrap_err();
         assert!(
-            matches!(&err, Error::Io { action: "create temporary file", source, .. }
-                if source.kind() == io::ErrorKind::AlreadyExists),
+            matches!(&err, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound),
             "{err}"
         );
-        assert_eq!(planted.load(Ordering::Relaxed), 2, "one removal, one retry");
         assert_eq!(fs::read_to_string(&path).unwrap(), POD);
+        assert_eq!(
+            listing(path.parent().unwrap()),
+            [".kube-apiserver.yaml.lock", "kube-apiserver.yaml"]
+        );
     }
 
-    /// Threads sharing one lock hold write one after the other (the temp file name is
-    /// fixed): every write succeeds and verifies, and the file is always whole.
+    /// Threads sharing one lock hold write one after the other (each write sweeps the
+    /// directory of the manifest's temp files): every write succeeds and verifies, and
+    /// the file is always whole.
     #[test]
     fn threads_sharing_a_held_lock_write_in_turn() {
         let (_root, path) = setup();

@@ -107,7 +107,7 @@
 //! [`ManifestFile::apply_if_unchanged`], when the content is not the one the caller saw),
 //! backs the old content up outside the manifest directory (default
 //! `../kubesafe-backups/NAME.TIMESTAMP.SHA256PREFIX`, same mode and owner), writes a hidden
-//! temp file (`.NAME.kubesafe-tmp`) in the same directory with the manifest's
+//! temp file (`.NAME.XXXXXXXX.kubesafe-tmp`) in the same directory with the manifest's
 //! mode, owner and group, fsyncs it, renames it over the manifest, fsyncs the directory,
 //! and re-reads and verifies the bytes. The kubelet loads every non-hidden file of its
 //! manifest directory, so nothing it could load ever appears there. The [`Report`] gives
