@@ -512,17 +512,29 @@ impl Change for ManifestChange {
         let Some(locked) = self.held.as_ref() else {
             return Err(ChangeError::Other("internal: lock not held".to_owned()));
         };
+        // The original is in place but only the directory fsync failed: after
+        // a power loss the rejected content could come back, so the transaction
+        // marker stays (the next change of this file stops and names it).
+        let mut not_durable = |source: &std::io::Error| {
+            tracing::warn!(path = %path.display(), error = %source,
+                "original restored, but the directory could not be fsynced; \
+                 the transaction marker is kept");
+            drop(self.journal.take());
+        };
         let kept = match locked.restore(&planned.original, &written.sha256, true) {
             Ok(report) => report.kept,
-            // The original is in place; only the directory fsync failed.
             Err(EditError::NotDurable { source, .. }) => {
-                tracing::warn!(path = %path.display(), error = %source,
-                    "original restored, but the directory could not be fsynced");
+                not_durable(&source);
                 None
             }
-            // Someone else's content, or a restore that did not read back:
-            // nothing more to try.
-            Err(e @ (EditError::Changed { .. } | EditError::VerifyFailed { .. })) => {
+            // Someone else's content, a restore that did not read back, or one
+            // renamed into place whose re-read failed (a retry would only fail
+            // its hash check): nothing more to try.
+            Err(
+                e @ (EditError::Changed { .. }
+                | EditError::VerifyFailed { .. }
+                | EditError::WrittenButUnverified { .. }),
+            ) => {
                 return Err(edit_error(&path, e));
             }
             // Most likely the rejected copy could not be kept (full or
@@ -534,8 +546,7 @@ impl Change for ManifestChange {
                 match locked.restore(&planned.original, &written.sha256, false) {
                     Ok(_) => None,
                     Err(EditError::NotDurable { source, .. }) => {
-                        tracing::warn!(path = %path.display(), error = %source,
-                            "original restored, but the directory could not be fsynced");
+                        not_durable(&source);
                         None
                     }
                     Err(second) => {
