@@ -16,20 +16,8 @@ use kubesafe_health_gate::outcome::{FailureReason, RestartEvidence};
 use kubesafe_health_gate::probe::HttpProbe;
 use kubesafe_health_gate::simulator::StopSignal;
 use kubesafe_health_gate::verify::CommandVerifier;
-use kubesafe_health_gate::witness::{HealthTransitionWitness, procfs};
+use kubesafe_health_gate::witness::HealthTransitionWitness;
 use kubesafe_health_gate::{FileReplace, Outcome, Transaction};
-
-fn running_argv(bed: &Bed) -> Vec<String> {
-    let pid = bed
-        .node
-        .kubelet()
-        .status()
-        .pid
-        .expect("a server is running");
-    procfs::read_process(&procfs::default_root(), pid)
-        .unwrap()
-        .argv
-}
 
 #[test]
 fn healthy_change_is_applied_after_the_witnessed_restart() {
@@ -64,7 +52,7 @@ fn healthy_change_is_applied_after_the_witnessed_restart() {
     // The running process is a new one and carries the flags.
     let status = bed.node.kubelet().status();
     assert_ne!(status.pid, Some(old_pid));
-    let argv = running_argv(&bed);
+    let argv = bed.running_argv();
     assert!(
         argv.contains(&"--anonymous-auth=false".to_owned()),
         "{argv:?}"
@@ -147,7 +135,7 @@ fn change_that_never_comes_up_is_rolled_back_to_the_original_bytes() {
     // The old configuration is back and healthy.
     bed.node.wait_until_healthy(Duration::from_secs(5)).unwrap();
     assert!(
-        !running_argv(&bed)
+        !bed.running_argv()
             .iter()
             .any(|a| a.starts_with("--sim-fault"))
     );

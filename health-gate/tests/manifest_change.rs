@@ -16,21 +16,8 @@ use std::time::Duration;
 use common::{Bed, Events, policy};
 use kubesafe_health_gate::outcome::{EventKind, FailureReason, Phase, RestartEvidence};
 use kubesafe_health_gate::probe::{FnProbe, HealthProbe};
-use kubesafe_health_gate::witness::procfs;
 use kubesafe_health_gate::{ManifestChange, Outcome, Transaction};
 use kubesafe_manifest_edit::{Edit, Error as EditError, FileOptions, ManifestFile};
-
-fn running_argv(bed: &Bed) -> Vec<String> {
-    let pid = bed
-        .node
-        .kubelet()
-        .status()
-        .pid
-        .expect("a server is running");
-    procfs::read_process(&procfs::default_root(), pid)
-        .unwrap()
-        .argv
-}
 
 fn backups(bed: &Bed) -> Vec<std::path::PathBuf> {
     let dir = bed.node.dir().join("kubesafe-backups");
@@ -97,7 +84,7 @@ fn healthy_manifest_edit_is_applied_and_holds_the_lock_through_the_gate() {
     assert_eq!(*locked_out.lock().unwrap(), Some(true), "{}", events.dump());
     // The new process carries the flags; the old one is gone.
     assert_ne!(bed.node.kubelet().status().pid, Some(old_pid));
-    let argv = running_argv(&bed);
+    let argv = bed.running_argv();
     assert!(argv.contains(&"--profiling=false".to_owned()), "{argv:?}");
     // The backup (outside the manifest directory) holds the original bytes.
     let backup = backup.as_ref().unwrap();
@@ -169,7 +156,7 @@ fn crash_looping_edit_is_rolled_back_to_the_identical_bytes() {
         .wait_until_healthy(Duration::from_secs(10))
         .unwrap();
     assert!(
-        !running_argv(&bed)
+        !bed.running_argv()
             .iter()
             .any(|a| a.starts_with("--audit-policy-file"))
     );

@@ -64,6 +64,20 @@ impl Bed {
     pub fn logs(&self) -> String {
         self.node.kubelet().logs()
     }
+
+    /// The command line of the server the simulated kubelet is running now.
+    pub fn running_argv(&self) -> Vec<String> {
+        let pid = self
+            .node
+            .kubelet()
+            .status()
+            .pid
+            .expect("a server is running");
+        let root = kubesafe_health_gate::witness::procfs::default_root();
+        kubesafe_health_gate::witness::procfs::read_process(&root, pid)
+            .unwrap()
+            .argv
+    }
 }
 
 impl Drop for Bed {
