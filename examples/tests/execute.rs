@@ -87,6 +87,11 @@ fn sign(action: &Value) -> String {
 }
 
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    spawn(args, stdin).wait_with_output().unwrap()
+}
+
+/// Starts `kubesafe ARGS` (stdout and stderr piped) and writes `stdin` to it, if any.
+fn spawn(args: &[&str], stdin: Option<&[u8]>) -> std::process::Child {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_remove("RUST_LOG")
@@ -106,7 +111,7 @@ fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
             other => other.unwrap(),
         }
     }
-    child.wait_with_output().unwrap()
+    child
 }
 
 /// `kubesafe execute --json` with the test key, the log of `dir`, namespace `shop`, the
@@ -493,8 +498,10 @@ fn concurrent_executors_share_one_limit() {
     let log = dir.log();
     let children: Vec<_> = (0..6)
         .map(|_| {
-            let mut child = Command::new(BIN)
-                .args([
+            // A fresh envelope (nonce) each: the limit, not replay protection, is tested.
+            let envelope = sign(&scale(2));
+            spawn(
+                &[
                     "execute",
                     "--json",
                     "--key-file",
@@ -508,19 +515,9 @@ fn concurrent_executors_share_one_limit() {
                     "--rate",
                     "scale_deployment=3/300s",
                     "-",
-                ])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(sign(&scale(2)).as_bytes())
-                .unwrap();
-            child
+                ],
+                Some(envelope.as_bytes()),
+            )
         })
         .collect();
     let codes: Vec<i32> = children
@@ -559,8 +556,8 @@ fn executors_reaching_one_log_by_different_paths_share_the_lock() {
         .unwrap();
     lock.lock().unwrap();
     let key = dir.path("key");
-    let mut child = Command::new(BIN)
-        .args([
+    let mut child = spawn(
+        &[
             "execute",
             "--key-file",
             p(&key),
@@ -571,18 +568,9 @@ fn executors_reaching_one_log_by_different_paths_share_the_lock() {
             "--audit-log",
             p(&link),
             "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(sign(&scale(1)).as_bytes())
-        .unwrap();
+        ],
+        Some(sign(&scale(1)).as_bytes()),
+    );
     // However slow the machine, it cannot finish while the lock is held.
     std::thread::sleep(Duration::from_millis(1500));
     let early = child.try_wait().unwrap();
@@ -1540,19 +1528,7 @@ fn an_executor_killed_mid_apply_leaves_its_admission_on_record() {
         "-",
     ];
     args.extend_from_slice(&rate);
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(envelope.as_bytes())
-        .unwrap();
+    let mut child = spawn(&args, Some(envelope.as_bytes()));
     // The server holds the PATCH; kill -9 the executor while it waits for the answer.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !server
